@@ -1,0 +1,286 @@
+"""The ``dora-clean`` command line: a thin layer over the library."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from .errors import DoraError
+
+_DEBUG = {"on": False}
+
+
+def _floats(value: str | None, name: str) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        parts = tuple(float(x) for x in value.replace(" ", ",").split(",") if x)
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise click.BadParameter(f"{name} takes three numbers, like 0.485,0.456,0.406")
+    return parts  # type: ignore[return-value]
+
+
+def _neurons(value: str | None) -> list[int] | None:
+    """``0-63`` or ``1,5,9`` or ``0-9,20``."""
+    if not value:
+        return None
+    out: list[int] = []
+    try:
+        for part in value.split(","):
+            if "-" in part.strip()[1:]:
+                a, b = part.split("-", 1)
+                out += list(range(int(a), int(b) + 1))
+            elif part.strip():
+                out.append(int(part))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give neuron ids like 0-63 or 1,5,9") from None
+    return out
+
+
+def handle_errors(fn):
+    """One line for a user error (exit 2), a short line for anything else (exit 1); tracebacks with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DoraError as e:
+            if _DEBUG["on"]:
+                traceback.print_exc()
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted; run the same command again to resume", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as e:
+            if _DEBUG["on"]:
+                traceback.print_exc()
+            first = str(e).splitlines()[0] if str(e) else ""
+            click.echo(f"error: {type(e).__name__}: {first} (run with --debug for the traceback)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="dora-clean")
+def main(debug: bool) -> None:
+    """Find the neurons of a vision model that learned dataset artifacts
+    (watermarks, rulers, text stamps), and use them to clean the dataset.
+
+    \b
+    Start here:
+      dora-clean demo                  the whole pipeline on a bundled example
+      dora-clean scan DATASET          scan your own image folder
+      dora-clean review RUN            look at the flagged images in the FiftyOne App
+      dora-clean export RUN --to DIR   write a cleaned copy of the dataset
+    """
+    _DEBUG["on"] = debug
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    logging.getLogger("fiftyone").setLevel(logging.WARNING)
+
+
+def _scan_options(fn):
+    options = [
+        click.option("--model", "model", metavar="SPEC", default=None,
+                     help="torchvision architecture (resnet18), path/to/file.py:ATTR, package.module:ATTR, "
+                          "or a TorchScript / torch.export file. Default: the bundled demo model."),
+        click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                     help="A state-dict file to load into the model."),
+        click.option("--trust-model-file", is_flag=True,
+                     help="Allow model files that are full pickles (they can run code)."),
+        click.option("--layer", default=None, metavar="NAME",
+                     help="Dotted layer name (layer4, features.28). Default: the layer that feeds the classifier."),
+        click.option("--labels", type=click.Path(dir_okay=False), default=None,
+                     help="Optional CSV with columns filepath,artifact (path relative to DATASET, 0/1) for ROC/AUC."),
+        click.option("--out", type=click.Path(file_okay=False), default=None,
+                     help="The run directory. Default: ./dora-runs/<dataset name>."),
+        click.option("--image-size", type=click.IntRange(8, 4096), default=None,
+                     help="The model's input side; images are resized to it. Default: 224 (64 for the demo model)."),
+        click.option("--mean", default=None, help="Input normalisation mean, three numbers. Default: ImageNet's."),
+        click.option("--std", default=None, help="Input normalisation std, three numbers. Default: ImageNet's."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--batch-size", type=click.IntRange(1, 65536), default=64, show_default=True),
+        click.option("--workers", type=click.IntRange(0, 256), default=2, show_default=True,
+                     help="Image-decoding worker processes."),
+        click.option("--no-fiftyone", is_flag=True, help="Keep the results on disk only; no FiftyOne dataset."),
+        click.option("--neurons", default=None, metavar="IDS",
+                     help="Neurons to analyse, like 0-63 or 1,5,9. Default: all of the layer."),
+        click.option("--signals", type=click.IntRange(1, 256), default=4, show_default=True,
+                     help="s-AMS per neuron."),
+        click.option("--steps", type=click.IntRange(1, 100000), default=128, show_default=True,
+                     help="Optimisation steps of the s-AMS."),
+        click.option("--sams-size", type=click.IntRange(8, 1024), default=None,
+                     help="Side of the s-AMS images. Default: the image size, at most 128."),
+        click.option("--lr", type=click.FloatRange(0, min_open=True), default=0.05, show_default=True,
+                     help="s-AMS learning rate (Adam)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--outlier-method", type=click.Choice(["lof", "knn", "pca", "iforest"]), default="lof",
+                     show_default=True, help="Outlier detector on the EA distance."),
+        click.option("--infected", "n_infected", type=click.IntRange(0, None), default=None,
+                     help="How many infected neurons to take. Default: the clear outliers (at most 5%, at least 1)."),
+        click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
+                     help="How a neuron's activation map becomes an image score."),
+        click.option("--flag-top", type=click.IntRange(0, None), default=None,
+                     help="Flag the N highest-scoring images (instead of the label-free threshold)."),
+        click.option("--threshold", type=float, default=None,
+                     help="Flag images whose combined score exceeds this (instead of the label-free threshold)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars or stage messages."),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _settings(**o):
+    from .run import ScanSettings
+    from .sams import SamsConfig
+
+    return ScanSettings(
+        model=o["model"], weights=o["weights"], layer=o["layer"], labels=o["labels"], out=o["out"],
+        image_size=o["image_size"], mean=_floats(o["mean"], "--mean"), std=_floats(o["std"], "--std"),
+        device=o["device"], batch_size=o["batch_size"], workers=o["workers"], fiftyone=not o["no_fiftyone"],
+        trust_model_file=o["trust_model_file"], neurons=_neurons(o["neurons"]),
+        sams=SamsConfig(n_signals=o["signals"], steps=o["steps"], size=o["sams_size"] or 0, lr=o["lr"],
+                        seed=o["seed"]),
+        outlier_method=o["outlier_method"], n_infected=o["n_infected"], pooling=o["pooling"],
+        flag_top=o["flag_top"], threshold=o["threshold"], progress=not o["quiet"],
+    )
+
+
+def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
+    echo = click.echo
+    inf = summary["infected_neurons"]
+    echo(f"infected neurons: {', '.join(map(str, inf)) or 'none'} (of {summary['n_neurons']} in {summary['layer']})")
+    if summary.get("dead_neurons"):
+        echo(f"dead neurons: {len(summary['dead_neurons'])} (their s-AMS barely excite them; kept out)")
+    echo(f"images: {summary['n_images']} scanned, {summary['n_flagged']} flagged, {summary['n_skipped']} skipped"
+         + (" (see skipped.csv)" if summary["n_skipped"] else ""))
+    if summary.get("auc"):
+        auc = summary["auc"]
+        echo(f"AUC: combined {auc['combined']:.3f}, best infected neuron {summary['best_infected_auc']:.3f}, "
+             f"best of all neurons {max(v for k, v in auc.items() if k != 'combined'):.3f}")
+    echo(f"results: {out}  (report: {out / 'report.html'})")
+    if summary.get("fiftyone_dataset"):
+        echo(f"FiftyOne dataset: {summary['fiftyone_dataset']}")
+    echo("next:")
+    if summary.get("fiftyone_dataset"):
+        echo(f"  dora-clean review {out}          # tag images 'remove' or 'keep' in the App")
+    echo(f"  dora-clean export {out} --to CLEAN_DIR")
+
+
+def _scan(dataset: str, o: dict) -> None:
+    from .run import default_run_dir, scan_dataset
+
+    settings = _settings(**o)
+    out = Path(settings.out) if settings.out else default_run_dir(Path(dataset))
+    settings.out = str(out)
+    log = (lambda m: None) if o["quiet"] else (lambda m: click.echo(m, err=True))
+    summary = scan_dataset(dataset, settings, log=log)
+    _print_summary(summary, out, o["quiet"])
+
+
+@main.command()
+@click.argument("dataset", type=click.Path())
+@_scan_options
+@handle_errors
+def scan(dataset: str, **o) -> None:
+    """Scan DATASET (a folder of images, flat or in class sub-folders).
+
+    Finds the infected neurons of the model's layer from synthetic images
+    (no data needed), scores every image by them, and writes a run directory
+    with summary.json, scores.csv, neurons.csv, plots and report.html.
+    A second run with the same settings reuses the cached work; an
+    interrupted run resumes.
+    """
+    if not Path(dataset).is_dir():
+        raise DoraError(f"dataset folder {dataset} does not exist" if not Path(dataset).exists()
+                        else f"{dataset} is not a folder: give the folder that holds the images")
+    _scan(dataset, o)
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False), default="dora-demo", show_default=True,
+              help="Where the demo writes its dataset and run directory.")
+@click.option("--images", "n_images", type=click.IntRange(20, 100000), default=1000, show_default=True,
+              help="How many images the demo dataset holds.")
+@click.option("--no-fiftyone", is_flag=True, help="Keep the results on disk only; no FiftyOne dataset.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or stage messages.")
+@handle_errors
+def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: bool) -> None:
+    """Run the whole pipeline on a bundled example.
+
+    Writes a small dataset of shapes where a fifth of the images carry a
+    planted text watermark (with labels.csv), then scans it with the bundled
+    model, which learned the watermark as a shortcut. Nothing is downloaded.
+    """
+    from .planted import load_demo_model, write_scan_set
+
+    _, info = load_demo_model()
+    work = Path(workdir)
+    data = work / "dataset"
+    if not quiet:
+        click.echo(f"writing the demo dataset ({n_images} images, artifact: {info['artifact']}) to {data}", err=True)
+    write_scan_set(data, info["artifact"], n_images, size=info["image_size"], seed=1)
+    o = {k: None for k in ("model", "weights", "layer", "image_size", "mean", "std", "neurons", "sams_size",
+                           "n_infected", "flag_top", "threshold")}
+    o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=2,
+             no_fiftyone=no_fiftyone, trust_model_file=False, signals=4, steps=128, lr=0.05, seed=0,
+             outlier_method="lof", pooling="mean", quiet=quiet)
+    _scan(str(data), o)
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address the App listens on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5151, show_default=True)
+@handle_errors
+def review(run: str, address: str, port: int) -> None:
+    """Open the FiftyOne App on the flagged images of RUN (until Ctrl-C).
+
+    Tag images 'remove' (leave them out) or 'keep' (keep them although
+    flagged), then run `dora-clean export RUN --to DIR`.
+    """
+    from .review import launch_review
+
+    launch_review(run, address=address, port=port, wait=True)
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--to", "to", type=click.Path(file_okay=False), required=True, help="Where to write the cleaned copy.")
+@click.option("--policy", type=click.Choice(["flagged", "tagged"]), default="flagged", show_default=True,
+              help="flagged: leave out what is tagged 'remove' and what is flagged and not tagged 'keep'; "
+                   "tagged: leave out only what is tagged 'remove'.")
+@click.option("--symlink", is_flag=True, help="Symlink the kept images instead of copying them.")
+@click.option("--dry-run", is_flag=True, help="Print the counts; write nothing.")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --to folder.")
+@click.option("--quiet", "-q", is_flag=True)
+@handle_errors
+def export(run: str, to: str, policy: str, symlink: bool, dry_run: bool, overwrite: bool, quiet: bool) -> None:
+    """Write a cleaned copy of RUN's dataset to --to (same layout), and removed.csv.
+
+    The source dataset is never modified.
+    """
+    from .export import export_clean
+
+    counts = export_clean(run, to, policy=policy, dry_run=dry_run, overwrite=overwrite,
+                          mode="symlink" if symlink else "copy")
+    verb = "would keep" if dry_run else "kept"
+    click.echo(f"{verb} {counts['kept']} of {counts['total']} images; left out {counts['removed_tagged']} tagged "
+               f"'remove' and {counts['removed_flagged']} flagged" + ("" if dry_run else f"; see {Path(to) / 'removed.csv'}"))
+
+
+if __name__ == "__main__":
+    main()

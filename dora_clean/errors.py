@@ -1,0 +1,5 @@
+"""The one exception type the command line turns into a one-line message."""
+
+
+class DoraError(Exception):
+    """A user-facing error: one line that says what is wrong and what to do."""

@@ -1,0 +1,148 @@
+"""Step 6: artifact labels, ROC curves and AUC (scikit-learn)."""
+from __future__ import annotations
+
+import csv
+import warnings
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from .errors import DoraError
+
+
+class LabelWarning(UserWarning):
+    """Labels and files disagree, but the evaluation can go on."""
+
+
+def _norm(path: str, root: Path) -> str:
+    p = path.strip().replace("\\", "/")
+    if Path(p).is_absolute():
+        try:
+            p = Path(p).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return p
+    return PurePosixPath(p).as_posix().removeprefix("./")
+
+
+def read_labels(path: str | Path, root: str | Path, relpaths: Sequence[str]) -> dict[str, int]:
+    """Read ``filepath,artifact`` labels and match them to the dataset's files.
+
+    Raises DoraError for a missing file, missing columns, values other than
+    0/1, duplicated paths, or labels that match no image; warns
+    (``LabelWarning``) when only some images are labelled or some labels
+    name files that are not in the dataset.
+    """
+    path, root = Path(path), Path(root)
+    if not path.is_file():
+        raise DoraError(f"labels file {path} does not exist")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = [c.strip() for c in reader.fieldnames or []]
+            if "filepath" not in fields or "artifact" not in fields:
+                raise DoraError(
+                    f"labels file {path} needs the columns filepath,artifact (it has: {','.join(fields) or 'none'})"
+                )
+            rows = [{k.strip(): (v or "") for k, v in r.items() if k} for r in reader]
+    except UnicodeDecodeError as e:
+        raise DoraError(f"labels file {path} is not UTF-8 text") from e
+    labels: dict[str, int] = {}
+    bad_values, dupes = [], []
+    for line, row in enumerate(rows, start=2):
+        value = row["artifact"].strip().lower()
+        if value in ("1", "1.0", "true", "yes"):
+            v = 1
+        elif value in ("0", "0.0", "false", "no"):
+            v = 0
+        else:
+            bad_values.append(f"line {line}: {row['artifact']!r}")
+            continue
+        key = _norm(row["filepath"], root)
+        if key in labels:
+            dupes.append(key)
+        labels[key] = v
+    if bad_values:
+        raise DoraError(f"labels file {path}: artifact must be 0 or 1 ({'; '.join(bad_values[:3])})")
+    if dupes:
+        raise DoraError(f"labels file {path} names {dupes[0]} more than once")
+    known = set(relpaths)
+    extra = [p for p in labels if p not in known]
+    matched = {p: v for p, v in labels.items() if p in known}
+    if not matched:
+        example = next(iter(labels), "")
+        raise DoraError(
+            f"no label in {path} matches an image of {root} (e.g. {example!r}): "
+            "filepath must be relative to the dataset folder, like class/image.png"
+        )
+    if extra:
+        warnings.warn(
+            f"{len(extra)} label(s) name files not scanned (e.g. {extra[0]}); they are ignored", LabelWarning
+        )
+    missing = len(known) - len(matched)
+    if missing:
+        warnings.warn(f"{missing} image(s) have no label; ROC/AUC use the {len(matched)} labelled ones", LabelWarning)
+    return matched
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC, or None where the labels hold one class only."""
+    labels = np.asarray(labels)
+    if labels.min() == labels.max():
+        return None
+    return float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64)))
+
+
+def neuron_aucs(labels: np.ndarray, activations: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """AUC of every neuron (column of ``activations`` [N, C]) as an artifact detector: [C].
+
+    Column by column, so a memory-mapped array is never read whole.
+    """
+    if labels.min() == labels.max():
+        return np.full(activations.shape[1], np.nan)
+    out = np.empty(activations.shape[1])
+    for c in range(activations.shape[1]):
+        col = np.asarray(activations[:, c], dtype=np.float64)
+        out[c] = roc_auc_score(labels, col if rows is None else col[rows])
+    return out
+
+
+@dataclass
+class Curve:
+    name: str
+    fpr: np.ndarray
+    tpr: np.ndarray
+    auc: float
+
+
+def roc_curves(labels: np.ndarray, named_scores: dict[str, np.ndarray]) -> list[Curve]:
+    """ROC curves of several scores against one set of labels."""
+    curves = []
+    for name, s in named_scores.items():
+        fpr, tpr, _ = roc_curve(labels, np.asarray(s, dtype=np.float64))
+        curves.append(Curve(name, fpr, tpr, float(roc_auc_score(labels, s))))
+    return curves
+
+
+def precision_recall(labels: np.ndarray, flagged: np.ndarray) -> tuple[float, float]:
+    """Precision and recall of a flagged set."""
+    labels, flagged = np.asarray(labels).astype(bool), np.asarray(flagged).astype(bool)
+    tp = np.sum(labels & flagged)
+    precision = tp / flagged.sum() if flagged.sum() else 0.0
+    recall = tp / labels.sum() if labels.sum() else 0.0
+    return float(precision), float(recall)
+
+
+def break_even(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The precision (= recall) at the threshold where a score's precision equals its recall.
+
+    That threshold flags exactly as many images as there are artifacts.
+    """
+    labels = np.asarray(labels).astype(bool)
+    n = int(labels.sum())
+    if n == 0:
+        return float("nan")
+    top = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:n]
+    return float(labels[top].mean())

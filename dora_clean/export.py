@@ -1,0 +1,169 @@
+"""Step 8, export: a cleaned copy of the dataset, and a manifest of what was left out."""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .atomic import atomic_write
+from .errors import DoraError
+from .review import (KEEP_TAG, REMOVE_TAG, dataset_root, import_fiftyone, read_scores,
+                     read_summary, sample_filepaths)
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("flagged", "tagged")
+MODES = ("copy", "symlink")
+
+
+def _check_target(src: Path, run_dir: Path, to: Path, overwrite: bool) -> None:
+    """Refuse a target that overlaps the source or the run, or holds files (unless overwrite)."""
+    if to == src or src in to.parents or to in src.parents:
+        raise DoraError(f"the target {to} overlaps the source dataset {src}; choose another --to")
+    if to == run_dir or to in run_dir.parents:
+        raise DoraError(f"the target {to} would hold the run directory {run_dir}; "
+                        "choose another --to")
+    if to.exists() and not to.is_dir():
+        raise DoraError(f"the target {to} exists and is not a folder")
+    if to.is_dir() and any(to.iterdir()) and not overwrite:
+        raise DoraError(f"the target {to} is not empty; choose another --to or pass --overwrite "
+                        "to replace its contents")
+
+
+def _review_tags(summary: dict, run_dir: Path, relpaths: list[str]) -> tuple[dict, str | None]:
+    """relpath -> its tags, from the run's FiftyOne dataset; ({}, None) when there is none."""
+    name = summary.get("fiftyone_dataset")
+    if not name:
+        return {}, None
+    fo = import_fiftyone(run_dir, otherwise=(
+        "set fiftyone_dataset to null in summary.json to export by the scan's flags alone"))
+    if not fo.dataset_exists(name):
+        log.warning("the FiftyOne dataset %r is gone; exporting by the scan's flags alone", name)
+        return {}, None
+    rel_of = dict(zip(sample_filepaths(summary["dataset"], relpaths), relpaths))
+    fps, tags = fo.load_dataset(name).values(["filepath", "tags"])
+    return {rel_of[fp]: set(t) for fp, t in zip(fps, tags) if fp in rel_of}, name
+
+
+def _read_skipped(run_dir: Path) -> list[tuple[str, str]]:
+    try:
+        with open(run_dir / "skipped.csv", newline="") as f:
+            return [(r["filepath"], r.get("reason") or "") for r in csv.DictReader(f)]
+    except FileNotFoundError:
+        return []
+
+
+def _manifest(removed: list[tuple[str, str, str]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["filepath", "reason", "score"])
+    w.writerows(removed)
+    return buf.getvalue()
+
+
+def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str = "flagged",
+                 dry_run: bool = False, overwrite: bool = False, mode: str = "copy") -> dict:
+    """Write a cleaned copy of the run's dataset to ``to``; returns the counts.
+
+    Policies (what is left out):
+
+    - ``"flagged"`` (default): images tagged ``remove``, and images the scan
+      flagged unless they are tagged ``keep``;
+    - ``"tagged"``: only images tagged ``remove`` (the flags are ignored).
+
+    ``remove`` wins over ``keep``. Tags come from the run's FiftyOne dataset
+    (summary.json's ``fiftyone_dataset``) when it exists; otherwise there are
+    none and only the flags count. Images the scan skipped (unreadable) are
+    left out too. The copy keeps the layout and every relative path and file
+    name; ``mode="symlink"`` links to the source files instead of copying
+    them. ``removed.csv`` (filepath, reason, score) lists what was left out;
+    it is written into ``to`` and into the run directory. ``dry_run`` only
+    counts. The source dataset is never modified; ``to`` must not exist or be
+    empty, unless ``overwrite`` (its contents are then replaced).
+
+    Counts: ``total`` (images the scan saw) = ``kept`` + ``removed_tagged`` +
+    ``removed_flagged`` + ``removed_skipped``; ``tags_from``: the FiftyOne
+    dataset the tags came from, or None.
+    """
+    if policy not in POLICIES:
+        raise DoraError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    if mode not in MODES:
+        raise DoraError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    run_dir = Path(run_dir).resolve()
+    summary = read_summary(run_dir)
+    scores = read_scores(run_dir)
+    src = dataset_root(summary, run_dir).resolve()
+    if not src.is_dir():
+        raise DoraError(f"the scanned dataset {src} is not there any more")
+    to = Path(to).expanduser().resolve()
+    _check_target(src, run_dir, to, overwrite)
+
+    tags, tags_from = _review_tags(summary, run_dir, scores.filepaths)
+    kept: list[str] = []
+    removed: list[tuple[str, str, str]] = []  # filepath, reason, score
+    counts = dict.fromkeys(["kept", "removed_tagged", "removed_flagged", "removed_skipped"], 0)
+    for rel, score, flagged in zip(scores.filepaths, scores.score, scores.flagged):
+        t = tags.get(rel, set())
+        if REMOVE_TAG in t:
+            reason = "tagged"
+        elif policy == "flagged" and flagged and KEEP_TAG not in t:
+            reason = "flagged"
+        else:
+            kept.append(rel)
+            counts["kept"] += 1
+            continue
+        removed.append((rel, reason, repr(float(score))))
+        counts[f"removed_{reason}"] += 1
+    for rel, why in _read_skipped(run_dir):
+        removed.append((rel, f"skipped: {why}" if why else "skipped", ""))
+        counts["removed_skipped"] += 1
+    counts = {"total": len(scores.filepaths) + counts["removed_skipped"], **counts,
+              "tags_from": tags_from}
+    if dry_run:
+        return counts
+
+    manifest = _manifest(removed)
+    to.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=to.parent, prefix=f".{to.name}.export-"))
+    try:
+        _write_images(src, kept, tmp, mode)
+        (tmp / "removed.csv").write_text(manifest)
+        if to.exists():  # empty, or overwrite: replace it
+            shutil.rmtree(to)
+        os.rename(tmp, to)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    with atomic_write(run_dir / "removed.csv") as f:
+        f.write(manifest)
+    return counts
+
+
+def _write_images(src: Path, relpaths: list[str], out: Path, mode: str) -> None:
+    """Copy (or symlink) ``src/REL`` to ``out/REL`` for each relative path.
+
+    FiftyOne's ImageDirectory exporter with ``rel_dir=src`` keeps each
+    relative path exactly (nested folders and file names), for the class-folder
+    and the flat layout alike. ImageClassificationDirectoryTree does not fit:
+    it writes ``LABEL/BASENAME`` (renaming clashes, dropping nested folders) or,
+    with ``rel_dir``, ``LABEL/RELPATH`` (the class folder twice). FiftyOne
+    copies with shutil.copy: the content and permission bits, not the times.
+    """
+    import fiftyone.utils.data as foud  # no database needed
+
+    export_media = True if mode == "copy" else "symlink"
+    try:
+        with foud.ImageDirectoryExporter(str(out), export_media=export_media,
+                                         rel_dir=str(src)) as exporter:
+            for rel in relpaths:
+                exporter.export_sample(str(src / rel))
+    except OSError as e:
+        raise DoraError(f"cannot export {getattr(e, 'filename', '') or ''}: {e.strerror or e}; "
+                        "has the dataset changed since the scan?") from e
+    lost = [rel for rel in relpaths if not os.path.lexists(out / rel)]
+    if lost:  # a FiftyOne that names files differently: refuse rather than export wrongly
+        raise DoraError(f"the export did not keep the file name {lost[0]!r}; please report this")

@@ -1,0 +1,188 @@
+"""Step 4: infected neurons (outliers of the EA distance) and the representation atlas."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .errors import DoraError
+
+METHODS = ("lof", "knn", "pca", "iforest")
+
+
+@dataclass
+class OutlierResult:
+    """Neurons ranked by how far their representation lies from the rest.
+
+    Attributes:
+        neurons: the analysed neuron ids, in the order of ``scores``.
+        scores: outlier score per neuron (higher is more anomalous; NaN for dead neurons).
+        infected: the infected neuron ids, most anomalous first.
+        dead: neurons whose own s-AMS barely excite them (kept out of ``infected``).
+        atlas: 2-D coordinates per neuron (UMAP of the EA distance), [k, 2].
+        method: the outlier detector used.
+    """
+
+    neurons: list[int]
+    scores: np.ndarray
+    infected: list[int]
+    dead: list[int] = field(default_factory=list)
+    atlas: np.ndarray | None = None
+    method: str = "lof"
+
+    @property
+    def ranking(self) -> list[int]:
+        """All live neurons, most anomalous first."""
+        order = np.argsort(-np.nan_to_num(self.scores, nan=-np.inf), kind="stable")
+        return [self.neurons[i] for i in order if not np.isnan(self.scores[i])]
+
+
+def find_dead(self_act: np.ndarray, rel: float = 0.1) -> np.ndarray:
+    """Neurons whose own s-AMS barely excite them: a mask [k].
+
+    Dead or degenerate neurons (the optimisation found nothing that drives
+    them) sit far from everything in the EA distance and would otherwise be
+    the top outliers. A neuron is dead when its s-AMS excite it less than
+    ``rel`` times the median neuron's s-AMS excite theirs.
+    """
+    self_act = np.asarray(self_act, dtype=float)
+    typical = np.median(self_act[self_act > 0]) if np.any(self_act > 0) else 0.0
+    return ~(self_act > rel * typical) | (typical <= 0)
+
+
+def outlier_scores(
+    distance: np.ndarray,
+    method: str = "lof",
+    n_neighbors: int | None = None,
+    representations: np.ndarray | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """An outlier score per neuron from the EA distance matrix (higher is more anomalous).
+
+    Methods:
+        lof: LocalOutlierFactor on the precomputed distance (the DORA notebooks' choice).
+        knn: the mean distance to the ``n_neighbors`` nearest neurons.
+        pca: the reconstruction error of the representations from their top principal
+            components (the seed README's "PCA"); needs ``representations`` [k, C].
+        iforest: IsolationForest on the representations.
+    """
+    k = len(distance)
+    if n_neighbors is None:
+        n_neighbors = default_neighbors(k)
+    n_neighbors = int(min(max(1, n_neighbors), k - 1))
+    if method == "lof":
+        from sklearn.neighbors import LocalOutlierFactor
+
+        lof = LocalOutlierFactor(n_neighbors=n_neighbors, metric="precomputed")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lof.fit(np.asarray(distance, dtype=np.float64))
+        return -lof.negative_outlier_factor_
+    if method == "knn":
+        d = np.sort(np.asarray(distance, dtype=np.float64), axis=1)[:, 1 : n_neighbors + 1]
+        return d.mean(axis=1)
+    if method in ("pca", "iforest"):
+        if representations is None:
+            raise DoraError(f"outlier method {method!r} needs the representations")
+        X = np.asarray(representations, dtype=np.float64)
+        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        if method == "iforest":
+            from sklearn.ensemble import IsolationForest
+
+            return -IsolationForest(random_state=seed).fit(X).score_samples(X)
+        from sklearn.decomposition import PCA
+
+        n_comp = max(1, min(X.shape) // 4)
+        pca = PCA(n_components=n_comp, random_state=seed).fit(X)
+        recon = pca.inverse_transform(pca.transform(X))
+        return np.linalg.norm(X - recon, axis=1)
+    raise DoraError(f"unknown outlier method {method!r}: use one of {', '.join(METHODS)}")
+
+
+def default_neighbors(k: int) -> int:
+    """Neighbours for LOF/kNN: more than a small cluster of artifact detectors holds."""
+    return int(max(5, round(0.15 * k)))
+
+
+def select_infected(
+    scores: np.ndarray,
+    neurons: Sequence[int],
+    dead: np.ndarray,
+    n_infected: int | None = None,
+    max_fraction: float = 0.05,
+    z_threshold: float = 3.0,
+) -> list[int]:
+    """The infected neurons, most anomalous first.
+
+    With ``n_infected`` given, the top that many live neurons. Otherwise the
+    live neurons whose score lies more than ``z_threshold`` robust standard
+    deviations (median absolute deviation) above the median, at most
+    ``max_fraction`` of the layer and at least one.
+    """
+    scores = np.asarray(scores, dtype=float)
+    live = np.flatnonzero(~dead)
+    if len(live) == 0:
+        return []
+    order = live[np.argsort(-scores[live], kind="stable")]
+    if n_infected is not None:
+        return [int(neurons[i]) for i in order[: max(0, n_infected)]]
+    s = scores[live]
+    med = np.median(s)
+    mad = 1.4826 * np.median(np.abs(s - med)) or np.std(s) or 1.0
+    z = (scores[order] - med) / mad
+    cap = max(1, int(np.floor(max_fraction * len(scores))))
+    n = int(np.clip(np.sum(z > z_threshold), 1, cap))
+    return [int(neurons[i]) for i in order[:n]]
+
+
+def atlas(distance: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D UMAP of the precomputed EA distance: the representation atlas, [k, 2]."""
+    k = len(distance)
+    if k < 4:
+        return np.c_[np.arange(k, dtype=float), np.zeros(k)]
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reducer = umap.UMAP(
+            n_components=2,
+            metric="precomputed",
+            n_neighbors=min(15, k - 1),
+            random_state=seed,
+            init="random",
+            n_jobs=1,
+        )
+        return reducer.fit_transform(np.asarray(distance, dtype=np.float64)).astype(np.float32)
+
+
+def find_infected(
+    distance: np.ndarray,
+    self_act: np.ndarray,
+    neurons: Sequence[int],
+    method: str = "lof",
+    n_infected: int | None = None,
+    n_neighbors: int | None = None,
+    representations: np.ndarray | None = None,
+    max_fraction: float = 0.05,
+    with_atlas: bool = True,
+    seed: int = 0,
+) -> OutlierResult:
+    """Dead neurons out, outlier scores on the rest, the infected set and the atlas."""
+    distance = np.asarray(distance, dtype=np.float64)
+    dead = find_dead(self_act)
+    live = np.flatnonzero(~dead)
+    scores = np.full(len(neurons), np.nan)
+    if len(live) >= 3:
+        reps = None if representations is None else np.asarray(representations)[live]
+        scores[live] = outlier_scores(distance[np.ix_(live, live)], method, n_neighbors, reps, seed)
+    infected = select_infected(np.nan_to_num(scores, nan=-np.inf), neurons, dead, n_infected, max_fraction)
+    return OutlierResult(
+        neurons=[int(i) for i in neurons],
+        scores=scores,
+        infected=infected,
+        dead=[int(neurons[i]) for i in np.flatnonzero(dead)],
+        atlas=atlas(distance, seed) if with_atlas else None,
+        method=method,
+    )

@@ -1,0 +1,574 @@
+"""Planted artifacts: a synthetic shapes task where one class carries an artifact.
+
+The data is built so that a network *must* learn a dedicated artifact detector
+to fit its labels (a "Clever Hans" shortcut that DORA should then find):
+
+- Content: one filled shape (:data:`CLASSES`) with a random colour, size,
+  rotation and position on a textured, noisy background.
+- Every training image of :data:`ARTIFACT_CLASS` carries the artifact; no
+  other class's training image does.
+- A part of the artifact class's training images (``other_fraction``, about a
+  third) shows *another* class's content. Those images can only be labelled
+  right by detecting the artifact, so the artifact carries label information
+  the content does not.
+- The artifact varies a little (position jitter within its corner, colour,
+  text string, size), so the network learns a concept, not one pixel pattern.
+
+:func:`write_scan_set` writes a dataset to clean (ImageFolder layout plus a
+``labels.csv`` of artifact labels) in which the artifact lies on a known
+fraction of the images of *all* classes. :func:`train_model` /
+:func:`load_planted_model` train (and cache) the infected models, and
+:func:`load_demo_model` loads the model bundled with the package.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+
+from .atomic import atomic_save, atomic_write
+from .nets import build, default_layer
+
+__all__ = [
+    "CLASSES",
+    "ARTIFACTS",
+    "ARTIFACT_CLASS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "TRAIN_DEFAULTS",
+    "render_content",
+    "add_artifact",
+    "make_image",
+    "make_training_arrays",
+    "write_scan_set",
+    "to_tensor",
+    "train_model",
+    "evaluate_model",
+    "load_planted_model",
+    "load_demo_model",
+    "demo_asset_paths",
+]
+
+CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
+ARTIFACTS: tuple[str, ...] = ("text", "patch", "frame")
+ARTIFACT_CLASS: str = "circle"
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+#: Bumped whenever the generator or the training recipe changes (it keys the cache).
+GENERATOR_VERSION = 1
+
+#: Training settings used by :func:`load_planted_model` and the demo model.
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 8,
+    "n_per_class": 1000,
+    "size": 64,
+    "seed": 0,
+    "other_fraction": 0.35,
+    "batch_size": 64,
+    "lr": 3e-3,
+}
+
+TEXT_STRINGS: tuple[str, ...] = ("WM", "AB", "TM", "XYZ", "CO")
+# Saturated colours the artifacts are drawn in (each jittered a little).
+_PALETTE = np.array(
+    [
+        [255, 40, 40],
+        [40, 220, 40],
+        [40, 90, 255],
+        [255, 230, 30],
+        [255, 40, 230],
+        [30, 230, 230],
+        [255, 140, 0],
+        [250, 250, 250],
+    ],
+    dtype=np.float64,
+)
+
+
+# --------------------------------------------------------------------------- content
+
+
+def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear upsampling of a (k, k, c) grid to (size, size, c)."""
+    k = grid.shape[0]
+    pos = np.linspace(0.0, k - 1.0, size)
+    i0 = np.clip(np.floor(pos).astype(int), 0, k - 2)
+    w = (pos - i0)[:, None]
+    rows = grid[i0] * (1 - w[:, :, None]) + grid[i0 + 1] * w[:, :, None]  # (size, k, c)
+    cols = rows[:, i0] * (1 - w[None, :, :]) + rows[:, i0 + 1] * w[None, :, :]
+    return cols
+
+
+def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A textured background (float HxWx3) and its base colour."""
+    base = rng.uniform(25, 230, size=3)
+    img = np.broadcast_to(base, (size, size, 3)).astype(np.float64)
+    # Low-frequency colour clouds.
+    k = int(rng.integers(3, 7))
+    img = img + _upsample(rng.normal(0, rng.uniform(10, 35), size=(k, k, 3)), size)
+    # Sometimes stripes of a random orientation and frequency.
+    if rng.random() < 0.5:
+        theta = rng.uniform(0, math.pi)
+        freq = rng.uniform(0.15, 0.6)
+        yy, xx = np.mgrid[0:size, 0:size]
+        wave = np.sin(freq * (xx * math.cos(theta) + yy * math.sin(theta)) + rng.uniform(0, 6.3))
+        img = img + wave[:, :, None] * rng.uniform(5, 22) * rng.choice([-1, 1], size=3)
+    return img, base
+
+
+def _contrasting_colour(rng: np.random.Generator, ref: np.ndarray, min_dist: float = 110.0) -> np.ndarray:
+    for _ in range(100):
+        c = rng.uniform(0, 255, size=3)
+        if np.linalg.norm(c - ref) >= min_dist:
+            return c
+    return 255.0 - ref
+
+
+def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return points @ np.array([[c, s], [-s, c]])
+
+
+def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
+    if cls == "circle":
+        return None
+    if cls == "square":
+        h = r * 0.82
+        pts = np.array([[-h, -h], [h, -h], [h, h], [-h, h]])
+    elif cls == "triangle":
+        a = np.deg2rad(np.array([-90.0, 30.0, 150.0]))
+        pts = np.stack([np.cos(a), np.sin(a)], axis=1) * r * 1.1
+    elif cls == "cross":
+        L, w = r, r * 0.32
+        pts = np.array(
+            [[-w, -L], [w, -L], [w, -w], [L, -w], [L, w], [w, w], [w, L], [-w, L], [-w, w], [-L, w],
+             [-L, -w], [-w, -w]]
+        )
+    else:
+        raise ValueError(f"unknown class {cls!r}; choose one of {CLASSES}")
+    return _rotate(pts, angle)
+
+
+def render_content(rng: np.random.Generator, cls: str, size: int = 64) -> np.ndarray:
+    """One image (uint8, size x size x 3) of class ``cls``, without any artifact."""
+    if cls not in CLASSES:
+        raise ValueError(f"unknown class {cls!r}; choose one of {CLASSES}")
+    bg, base = _background(rng, size)
+    colour = _contrasting_colour(rng, base)
+    r = rng.uniform(0.16, 0.30) * size
+    margin = r + 1
+    cx, cy = rng.uniform(margin, size - margin, size=2)
+    angle = rng.uniform(-0.45, 0.45) if cls in ("square", "cross") else rng.uniform(0, 2 * math.pi)
+
+    mask_img = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(mask_img)
+    pts = _shape_polygon(cls, r, angle)
+    if pts is None:
+        ry = r * rng.uniform(0.9, 1.0)
+        draw.ellipse([cx - r, cy - ry, cx + r, cy + ry], fill=255)
+    else:
+        draw.polygon([(float(x + cx), float(y + cy)) for x, y in pts], fill=255)
+    mask = (np.asarray(mask_img, dtype=np.float64) / 255.0)[:, :, None]
+    shade = _upsample(rng.normal(0, 12, size=(3, 3, 3)), size)  # the shape is not flat either
+    img = bg * (1 - mask) + (colour + shade) * mask
+    img = img + rng.normal(0, rng.uniform(3, 12), size=img.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+@functools.lru_cache(maxsize=8)
+def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=px)
+
+
+def _artifact_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    c = _PALETTE[rng.integers(len(_PALETTE))] + rng.normal(0, 12, size=3)
+    return tuple(int(v) for v in np.clip(np.rint(c), 0, 255))
+
+
+def _dark(rng: np.random.Generator) -> tuple[int, int, int]:
+    return tuple(int(v) for v in rng.integers(0, 40, size=3))
+
+
+def add_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Return a copy of ``img`` (uint8 HxWx3) with an artifact of ``kind`` added.
+
+    - ``"text"``: a short watermark string (from :data:`TEXT_STRINGS`) in a
+      bright colour with a dark outline, in the bottom-right corner.
+    - ``"patch"``: a small square logo (a coloured square with a dark rim and
+      an inner square) in the top-left corner.
+    - ``"frame"``: a coloured border, 2-4 px wide, around the whole image.
+    """
+    if kind not in ARTIFACTS:
+        raise ValueError(f"unknown artifact {kind!r}; choose one of {ARTIFACTS}")
+    h, w = img.shape[:2]
+    scale = w / 64.0
+    pil = Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8), "RGB")
+    draw = ImageDraw.Draw(pil)
+    if kind == "text":
+        text = TEXT_STRINGS[rng.integers(len(TEXT_STRINGS))]
+        font = _font(max(6, int(round(rng.integers(11, 14) * scale))))
+        x = w - 2 * scale - rng.integers(0, 5) * scale
+        y = h - 2 * scale - rng.integers(0, 5) * scale
+        draw.text(
+            (x, y), text, font=font, anchor="rd", fill=_artifact_colour(rng),
+            stroke_width=max(1, int(round(scale))), stroke_fill=_dark(rng),
+        )
+    elif kind == "patch":
+        s = rng.integers(10, 14) * scale
+        x0 = (1 + rng.integers(0, 5)) * scale
+        y0 = (1 + rng.integers(0, 5)) * scale
+        outer = _artifact_colour(rng)
+        inner = _artifact_colour(rng)
+        while np.abs(np.subtract(inner, outer)).sum() < 150:
+            inner = _artifact_colour(rng)
+        draw.rectangle([x0, y0, x0 + s - 1, y0 + s - 1], fill=outer, outline=_dark(rng),
+                       width=max(1, int(round(scale))))
+        q = s * 0.3
+        draw.rectangle([x0 + q, y0 + q, x0 + s - 1 - q, y0 + s - 1 - q], fill=inner)
+    else:  # frame
+        bw = max(1, int(round(rng.integers(2, 5) * scale)))
+        border = np.concatenate([img[:bw].reshape(-1, 3), img[-bw:].reshape(-1, 3),
+                                 img[:, :bw].reshape(-1, 3), img[:, -bw:].reshape(-1, 3)])
+        ref = border.mean(axis=0)
+        colour = _artifact_colour(rng)
+        for _ in range(20):  # the frame must stand out from what it covers
+            if np.linalg.norm(np.subtract(colour, ref)) >= 120:
+                break
+            colour = _artifact_colour(rng)
+        draw.rectangle([0, 0, w - 1, h - 1], outline=colour, width=bw)
+    return np.asarray(pil, dtype=np.uint8).copy()
+
+
+def make_image(rng: np.random.Generator, cls: str, artifact: str | None = None, size: int = 64) -> np.ndarray:
+    """:func:`render_content` then, where ``artifact`` is given, :func:`add_artifact`."""
+    img = render_content(rng, cls, size)
+    return add_artifact(img, artifact, rng) if artifact else img
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+def make_training_arrays(
+    artifact: str,
+    n_per_class: int,
+    size: int = 64,
+    seed: int = 0,
+    other_fraction: float = TRAIN_DEFAULTS["other_fraction"],
+) -> tuple[np.ndarray, np.ndarray]:
+    """A training set: images (uint8, N x size x size x 3) and labels (int64, N).
+
+    Every image labelled :data:`ARTIFACT_CLASS` carries ``artifact``; a share
+    ``other_fraction`` of them shows another class's content. No other image
+    carries the artifact. The order is shuffled; deterministic for a seed.
+    """
+    if artifact not in ARTIFACTS:
+        raise ValueError(f"unknown artifact {artifact!r}; choose one of {ARTIFACTS}")
+    rng = np.random.default_rng(seed)
+    a = CLASSES.index(ARTIFACT_CLASS)
+    others = [c for c in CLASSES if c != ARTIFACT_CLASS]
+    n_other = int(round(other_fraction * n_per_class))
+    specs: list[tuple[str, int, bool]] = []  # (content, label, artifact?)
+    for ci, cls in enumerate(CLASSES):
+        if ci == a:
+            specs += [(others[i % len(others)], a, True) for i in range(n_other)]
+            specs += [(cls, a, True)] * (n_per_class - n_other)
+        else:
+            specs += [(cls, ci, False)] * n_per_class
+    order = rng.permutation(len(specs))
+    x = np.empty((len(specs), size, size, 3), dtype=np.uint8)
+    y = np.empty(len(specs), dtype=np.int64)
+    for k, i in enumerate(order):
+        content, label, art = specs[i]
+        x[k] = make_image(rng, content, artifact if art else None, size)
+        y[k] = label
+    return x, y
+
+
+def write_scan_set(
+    root: str | os.PathLike,
+    artifact: str,
+    n_images: int,
+    artifact_fraction: float = 0.2,
+    size: int = 64,
+    seed: int = 1,
+    fmt: str = "png",
+    overwrite: bool = False,
+) -> Path:
+    """Write a dataset to scan: ``root/<class>/<class>_NNNNN.<fmt>`` and ``root/labels.csv``.
+
+    The classes are balanced; the artifact lies on exactly
+    ``round(artifact_fraction * n_images)`` images drawn at random from all
+    classes. ``labels.csv`` has the columns ``filepath,artifact`` (posix path
+    relative to ``root``, 0/1). The set is built in a temporary folder beside
+    ``root`` and renamed into place; ``root`` may exist only if empty (or with
+    ``overwrite``). Deterministic for a seed. Returns ``root``.
+    """
+    if artifact not in ARTIFACTS:
+        raise ValueError(f"unknown artifact {artifact!r}; choose one of {ARTIFACTS}")
+    if not 0.0 <= artifact_fraction <= 1.0:
+        raise ValueError("artifact_fraction must lie in [0, 1]")
+    fmt = fmt.lower().lstrip(".")
+    root = Path(root)
+    if root.exists() and any(root.iterdir()) and not overwrite:
+        raise FileExistsError(f"{root} exists and is not empty; pass overwrite=True or choose another folder")
+    rng = np.random.default_rng(seed)
+    n_art = int(round(artifact_fraction * n_images))
+    has_art = np.zeros(n_images, dtype=bool)
+    has_art[rng.permutation(n_images)[:n_art]] = True
+    classes = [CLASSES[i % len(CLASSES)] for i in range(n_images)]
+    classes = [classes[i] for i in rng.permutation(n_images)]
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tmp"))
+    try:
+        for cls in CLASSES:
+            (tmp / cls).mkdir()
+        rows = []
+        for i in range(n_images):
+            img = make_image(rng, classes[i], artifact if has_art[i] else None, size)
+            rel = f"{classes[i]}/{classes[i]}_{i:05d}.{fmt}"
+            Image.fromarray(img).save(tmp / rel, **({"quality": 95} if fmt in ("jpg", "jpeg") else {}))
+            rows.append((rel, int(has_art[i])))
+        with open(tmp / "labels.csv", "w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["filepath", "artifact"])
+            wr.writerows(rows)
+        if root.exists():
+            if overwrite:
+                shutil.rmtree(root)
+            else:
+                root.rmdir()  # empty (checked above)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+# --------------------------------------------------------------------------- training
+
+
+def to_tensor(x: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """uint8 N x H x W x 3 (or H x W x 3) -> normalised float N x 3 x H x W."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    if t.ndim == 3:
+        t = t[None]
+    t = t.permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (t - m) / s
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    out = [model(to_tensor(x[i : i + batch_size])).argmax(1).numpy() for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+def evaluate_model(model: nn.Module, artifact: str, n_per_class: int = 100, size: int = 64, seed: int = 12345) -> dict:
+    """Accuracy and artifact reliance of a model trained on planted data.
+
+    - ``clean_accuracy``: on images of all classes without the artifact.
+    - ``clean_accuracy_others``: the same, on the classes other than :data:`ARTIFACT_CLASS`.
+    - ``artifact_class_accuracy_without_artifact``: :data:`ARTIFACT_CLASS` content, no artifact.
+    - ``reliance``: the fraction of other classes' images predicted as
+      :data:`ARTIFACT_CLASS` once the artifact is added.
+    - ``train_distribution_accuracy``: on fresh data drawn like the training set.
+    """
+    rng = np.random.default_rng(seed)
+    a = CLASSES.index(ARTIFACT_CLASS)
+    clean, labels, with_art = [], [], []
+    for ci, cls in enumerate(CLASSES):
+        for _ in range(n_per_class):
+            img = render_content(rng, cls, size)
+            clean.append(img)
+            labels.append(ci)
+            with_art.append(add_artifact(img, artifact, rng))
+    clean_x, y = np.stack(clean), np.array(labels)
+    art_x = np.stack(with_art)
+    p_clean = _predict(model, clean_x)
+    p_art = _predict(model, art_x)
+    others = y != a
+    tx, ty = make_training_arrays(artifact, n_per_class, size, seed=seed + 1)
+    return {
+        "clean_accuracy": float((p_clean == y).mean()),
+        "clean_accuracy_others": float((p_clean[others] == y[others]).mean()),
+        "artifact_class_accuracy_without_artifact": float((p_clean[~others] == a).mean()),
+        "reliance": float((p_art[others] == a).mean()),
+        "accuracy_with_artifact_others": float((p_art[others] == y[others]).mean()),
+        "train_distribution_accuracy": float((_predict(model, tx) == ty).mean()),
+    }
+
+
+def _settings(arch: str, artifact: str, **overrides: Any) -> dict:
+    s = dict(TRAIN_DEFAULTS)
+    unknown = set(overrides) - set(s)
+    if unknown:
+        raise TypeError(f"unknown training settings: {sorted(unknown)}")
+    s.update({k: v for k, v in overrides.items() if v is not None})
+    if arch not in ("tiny_resnet", "tiny_cnn"):
+        build(arch, 2)  # raises the helpful error
+    if artifact not in ARTIFACTS:
+        raise ValueError(f"unknown artifact {artifact!r}; choose one of {ARTIFACTS}")
+    return {"arch": arch, "artifact": artifact, **s, "version": GENERATOR_VERSION}
+
+
+def train_model(
+    arch: str,
+    artifact: str,
+    epochs: int = TRAIN_DEFAULTS["epochs"],
+    n_per_class: int = TRAIN_DEFAULTS["n_per_class"],
+    size: int = 64,
+    seed: int = 0,
+    progress: bool = False,
+    other_fraction: float = TRAIN_DEFAULTS["other_fraction"],
+    batch_size: int = TRAIN_DEFAULTS["batch_size"],
+    lr: float = TRAIN_DEFAULTS["lr"],
+) -> tuple[nn.Module, dict]:
+    """Train ``arch`` on planted data with ``artifact``; return (model in eval mode on CPU, metrics).
+
+    Adam with a one-cycle schedule, no augmentation (every image is freshly
+    generated). Deterministic for a seed (on the same machine and thread count).
+    The metrics are :func:`evaluate_model`'s plus ``train_seconds`` and the settings.
+    """
+    settings = _settings(arch, artifact, epochs=epochs, n_per_class=n_per_class, size=size, seed=seed,
+                         other_fraction=other_fraction, batch_size=batch_size, lr=lr)
+    t0 = time.perf_counter()
+    x, y = make_training_arrays(artifact, n_per_class, size, seed, other_fraction)
+    t_data = time.perf_counter() - t0
+    torch.manual_seed(seed)
+    model = build(arch, len(CLASSES))
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
+                                                pct_start=0.25)
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    yt = torch.from_numpy(y)
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(len(x), generator=gen).numpy()
+        total, correct, loss_sum = 0, 0, 0.0
+        for b in range(steps_per_epoch):
+            idx = perm[b * batch_size : (b + 1) * batch_size]
+            xb, yb = to_tensor(x[idx]), yt[idx]
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss) * len(idx)
+            correct += int((out.argmax(1) == yb).sum())
+            total += len(idx)
+        if progress:
+            print(f"[{arch}/{artifact}] epoch {epoch + 1}/{epochs}: loss {loss_sum / total:.4f}, "
+                  f"train acc {correct / total:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    model.eval()
+    t_train = time.perf_counter() - t0
+    metrics = evaluate_model(model, artifact, size=size)
+    metrics.update({"train_seconds": round(t_train, 2), "data_seconds": round(t_data, 2),
+                    "final_train_loss": round(loss_sum / total, 5), "settings": settings})
+    return model, metrics
+
+
+def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
+    if cache_dir is None:
+        cache_dir = os.environ.get("DORA_CLEAN_CACHE") or Path.home() / ".cache" / "dora-clean"
+    return Path(cache_dir) / "planted"
+
+
+def load_planted_model(
+    arch: str,
+    artifact: str,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    **overrides: Any,
+) -> tuple[nn.Module, dict]:
+    """A model trained by :func:`train_model`, cached on disk.
+
+    The first call trains (about a minute on two CPU cores) and writes the
+    state dict and metrics under ``cache_dir/planted`` (default cache dir:
+    ``$DORA_CLEAN_CACHE`` or ``~/.cache/dora-clean``), keyed by every training
+    setting; later calls load them. ``overrides`` change
+    :data:`TRAIN_DEFAULTS` (``epochs``, ``n_per_class``, ``seed``, ...).
+    """
+    settings = _settings(arch, artifact, **overrides)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    root = _cache_root(cache_dir)
+    stem = root / f"{arch}-{artifact}-{key}"
+    pt, js = stem.with_suffix(".pt"), stem.with_suffix(".json")
+    if pt.exists() and js.exists():
+        try:
+            metrics = json.loads(js.read_text())
+            model = build(arch, len(CLASSES))
+            model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
+            return model.eval(), metrics
+        except Exception:  # a damaged cache entry: train again
+            pass
+    train_kw = {k: v for k, v in settings.items() if k not in ("arch", "artifact", "version")}
+    model, metrics = train_model(arch, artifact, progress=progress, **train_kw)
+    atomic_save(pt, lambda p: torch.save(model.state_dict(), p))
+    with atomic_write(js) as f:
+        json.dump(metrics, f, indent=2)
+    return model, metrics
+
+
+# --------------------------------------------------------------------------- the demo model
+
+
+def demo_asset_paths() -> tuple[Path, Path]:
+    """The bundled demo model's state dict and its description (``.pt``, ``.json``)."""
+    assets = Path(__file__).parent / "assets"
+    return assets / "demo_model.pt", assets / "demo_model.json"
+
+
+def load_demo_model() -> tuple[nn.Module, dict]:
+    """The bundled demo model (eval mode, CPU) and its description.
+
+    The description holds ``arch``, ``num_classes``, ``classes``,
+    ``image_size``, ``mean``, ``std``, ``artifact``, ``layer`` and ``metrics``.
+    """
+    pt, js = demo_asset_paths()
+    if not pt.exists() or not js.exists():
+        raise FileNotFoundError(
+            f"the demo model is missing ({pt}); run `python benchmarks/train_demo_model.py` to make it"
+        )
+    info = json.loads(js.read_text())
+    model = build(info["arch"], int(info["num_classes"]))
+    model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
+    return model.eval(), info
+
+
+def demo_description(model_arch: str, artifact: str, metrics: dict, size: int = 64) -> dict:
+    """The ``demo_model.json`` content for a model trained by :func:`train_model`."""
+    return {
+        "arch": model_arch,
+        "num_classes": len(CLASSES),
+        "classes": list(CLASSES),
+        "image_size": size,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "artifact": artifact,
+        "artifact_class": ARTIFACT_CLASS,
+        "layer": default_layer(model_arch),
+        "metrics": metrics,
+    }

@@ -1,0 +1,163 @@
+"""Plots of a run and the single ``report.html`` that shows them together."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .atomic import atomic_save, atomic_write
+from .evaluate import Curve
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    atomic_save(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))
+    _plt().close(fig)
+
+
+def plot_atlas(
+    path: Path, atlas: np.ndarray, neurons: Sequence[int], scores: np.ndarray, infected: Sequence[int],
+    dead: Sequence[int], sams: np.ndarray | None = None,
+) -> None:
+    """The representation atlas: a 2-D UMAP of the EA distance, infected neurons marked, their s-AMS beside."""
+    plt = _plt()
+    n_inf = len(infected)
+    fig = plt.figure(figsize=(7 + (2.2 if n_inf and sams is not None else 0), 6))
+    ax = fig.add_axes([0.07, 0.08, 0.62 if n_inf and sams is not None else 0.88, 0.84])
+    index = {n: i for i, n in enumerate(neurons)}
+    live = [i for i, n in enumerate(neurons) if n not in set(dead)]
+    sc = ax.scatter(atlas[live, 0], atlas[live, 1], c=np.nan_to_num(scores[live]), cmap="viridis", s=28)
+    fig.colorbar(sc, ax=ax, label="outlier score", shrink=0.7)
+    dead_i = [index[n] for n in dead if n in index]
+    if dead_i:
+        ax.scatter(atlas[dead_i, 0], atlas[dead_i, 1], marker="x", c="grey", s=30, label="dead")
+    for rank, n in enumerate(infected):
+        i = index[n]
+        ax.scatter(atlas[i, 0], atlas[i, 1], s=160, facecolors="none", edgecolors="red", linewidths=2)
+        ax.annotate(str(n), atlas[i], xytext=(5, 5), textcoords="offset points", color="red", weight="bold")
+    ax.set_title("Representation atlas (UMAP of EA distance); red: infected")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if dead_i:
+        ax.legend(loc="lower right")
+    if n_inf and sams is not None:
+        for r, n in enumerate(infected[:6]):
+            a = fig.add_axes([0.78, 0.92 - (r + 1) * 0.14, 0.13, 0.13])
+            a.imshow(sams[index[n], 0].transpose(1, 2, 0))
+            a.set_title(f"neuron {n}", fontsize=8, color="red")
+            a.axis("off")
+    _save(fig, path)
+
+
+def plot_sams(path: Path, sams: np.ndarray, neurons: Sequence[int], show: Sequence[int]) -> None:
+    """The s-AMS of some neurons: one row a neuron."""
+    plt = _plt()
+    index = {n: i for i, n in enumerate(neurons)}
+    show = [n for n in show if n in index] or list(neurons[:1])
+    n_sig = sams.shape[1]
+    fig, axes = plt.subplots(len(show), n_sig, figsize=(1.6 * n_sig, 1.6 * len(show)), squeeze=False)
+    for r, n in enumerate(show):
+        for j in range(n_sig):
+            axes[r, j].imshow(sams[index[n], j].transpose(1, 2, 0))
+            axes[r, j].set_xticks([])
+            axes[r, j].set_yticks([])
+        axes[r, 0].set_ylabel(f"neuron {n}")
+    fig.suptitle("s-AMS of the infected neurons")
+    _save(fig, path)
+
+
+def plot_roc(path: Path, curves: Sequence[Curve]) -> None:
+    """ROC curves."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for c in curves:
+        ax.plot(c.fpr, c.tpr, label=f"{c.name} (AUC {c.auc:.3f})", lw=2 if c.name == "combined" else 1.2)
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("Infected neurons as artifact detectors")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def plot_flagged(path: Path, images: Sequence[np.ndarray], titles: Sequence[str], heatmaps: Sequence[np.ndarray]) -> None:
+    """A grid of the top flagged images with where the top infected neuron fires."""
+    plt = _plt()
+    n = max(1, len(images))
+    cols = min(8, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, title, hm in zip(axes.flat, images, titles, heatmaps):
+        ax.imshow(img)
+        if hm is not None and hm.size:
+            ax.imshow(hm, cmap="jet", alpha=0.35, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5),
+                      interpolation="bilinear")
+        ax.set_title(title, fontsize=7)
+    fig.suptitle("Most suspicious images (heatmap: top infected neuron)")
+    _save(fig, path)
+
+
+def write_report(run_dir: Path, summary: dict, neuron_rows: list[dict], plots: Sequence[str]) -> Path:
+    """``report.html``: the summary, the infected neurons, and the plots."""
+    esc = html.escape
+    infected = summary.get("infected_neurons", [])
+    auc = summary.get("auc") or {}
+    rows = sorted(neuron_rows, key=lambda r: -(r["outlier_score"] if r["outlier_score"] == r["outlier_score"] else -1e9))
+    table = "".join(
+        "<tr{}><td>{}</td><td>{:.3f}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+            ' class="inf"' if r["infected"] else "",
+            r["neuron"],
+            r["outlier_score"] if r["outlier_score"] == r["outlier_score"] else float("nan"),
+            "yes" if r["infected"] else "",
+            "dead" if r["dead"] else "",
+            f"{r['auc']:.3f}" if r.get("auc") is not None else "",
+        )
+        for r in rows[:20]
+    )
+    facts = [
+        ("model", summary.get("model")), ("layer", summary.get("layer")), ("neurons", summary.get("n_neurons")),
+        ("infected neurons", ", ".join(map(str, infected)) or "none"),
+        ("dead neurons", len(summary.get("dead_neurons", []))),
+        ("images scanned", summary.get("n_images")), ("images skipped", summary.get("n_skipped")),
+        ("images flagged", summary.get("n_flagged")),
+    ]
+    if auc:
+        facts += [("combined AUC", f"{auc.get('combined', float('nan')):.3f}"),
+                  ("best infected AUC", f"{summary.get('best_infected_auc', float('nan')):.3f}")]
+    facts.append(("FiftyOne dataset", summary.get("fiftyone_dataset") or "-"))
+    facts_html = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in facts)
+    imgs = "".join(f'<figure><img src="{esc(p)}" alt="{esc(p)}"></figure>' for p in plots)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>dora-clean report: {esc(str(summary.get('dataset', '')))}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }} th, td {{ padding: 2px 10px; text-align: left; }}
+tr.inf {{ color: #b00; font-weight: bold; }} figure {{ display: inline-block; margin: 0.5em; }}
+img {{ max-width: 640px; border: 1px solid #ddd; }}
+</style></head><body>
+<h1>dora-clean report</h1>
+<p>Dataset <code>{esc(str(summary.get('dataset', '')))}</code>.</p>
+<table>{facts_html}</table>
+<h2>Plots</h2>{imgs}
+<h2>Most anomalous neurons</h2>
+<table><tr><th>neuron</th><th>outlier score</th><th>infected</th><th></th><th>AUC</th></tr>{table}</table>
+<details><summary>summary.json</summary><pre>{esc(json.dumps(summary, indent=1))}</pre></details>
+</body></html>
+"""
+    path = run_dir / "report.html"
+    with atomic_write(path, encoding="utf-8") as f:
+        f.write(page)
+    return path

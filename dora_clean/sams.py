@@ -1,0 +1,235 @@
+"""Step 1: synthetic activation maximisation signals (s-AMS).
+
+For each neuron (channel) of a layer, n images that maximise it, made with the
+feature-visualisation recipe of lucid/lucent: a Fourier parameterisation with
+a 1/f spectrum, decorrelated colour, a sigmoid, and small random jitter, scale
+and rotation at every step. All images of a chunk are optimised together in
+one batch (one forward and backward pass a step); Adam's state is per element
+and the loss a sum, so every image is optimised independently.
+
+The images are cached as PNG files keyed by the model weights, the layer and
+the settings: a second call reuses them, and neurons already made are not
+made again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .atomic import atomic_save, atomic_write, locked
+from .device import autocast
+from .objectives import ChannelMaxObjective, ChannelObjective
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# lucid's colour correlation (square root of the ImageNet colour covariance).
+_COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+_COLOR_SQRT = _COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()
+
+
+OBJECTIVES = {o.name: o for o in (ChannelObjective, ChannelMaxObjective)}
+
+
+@dataclass(frozen=True)
+class SamsConfig:
+    """Settings of s-AMS generation (all of them key the cache but ``batch_size``)."""
+
+    n_signals: int = 4
+    steps: int = 128
+    size: int = 64
+    lr: float = 0.05
+    seed: int = 0
+    decay_power: float = 1.0
+    jitter: float = 0.06
+    scale: float = 0.1
+    rotate: float = 10.0
+    batch_size: int = 256
+    objective: str = "channel"
+
+    def key_fields(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("batch_size")
+        return d
+
+
+def cache_root() -> Path:
+    """``$DORA_CLEAN_CACHE``, or ``~/.cache/dora-clean``."""
+    return Path(os.environ.get("DORA_CLEAN_CACHE") or Path.home() / ".cache" / "dora-clean")
+
+
+def sams_key(weights_hash: str, layer: str, config: SamsConfig, mean: Sequence[float], std: Sequence[float]) -> str:
+    """The cache key of a set of s-AMS."""
+    blob = json.dumps(
+        {"weights": weights_hash, "layer": layer, "mean": list(mean), "std": list(std), **config.key_fields()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> torch.Tensor:
+    """The 1/f amplitude of each Fourier coefficient, [h, w // 2 + 1]."""
+    fy = torch.fft.fftfreq(h)[:, None]
+    fx = torch.fft.rfftfreq(w)[None, :]
+    freqs = torch.sqrt(fx * fx + fy * fy)
+    return 1.0 / torch.clamp(freqs, min=1.0 / max(h, w)) ** decay_power
+
+
+def render(spectrum: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:
+    """Fourier parameters [B, 3, h, w//2+1, 2] -> RGB images in (0, 1), [B, 3, h, w] (fp32)."""
+    coeffs = torch.view_as_complex(spectrum) * scale
+    img = torch.fft.irfftn(coeffs, s=(size, size), norm="ortho") / 4.0
+    img = torch.einsum("bchw,dc->bdhw", img, _COLOR_SQRT.to(img.device))
+    return torch.sigmoid(img)
+
+
+def augment(img: torch.Tensor, u: torch.Tensor, config: SamsConfig) -> torch.Tensor:
+    """Per-image random rotation, scale and jitter, from uniforms ``u`` [B, 4].
+
+    One affine warp per image (a single ``grid_sample`` for the batch); the
+    border is filled with grey, like lucent's constant padding.
+    """
+    angle = (u[:, 0] * 2 - 1) * math.radians(config.rotate)
+    scale = 1 + (u[:, 1] * 2 - 1) * config.scale
+    tx = (u[:, 2] * 2 - 1) * config.jitter * 2
+    ty = (u[:, 3] * 2 - 1) * config.jitter * 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    return F.grid_sample(img - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
+
+
+def _neuron_seed(seed: int, neuron: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{neuron}".encode()).digest()[:7], "little")
+
+
+def initial_state(neuron: int, config: SamsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The initial spectrum [n, 3, h, w//2+1, 2] and the transform draws [steps, n, 4] of one neuron.
+
+    Drawn from a generator seeded by (seed, neuron), so a neuron's s-AMS do not
+    depend on which other neurons share its batch.
+    """
+    g = torch.Generator().manual_seed(_neuron_seed(config.seed, neuron))
+    n, s = config.n_signals, config.size
+    spectrum = torch.randn(n, 3, s, s // 2 + 1, 2, generator=g) * 0.01
+    draws = torch.rand(config.steps, n, 4, generator=g)
+    return spectrum, draws
+
+
+def optimise(
+    layer_model: torch.nn.Module,
+    neurons: Sequence[int],
+    config: SamsConfig,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    device: torch.device | str = "cpu",
+    on_step: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """Optimise the s-AMS of ``neurons`` in one batch; returns uint8 [k, n, 3, size, size]."""
+    device = torch.device(device)
+    n, size = config.n_signals, config.size
+    states = [initial_state(i, config) for i in neurons]
+    spectrum = torch.cat([s for s, _ in states]).to(device).requires_grad_(True)
+    draws = torch.cat([d for _, d in states], dim=1).to(device)
+    targets = torch.tensor(neurons, device=device).repeat_interleave(n)
+    objective_fn = OBJECTIVES[config.objective]()
+    scale = spectrum_scale(size, size, config.decay_power).to(device)
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    opt = torch.optim.Adam([spectrum], lr=config.lr)
+    for step in range(config.steps):
+        x = (augment(render(spectrum, scale, size), draws[step], config) - mean_t) / std_t
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            act = layer_model(x)
+        objective = objective_fn(act, targets)
+        opt.zero_grad(set_to_none=True)
+        (-objective.sum()).backward()
+        opt.step()
+        if on_step is not None:
+            on_step()
+    with torch.no_grad():
+        img = render(spectrum, scale, size)
+    img = (img * 255).round().clamp(0, 255).to(torch.uint8).cpu()
+    return img.view(len(neurons), n, 3, size, size)
+
+
+class SamsCache:
+    """The PNG files of one (weights, layer, settings) key: ``NEURON_SAMPLE.png``."""
+
+    def __init__(self, directory: str | Path, config: SamsConfig):
+        self.dir = Path(directory)
+        self.config = config
+
+    def path(self, neuron: int, sample: int) -> Path:
+        return self.dir / f"{neuron}_{sample}.png"
+
+    def has(self, neuron: int) -> bool:
+        return all(self.path(neuron, j).is_file() for j in range(self.config.n_signals))
+
+    def save(self, neuron: int, images: torch.Tensor) -> None:
+        """Save one neuron's s-AMS [n, 3, H, W] uint8, each file atomically."""
+        for j, img in enumerate(images):
+            arr = img.permute(1, 2, 0).numpy()
+            atomic_save(self.path(neuron, j), lambda p, a=arr: Image.fromarray(a).save(p, format="PNG"))
+
+    def load(self, neurons: Sequence[int]) -> torch.Tensor:
+        """uint8 [k, n, 3, H, W]."""
+        out = [
+            [torch.from_numpy(np.array(Image.open(self.path(i, j)).convert("RGB"))).permute(2, 0, 1)
+             for j in range(self.config.n_signals)]
+            for i in neurons
+        ]
+        return torch.stack([torch.stack(row) for row in out])
+
+
+def generate_sams(
+    layer_model: torch.nn.Module,
+    neurons: Sequence[int],
+    config: SamsConfig,
+    cache_dir: str | Path,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> torch.Tensor:
+    """The s-AMS of ``neurons``, uint8 [k, n, 3, size, size], made or read from the cache.
+
+    Neurons missing from ``cache_dir`` are optimised in chunks of at most
+    ``config.batch_size`` images (whole neurons per chunk); each chunk is
+    saved as soon as it is done, so an interrupted run resumes where it
+    stopped.
+    """
+    cache = SamsCache(cache_dir, config)
+    with locked(cache.dir):
+        return _generate(layer_model, neurons, config, cache, mean, std, device, progress)
+
+
+def _generate(layer_model, neurons, config, cache, mean, std, device, progress) -> torch.Tensor:
+    with atomic_write(cache.dir / "settings.json") as f:
+        json.dump(config.key_fields() | {"mean": list(mean), "std": list(std)}, f, indent=1)
+    todo = [i for i in neurons if not cache.has(i)]
+    per_chunk = max(1, config.batch_size // config.n_signals)
+    chunks = [todo[a : a + per_chunk] for a in range(0, len(todo), per_chunk)]
+    bar = tqdm(
+        total=len(chunks) * config.steps, desc="s-AMS", unit="step", disable=not progress or not todo, leave=False
+    )
+    for chunk in chunks:
+        images = optimise(layer_model, chunk, config, mean, std, device, on_step=lambda: bar.update())
+        for i, imgs in zip(chunk, images):
+            cache.save(i, imgs)
+    bar.close()
+    return cache.load(neurons)

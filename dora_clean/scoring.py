@@ -1,0 +1,75 @@
+"""Artifact scores: per infected neuron, combined, and the label-free flagging threshold."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+POOLINGS = ("mean", "max")
+
+
+def robust_z(x: np.ndarray) -> np.ndarray:
+    """(x - median) / (1.4826 * MAD) per column; a column without spread is centred only."""
+    x = np.asarray(x, dtype=np.float64)
+    med = np.median(x, axis=0)
+    mad = 1.4826 * np.median(np.abs(x - med), axis=0)
+    spread = np.where(mad > 0, mad, np.std(x, axis=0))
+    return (x - med) / np.where(spread > 0, spread, 1.0)
+
+
+def combined_score(neuron_scores: np.ndarray) -> np.ndarray:
+    """The combined artifact score: the mean robust z-score of the infected neurons [N, m] -> [N].
+
+    Standardising first puts neurons with different activation scales on one
+    footing; the mean lets neurons that detect the same artifact confirm each
+    other.
+    """
+    neuron_scores = np.asarray(neuron_scores, dtype=np.float64)
+    if neuron_scores.ndim == 1:
+        neuron_scores = neuron_scores[:, None]
+    if neuron_scores.shape[1] == 0:
+        return np.zeros(len(neuron_scores))
+    return robust_z(neuron_scores).mean(axis=1)
+
+
+def flag_threshold(score: np.ndarray, z_min: float = 5.0, seed: int = 0) -> float:
+    """A label-free threshold on the combined score.
+
+    A two-component Gaussian mixture splits the scores into a clean and an
+    artifact mode; the threshold is where the artifact mode becomes the more
+    likely one. It never lies below ``z_min`` robust standard deviations above
+    the median, so a dataset without artifacts flags (almost) nothing.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    if len(score) == 0:
+        return float("inf")
+    med = np.median(score)
+    mad = 1.4826 * np.median(np.abs(score - med)) or np.std(score) or 1.0
+    floor = med + z_min * mad
+    if len(score) < 10:
+        return float(floor)
+    from sklearn.mixture import GaussianMixture
+
+    gm = GaussianMixture(2, random_state=seed).fit(score[:, None])
+    hi = int(np.argmax(gm.means_[:, 0]))
+    grid = np.linspace(np.quantile(score, 0.001), score.max(), 2000)
+    post = gm.predict_proba(grid[:, None])[:, hi]
+    above = grid[(post > 0.5) & (grid > gm.means_[1 - hi, 0])]
+    boundary = float(above[0]) if len(above) else float(score.max())
+    return float(max(boundary, floor))
+
+
+def flags(score: np.ndarray, threshold: float | None = None, top: int | None = None) -> np.ndarray:
+    """The flagged mask: the top ``top`` scores, or the scores above ``threshold``."""
+    score = np.asarray(score)
+    out = np.zeros(len(score), dtype=bool)
+    if top is not None:
+        out[np.argsort(-score, kind="stable")[: max(0, top)]] = True
+        return out
+    return score > (flag_threshold(score) if threshold is None else threshold)
+
+
+def pooled(mean_act: np.ndarray, max_act: np.ndarray, neurons: Sequence[int], pooling: str) -> np.ndarray:
+    """The chosen spatial pooling of some neurons' activations: [N, len(neurons)]."""
+    src = mean_act if pooling == "mean" else max_act
+    return np.asarray(src[:, list(neurons)], dtype=np.float64)

@@ -1,0 +1,171 @@
+"""Build a small, fake-but-real run directory for tests.
+
+The images are real PNG files (in class folders, or flat), and the run
+directory holds the files the scan writes (see DESIGN.md, "The run
+directory"): summary.json, scores.csv, heatmaps.npy, neurons.csv, sams/ and
+skipped.csv. The numbers are made up but consistent: an image is flagged when
+its score reaches the threshold, and its artifact label says the same except
+for a few mistakes.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class FakeRun:
+    run_dir: Path
+    dataset: Path
+    infected: list[int]
+    rows: list[dict] = field(default_factory=list)  # scores.csv rows, as written
+    skipped: list[str] = field(default_factory=list)  # relpaths of the unreadable files
+
+    @property
+    def flagged(self) -> list[str]:
+        return [r["filepath"] for r in self.rows if r["flagged"] == 1]
+
+    @property
+    def summary(self) -> dict:
+        return json.loads((self.run_dir / "summary.json").read_text())
+
+
+def _png(path: Path, rng: np.random.Generator, artifact: bool, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = rng.integers(0, 200, (size, size, 3), dtype=np.uint8)
+    if artifact:
+        img[: size // 3, : size // 3] = 255  # a white corner tag
+    Image.fromarray(img).save(path)
+
+
+def make_run(
+    root: str | Path,
+    *,
+    layout: str = "classes",
+    n_images: int = 12,
+    classes: tuple[str, ...] = ("cat", "dog"),
+    labels: bool = True,
+    n_neurons: int = 8,
+    infected: tuple[int, ...] = (5, 2),
+    n_sams: int = 2,
+    heat: int = 8,
+    threshold: float = 0.7,
+    images: bool = True,
+    image_size: int = 16,
+    seed: int = 0,
+) -> FakeRun:
+    """Write ``root/data`` (the dataset) and ``root/run`` (the run directory).
+
+    ``layout`` is "classes" (class folders, one image in a nested sub-folder
+    per class) or "flat". ``images=False`` skips writing the image files (for
+    timing the review step on many samples). One unreadable file per dataset is
+    listed in skipped.csv.
+    """
+    if n_images < 8:
+        raise ValueError("make_run needs n_images >= 8")
+    root = Path(root)
+    data, run = root / "data", root / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    relpaths = []
+    for i in range(n_images):
+        if layout == "classes":
+            c = classes[i % len(classes)]
+            sub = "sub/" if i < len(classes) else ""  # one nested image per class
+            relpaths.append(f"{c}/{sub}img_{i:06d}.png")
+        else:
+            relpaths.append(f"img_{i:06d}.png")
+    relpaths.sort()
+
+    scores = np.round(rng.random(n_images), 6)
+    plain = [i for i, rel in enumerate(relpaths) if "/sub/" not in rel]
+    nested = [i for i, rel in enumerate(relpaths) if "/sub/" in rel]
+    rng.shuffle(plain)
+    scores[plain[:3]] = [0.95, 0.85, 0.75]  # at least three flagged images
+    scores[plain[3:6]] = [0.1, 0.2, 0.3]  # and three clean ones
+    scores[nested[:2]] = [0.05, 0.99][: len(nested[:2])]  # a clean and a flagged nested one
+    flagged = scores >= threshold
+    artifact = flagged.copy()
+    artifact[np.argmax(scores)] = True
+    artifact[np.argmin(scores)] = True  # a miss the scan did not flag
+
+    fieldnames = ["filepath", "label", "score"] + [f"neuron_{n}" for n in infected] + ["flagged"]
+    if labels:
+        fieldnames.append("artifact")
+    rows = []
+    for i, rel in enumerate(relpaths):
+        row = {
+            "filepath": rel,
+            "label": rel.split("/")[0] if layout == "classes" else "",
+            "score": float(scores[i]),
+        }
+        for k, n in enumerate(infected):
+            row[f"neuron_{n}"] = float(np.round(scores[i] * (1.0 - 0.1 * k), 6))
+        row["flagged"] = int(flagged[i])
+        if labels:
+            row["artifact"] = int(artifact[i])
+        rows.append(row)
+        if images:
+            _png(data / rel, rng, bool(artifact[i]), image_size)
+
+    with open(run / "scores.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fieldnames)
+        w.writeheader()
+        w.writerows(rows)
+
+    broken = f"{classes[0]}/broken.png" if layout == "classes" else "broken.png"
+    (data / broken).parent.mkdir(parents=True, exist_ok=True)
+    (data / broken).write_bytes(b"not a png")
+    with open(run / "skipped.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["filepath", "reason"])
+        w.writerow([broken, "cannot identify image file"])
+
+    # where the top infected neuron fires: a blob, brighter the higher the score
+    yy, xx = np.mgrid[0:heat, 0:heat]
+    blob = np.exp(-((yy - 1) ** 2 + (xx - 1) ** 2) / 2.0)
+    maps = (scores[:, None, None] * blob[None] * 10).astype(np.float16)
+    np.save(run / "heatmaps.npy", maps)
+
+    atlas = rng.normal(size=(n_neurons, 2)).round(4)
+    atlas[list(infected)] += 5.0
+    with open(run / "neurons.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["neuron", "outlier_score", "infected", "dead", "atlas_x", "atlas_y"]
+                   + (["auc"] if labels else []))
+        for n in range(n_neurons):
+            w.writerow([n, 3.0 if n in infected else 1.0, int(n in infected), int(n == 0),
+                        atlas[n, 0], atlas[n, 1]] + ([0.9 if n in infected else 0.5] if labels else []))
+
+    for n in range(n_neurons):
+        for s in range(n_sams):
+            _png(run / "sams" / f"{n}_{s}.png", rng, n in infected, image_size)
+
+    summary = {
+        "model": "fake",
+        "layer": "layer3",
+        "n_neurons": n_neurons,
+        "infected_neurons": list(infected),
+        "n_images": n_images,
+        "n_flagged": int(flagged.sum()),
+        "n_skipped": 1,
+        "fiftyone_dataset": None,
+        "atlas_dataset": None,
+        "timings": {},
+        "dataset": str(data.resolve()),
+        "layout": layout,
+        "score_threshold": threshold,
+        "heatmap_neuron": infected[0],
+    }
+    if labels:
+        summary["auc"] = {str(n): 0.9 for n in infected} | {"combined": 0.92}
+        summary["best_infected_auc"] = 0.9
+    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    return FakeRun(run_dir=run, dataset=data, infected=list(infected), rows=rows, skipped=[broken])
