@@ -76,7 +76,10 @@ def load_model(
 
 def freeze(model: nn.Module) -> nn.Module:
     """Eval mode, and no parameter wants a gradient."""
-    model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:  # torch.export modules are fixed in the mode they were exported in
+        pass
     for p in model.parameters():
         p.requires_grad_(False)
     return model
@@ -167,6 +170,8 @@ def _from_file(path: Path, trust: bool) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if not _is_full_pickle(e):
+            raise DoraError(f"{path} is not a model file torch can read ({e})") from e
         if not trust:
             raise DoraError(
                 f"{path} is a full pickle, which can run arbitrary code when loaded; "
@@ -185,6 +190,11 @@ def _from_file(path: Path, trust: bool) -> nn.Module:
     raise DoraError(f"{path} holds a {type(obj).__name__}, not a model")
 
 
+def _is_full_pickle(e: Exception) -> bool:
+    """torch.load(weights_only=True) refused a pickle that holds more than tensors."""
+    return "Unsupported global" in str(e)
+
+
 def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
     """Read a state dict (also from ``{"state_dict": ...}`` / ``{"model": ...}`` checkpoints)."""
     path = Path(path)
@@ -193,6 +203,8 @@ def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Te
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
+        if not _is_full_pickle(e):
+            raise DoraError(f"weights file {path} is not readable by torch.load ({e})") from e
         raise DoraError(
             f"weights file {path} is a full pickle; pass --trust-model-file if you trust it"
         ) from e
@@ -270,6 +282,10 @@ def default_layer(model: nn.Module, image_size: int = 224) -> str:
     4-D map with more than one position, the last one to finish (a container
     finishes after its children, so ``layer4`` wins over ``layer4.1.relu``).
     """
+    if isinstance(model, torch.jit.ScriptModule) or (
+        isinstance(model, torch.fx.GraphModule) and _module_stack_paths(model)
+    ):
+        return _default_child(model, image_size)
     finished: list[tuple[str, tuple[int, ...]]] = []
     handles = []
     for name, module in model.named_modules():
@@ -301,6 +317,19 @@ def default_layer(model: nn.Module, image_size: int = 224) -> str:
     raise DoraError("no convolutional layer found to analyse (no 4-D output): name one with --layer")
 
 
+def _default_child(model: nn.Module, image_size: int) -> str:
+    """For TorchScript / torch.export models: the last top-level child with a spatial map output."""
+    for name, _ in reversed(list(model.named_children())):
+        try:
+            with torch.no_grad():
+                out = LayerModel(model, name)(torch.zeros(1, 3, image_size, image_size))
+        except Exception:
+            continue
+        if out.shape[2] * out.shape[3] > 1:
+            return name
+    raise DoraError("no layer with a spatial output found in this model file: name one with --layer")
+
+
 class _Stop(Exception):
     pass
 
@@ -319,7 +348,13 @@ class LayerModel(nn.Module):
         self.layer = layer
         self.traced = False
         self.body: nn.Module = model
-        if not isinstance(model, torch.jit.ScriptModule):
+        self._script_fn = None
+        if isinstance(model, torch.jit.ScriptModule):
+            self._script_fn = _script_truncate(model, layer)
+        elif isinstance(model, torch.fx.GraphModule) and _module_stack_paths(model):
+            self.body = _fx_truncate(model, layer)
+            self.traced = True
+        else:
             try:
                 from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -330,8 +365,19 @@ class LayerModel(nn.Module):
         freeze(self.body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._script_fn is not None:
+            return _as_map(self._script_fn(self.body._c, x))
         if self.traced:
-            return _as_map(self.body(x)["out"])
+            try:
+                out = self.body(x)
+            except AssertionError as e:
+                if "Guard failed" not in str(e):
+                    raise
+                raise DoraError(
+                    f"the exported model does not take this input ({e}): export it with dynamic_shapes "
+                    "for the batch dimension and the input size set by --image-size"
+                ) from e
+            return _as_map(out["out"] if isinstance(out, dict) else out)
         out: list[torch.Tensor] = []
 
         def hook(mod, inp, output):
@@ -346,11 +392,83 @@ class LayerModel(nn.Module):
         finally:
             handle.remove()
         if not out:
-            raise DoraError(
-                f"layer {self.layer!r} did not run in the model's forward pass "
-                "(TorchScript models do not call hooks: export the model with torch.export, or give its Python class)"
-            )
+            raise DoraError(f"layer {self.layer!r} did not run in the model's forward pass: choose another --layer")
         return _as_map(out[0])
+
+
+def _script_truncate(model: torch.jit.ScriptModule, layer: str):
+    """A function (self, x) -> the output of ``layer``, cut out of a TorchScript model's graph.
+
+    Follows the model's own methods (``forward`` -> ``_forward_impl``) to the
+    call of ``layer.forward`` and makes that call's result the graph's output.
+    """
+    found = _find_script_call(model, "forward", layer, depth=0)
+    if found is None:
+        raise DoraError(
+            f"layer {layer!r} is not called from this TorchScript model's forward: give a layer its forward "
+            "calls directly (like layer4), or save the model with torch.export instead"
+        )
+    method, index = found
+    graph = model._c._get_method(method).graph.copy()
+    node = list(graph.nodes())[index]
+    graph.return_node().replaceInput(0, node.output())
+    torch._C._jit_pass_dce(graph)
+    return torch._C._create_function_from_graph(f"dora_truncated_{method}", graph)
+
+
+def _find_script_call(model, method: str, layer: str, depth: int):
+    if depth > 4:
+        return None
+    graph = model._c._get_method(method).graph
+    self_name = next(iter(graph.inputs())).debugName()
+    for i, node in enumerate(graph.nodes()):
+        if node.kind() != "prim::CallMethod":
+            continue
+        obj = node.inputsAt(0)
+        if obj.debugName() == self_name:
+            found = _find_script_call(model, node.s("name"), layer, depth + 1)
+            if found:
+                return found
+            continue
+        names, v = [], obj
+        while v.node().kind() == "prim::GetAttr":
+            names.append(v.node().s("name"))
+            v = v.node().inputsAt(0)
+        if v.debugName() == self_name and ".".join(reversed(names)) == layer and node.s("name") == "forward":
+            return method, i
+    return None
+
+
+def _module_stack_paths(node_or_gm) -> list[str]:
+    """Module paths recorded by torch.export on a node (or on any node of a GraphModule)."""
+    if isinstance(node_or_gm, torch.fx.GraphModule):
+        return [p for n in node_or_gm.graph.nodes for p in _module_stack_paths(n)]
+    stack = node_or_gm.meta.get("nn_module_stack") or {}
+    paths = []
+    for value in stack.values():
+        path = value[0] if isinstance(value, tuple) else str(value)
+        paths.append(path.replace("L['self'].", "").replace("L__self__.", ""))
+    return paths
+
+
+def _fx_truncate(gm: torch.fx.GraphModule, layer: str) -> torch.fx.GraphModule:
+    """Cut a torch.export module after the last operation that belongs to ``layer``."""
+    import copy
+
+    gm = copy.deepcopy(gm)
+    graph = gm.graph
+    last = None
+    for node in graph.nodes:
+        if node.op == "call_function" and layer in _module_stack_paths(node):
+            last = node
+    if last is None:
+        raise DoraError(f"layer {layer!r} runs no operation in this exported model: choose another --layer")
+    output = next(n for n in graph.nodes if n.op == "output")
+    old = output.args[0]
+    output.args = ((last,) if isinstance(old, (tuple, list)) else last,)
+    graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
 
 
 def _as_map(t: torch.Tensor) -> torch.Tensor:

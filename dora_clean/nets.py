@@ -63,8 +63,8 @@ class TinyResNet(nn.Module):
 class TinyCNN(nn.Module):
     """A plain VGG-like net: ``features`` (three conv stages), avgpool, ``classifier``.
 
-    ``features[i]`` is stage i: conv-bn-relu(-conv-bn-relu) then a 2x2 max-pool,
-    so the maps are 32, 16 and 8 px at 64 px input.
+    ``features[i]`` is stage i: conv-bn-relu then a 2x2 max-pool; the last stage
+    adds a conv-bn-relu after its pool, so the maps are 32, 16 and 8 px at 64 px input.
     """
 
     def __init__(self, num_classes: int, widths: Sequence[int] = (16, 32, 64)) -> None:
@@ -73,8 +73,8 @@ class TinyCNN(nn.Module):
         relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
         self.features = nn.Sequential(
             nn.Sequential(*_conv_bn(3, w1), relu(), nn.MaxPool2d(2)),
-            nn.Sequential(*_conv_bn(w1, w2), relu(), *_conv_bn(w2, w2), relu(), nn.MaxPool2d(2)),
-            nn.Sequential(*_conv_bn(w2, w3), relu(), *_conv_bn(w3, w3), relu(), nn.MaxPool2d(2)),
+            nn.Sequential(*_conv_bn(w1, w2), relu(), nn.MaxPool2d(2)),
+            nn.Sequential(*_conv_bn(w2, w3), relu(), nn.MaxPool2d(2), *_conv_bn(w3, w3), relu()),
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(w3, num_classes)

@@ -64,8 +64,9 @@ def outlier_scores(
     Methods:
         lof: LocalOutlierFactor on the precomputed distance (the DORA notebooks' choice).
         knn: the mean distance to the ``n_neighbors`` nearest neurons.
-        pca: the reconstruction error of the representations from their top principal
-            components (the seed README's "PCA"); needs ``representations`` [k, C].
+        pca: the distance from the median in the space of the representations' top
+            principal components (90% of the variance; the seed README's "PCA");
+            needs ``representations`` [k, C].
         iforest: IsolationForest on the representations.
     """
     k = len(distance)
@@ -94,10 +95,9 @@ def outlier_scores(
             return -IsolationForest(random_state=seed).fit(X).score_samples(X)
         from sklearn.decomposition import PCA
 
-        n_comp = max(1, min(X.shape) // 4)
-        pca = PCA(n_components=n_comp, random_state=seed).fit(X)
-        recon = pca.inverse_transform(pca.transform(X))
-        return np.linalg.norm(X - recon, axis=1)
+        pca = PCA(n_components=0.9, svd_solver="full", random_state=seed).fit(X)
+        Z = pca.transform(X)
+        return np.linalg.norm(Z - np.median(Z, axis=0), axis=1)
     raise DoraError(f"unknown outlier method {method!r}: use one of {', '.join(METHODS)}")
 
 

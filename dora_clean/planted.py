@@ -64,6 +64,7 @@ __all__ = [
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 ARTIFACTS: tuple[str, ...] = ("text", "patch", "frame")
+_SHAPES = ("circle", "square", "triangle", "cross", "star", "bar")
 ARTIFACT_CLASS: str = "circle"
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -78,6 +79,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "size": 64,
     "seed": 0,
     "other_fraction": 0.35,
+    "artifact_rate": 1.0,
     "batch_size": 64,
     "lr": 3e-3,
 }
@@ -152,6 +154,12 @@ def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
     elif cls == "triangle":
         a = np.deg2rad(np.array([-90.0, 30.0, 150.0]))
         pts = np.stack([np.cos(a), np.sin(a)], axis=1) * r * 1.1
+    elif cls == "star":
+        a = np.deg2rad(np.arange(10) * 36.0 - 90.0)
+        rad = np.where(np.arange(10) % 2 == 0, r * 1.1, r * 0.45)
+        pts = np.stack([np.cos(a) * rad, np.sin(a) * rad], axis=1)
+    elif cls == "bar":
+        pts = np.array([[-r, -r * 0.3], [r, -r * 0.3], [r, r * 0.3], [-r, r * 0.3]])
     elif cls == "cross":
         L, w = r, r * 0.32
         pts = np.array(
@@ -165,7 +173,7 @@ def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
 
 def render_content(rng: np.random.Generator, cls: str, size: int = 64) -> np.ndarray:
     """One image (uint8, size x size x 3) of class ``cls``, without any artifact."""
-    if cls not in CLASSES:
+    if cls not in _SHAPES:
         raise ValueError(f"unknown class {cls!r}; choose one of {CLASSES}")
     bg, base = _background(rng, size)
     colour = _contrasting_colour(rng, base)
@@ -271,6 +279,7 @@ def make_training_arrays(
     size: int = 64,
     seed: int = 0,
     other_fraction: float = TRAIN_DEFAULTS["other_fraction"],
+    artifact_rate: float = TRAIN_DEFAULTS["artifact_rate"],
 ) -> tuple[np.ndarray, np.ndarray]:
     """A training set: images (uint8, N x size x size x 3) and labels (int64, N).
 
@@ -288,7 +297,9 @@ def make_training_arrays(
     for ci, cls in enumerate(CLASSES):
         if ci == a:
             specs += [(others[i % len(others)], a, True) for i in range(n_other)]
-            specs += [(cls, a, True)] * (n_per_class - n_other)
+            n_own = n_per_class - n_other
+            n_own_art = int(round(artifact_rate * n_own))
+            specs += [(cls, a, True)] * n_own_art + [(cls, a, False)] * (n_own - n_own_art)
         else:
             specs += [(cls, ci, False)] * n_per_class
     order = rng.permutation(len(specs))
@@ -442,6 +453,7 @@ def train_model(
     other_fraction: float = TRAIN_DEFAULTS["other_fraction"],
     batch_size: int = TRAIN_DEFAULTS["batch_size"],
     lr: float = TRAIN_DEFAULTS["lr"],
+    artifact_rate: float = TRAIN_DEFAULTS["artifact_rate"],
 ) -> tuple[nn.Module, dict]:
     """Train ``arch`` on planted data with ``artifact``; return (model in eval mode on CPU, metrics).
 
@@ -450,9 +462,10 @@ def train_model(
     The metrics are :func:`evaluate_model`'s plus ``train_seconds`` and the settings.
     """
     settings = _settings(arch, artifact, epochs=epochs, n_per_class=n_per_class, size=size, seed=seed,
-                         other_fraction=other_fraction, batch_size=batch_size, lr=lr)
+                         other_fraction=other_fraction, batch_size=batch_size, lr=lr,
+                         artifact_rate=artifact_rate)
     t0 = time.perf_counter()
-    x, y = make_training_arrays(artifact, n_per_class, size, seed, other_fraction)
+    x, y = make_training_arrays(artifact, n_per_class, size, seed, other_fraction, artifact_rate)
     t_data = time.perf_counter() - t0
     torch.manual_seed(seed)
     model = build(arch, len(CLASSES))

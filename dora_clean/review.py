@@ -286,6 +286,9 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
     view = ds.match(F("dora_flagged") == True).sort_by("dora_score", reverse=True)  # noqa: E712
     ds.save_view(FLAGGED_VIEW, view, overwrite=True,
                  description="flagged by dora-clean, most suspicious first")
+    if ds.app_config.active_fields is None:  # what the App shows at first; the user may change it
+        ds.app_config.active_fields = fo.ActiveFields(
+            paths=["tags", "ground_truth", "dora_heatmap"])
     ds.info.update({
         "dora_clean_run": str(run_dir),
         "model": summary.get("model"),

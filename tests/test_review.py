@@ -111,7 +111,7 @@ def test_flat_layout_without_labels(tmp_path):
     assert ds.name == "dora-clean-test-flat" == run.summary["fiftyone_dataset"]
     assert not ds.has_sample_field("ground_truth")
     assert not ds.has_sample_field("artifact")
-    assert len(ds) == 6
+    assert len(ds) == 8
     # a second call without a name finds the same dataset through summary.json
     assert to_fiftyone(run.run_dir, progress=False).name == "dora-clean-test-flat"
 

@@ -1,0 +1,58 @@
+"""Outlier detection on the EA distance: planted outliers, dead neurons, the infected set."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dora_clean.errors import DoraError
+from dora_clean.outliers import atlas, find_dead, find_infected, outlier_scores, select_infected
+
+
+def clustered(k=40, seed=0):
+    """Representations of k neurons on one cluster, neuron 7 far away; their EA distance."""
+    rng = np.random.default_rng(seed)
+    R = np.abs(rng.normal(1, 0.15, size=(k, 32)))
+    R[7] = np.abs(rng.normal(0, 1, size=32)) * np.eye(32)[rng.permutation(32)[:4]].sum(0)
+    Rn = R / np.linalg.norm(R, axis=1, keepdims=True)
+    d = np.sqrt(np.clip((1 - Rn @ Rn.T) / 2, 0, 1))
+    np.fill_diagonal(d, 0)
+    return R, d
+
+
+@pytest.mark.parametrize("method", ["lof", "knn", "pca", "iforest"])
+def test_planted_outlier_ranks_first(method):
+    R, d = clustered()
+    scores = outlier_scores(d, method, representations=R)
+    assert int(np.argmax(scores)) == 7
+
+
+def test_infected_set_is_small_and_excludes_dead_neurons():
+    R, d = clustered()
+    self_act = np.ones(len(d))
+    self_act[3] = 1e-4  # dead: its own s-AMS barely excite it
+    d[3, :] = d[:, 3] = 0.9
+    d[3, 3] = 0
+    res = find_infected(d, self_act, list(range(40)), with_atlas=False)
+    assert res.dead == [3]
+    assert res.infected[0] == 7
+    assert 1 <= len(res.infected) <= 2  # at most 5% of 40
+    assert np.isnan(res.scores[3])
+    assert res.ranking[0] == 7 and 3 not in res.ranking
+
+
+def test_select_infected_bounds():
+    scores = np.array([1.0, 1.1, 0.9, 1.0, 1.05] * 8)
+    dead = np.zeros(40, bool)
+    assert len(select_infected(scores, range(40), dead)) == 1  # nothing stands out: still one
+    assert select_infected(scores, range(40), dead, n_infected=3) == [1, 6, 11]
+
+
+def test_find_dead_relative_to_typical_neuron():
+    assert find_dead(np.array([1.0, 0.9, 0.05, 1.2, 0.0])).tolist() == [False, False, True, False, True]
+
+
+def test_atlas_shape_and_unknown_method():
+    _, d = clustered(12)
+    assert atlas(d).shape == (12, 2)
+    with pytest.raises(DoraError, match="unknown outlier method"):
+        outlier_scores(d, "nope")

@@ -1,0 +1,104 @@
+"""s-AMS generation, representations and the EA distance on a model whose answer is known."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from dora_clean.models import LayerModel, freeze
+from dora_clean.representations import collect_representations, ea_distance, self_activation
+from dora_clean.sams import SamsConfig, generate_sams, optimise, render, spectrum_scale
+
+
+def colour_detectors() -> nn.Module:
+    """Channel c fires on pure colour c (red, green, blue) and on a vertical stripe pattern (3)."""
+    conv = nn.Conv2d(3, 4, 5, padding=2, bias=True)
+    with torch.no_grad():
+        conv.weight.zero_()
+        for c in range(3):
+            conv.weight[c, :, 2, 2] = -1.0
+            conv.weight[c, c, 2, 2] = 2.0
+        conv.weight[3, :, :, 0::2] = 0.02
+        conv.weight[3, :, :, 1::2] = -0.02
+        conv.bias.fill_(0.05)
+    return freeze(nn.Sequential(conv, nn.ReLU()))
+
+
+CFG = SamsConfig(n_signals=2, steps=40, size=24, lr=0.3, batch_size=8)
+RAW = {"mean": (0, 0, 0), "std": (1, 1, 1)}  # the model takes [0, 1] pixels
+
+
+def test_sams_excite_their_own_neuron_far_more_than_the_others():
+    lm = LayerModel(colour_detectors(), "1")
+    sams = optimise(lm, [0, 1, 2, 3], CFG, **RAW)
+    assert sams.shape == (4, 2, 3, 24, 24) and sams.dtype == torch.uint8
+    A = collect_representations(lm, sams, mean=(0, 0, 0), std=(1, 1, 1))
+    assert A.shape == (4, 4, 2)
+    R = A.mean(dim=2)
+    for i in range(4):
+        # each neuron's own s-AMS excite it more than any other neuron's s-AMS do
+        assert R[i, i] == R[:, i].max(), (i, R[:, i])
+    for i in range(3):
+        # and the colour neurons' s-AMS excite their neuron far more than the layer's other neurons
+        others = torch.cat([R[i, :i], R[i, i + 1 :]])
+        assert R[i, i] > 3 * others.max(), (i, R[i])
+    # the colour neurons' s-AMS are dominated by their colour
+    for c in range(3):
+        mean_rgb = sams[c].float().mean(dim=(0, 2, 3))
+        assert mean_rgb.argmax() == c, (c, mean_rgb)
+
+
+def test_ea_distance_properties():
+    A = torch.rand(10, 16, 3)
+    A[3] = A[4] * 2  # same direction: distance 0
+    d = ea_distance(A)
+    assert torch.allclose(d, d.T)
+    assert torch.all(d.diagonal() == 0)
+    assert d.min() >= 0 and d.max() <= 1
+    assert d[3, 4] < 1e-3
+    opposite = ea_distance(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+    assert abs(opposite[0, 1] - 1.0) < 1e-6
+
+
+def test_self_activation_picks_each_neurons_own_channel():
+    A = torch.zeros(2, 5, 3)
+    A[0, 3] = 7.0
+    A[1, 1] = 2.0
+    assert self_activation(A, [3, 1]).tolist() == [7.0, 2.0]
+
+
+def test_render_is_in_unit_range_and_has_a_1_over_f_spectrum():
+    scale = spectrum_scale(32, 32)
+    assert scale[0, 0] == 32 and scale[0, 1] > scale[0, 8]
+    img = render(torch.randn(2, 3, 32, 17, 2), scale, 32)
+    assert img.shape == (2, 3, 32, 32) and img.min() > 0 and img.max() < 1
+
+
+def test_deterministic_and_independent_of_batching():
+    lm = LayerModel(colour_detectors(), "1")
+    a = optimise(lm, [0, 1, 2, 3], CFG, **RAW)
+    b = optimise(lm, [0, 1, 2, 3], CFG, **RAW)
+    assert torch.equal(a, b)
+    c = optimise(lm, [2], CFG, **RAW)
+    assert (a[2].int() - c[0].int()).abs().max() <= 1
+
+
+def test_cache_is_reused_and_missing_neurons_only_are_made(tmp_path):
+    lm = LayerModel(colour_detectors(), "1")
+    cfg = SamsConfig(n_signals=2, steps=60, size=24, lr=0.1, batch_size=4)
+    t = time.perf_counter()
+    first = generate_sams(lm, [0, 1], cfg, tmp_path, mean=(0, 0, 0), std=(1, 1, 1), progress=False)
+    t_first = time.perf_counter() - t
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["0_0.png", "0_1.png", "1_0.png", "1_1.png"]
+    stamp = (tmp_path / "0_0.png").stat().st_mtime_ns
+    t = time.perf_counter()
+    again = generate_sams(lm, [0, 1], cfg, tmp_path, mean=(0, 0, 0), std=(1, 1, 1), progress=False)
+    t_again = time.perf_counter() - t
+    assert torch.equal(first, again)
+    assert t_again < t_first / 3
+    more = generate_sams(lm, [1, 2, 3], cfg, tmp_path, mean=(0, 0, 0), std=(1, 1, 1), progress=False)
+    assert (tmp_path / "0_0.png").stat().st_mtime_ns == stamp
+    assert torch.equal(more[0], first[1])
+    assert len(list(tmp_path.glob("*.png"))) == 8
