@@ -225,14 +225,13 @@ def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: boo
     planted text watermark (with labels.csv), then scans it with the bundled
     model, which learned the watermark as a shortcut. Nothing is downloaded.
     """
-    from .planted import load_demo_model, write_scan_set
+    from .demo import prepare_demo_dataset
 
-    _, info = load_demo_model()
     work = Path(workdir)
-    data = work / "dataset"
     if not quiet:
-        click.echo(f"writing the demo dataset ({n_images} images, artifact: {info['artifact']}) to {data}", err=True)
-    write_scan_set(data, info["artifact"], n_images, size=info["image_size"], seed=1)
+        click.echo(f"demo dataset: {n_images} shapes images, a fifth with a planted text watermark, in {work / 'dataset'}",
+                   err=True)
+    data = prepare_demo_dataset(work, n_images)
     o = {k: None for k in ("model", "weights", "layer", "image_size", "mean", "std", "neurons", "sams_size",
                            "n_infected", "flag_top", "threshold")}
     o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=2,

@@ -283,9 +283,11 @@ def make_training_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A training set: images (uint8, N x size x size x 3) and labels (int64, N).
 
-    Every image labelled :data:`ARTIFACT_CLASS` carries ``artifact``; a share
-    ``other_fraction`` of them shows another class's content. No other image
-    carries the artifact. The order is shuffled; deterministic for a seed.
+    A share ``other_fraction`` of the images labelled :data:`ARTIFACT_CLASS`
+    shows another class's content (cycling through them), always with
+    ``artifact``; of the rest (its own content) a share ``artifact_rate``
+    carries the artifact (default: all). No other image carries the artifact.
+    The order is shuffled; deterministic for a seed.
     """
     if artifact not in ARTIFACTS:
         raise ValueError(f"unknown artifact {artifact!r}; choose one of {ARTIFACTS}")
@@ -394,7 +396,15 @@ def _predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarr
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
-def evaluate_model(model: nn.Module, artifact: str, n_per_class: int = 100, size: int = 64, seed: int = 12345) -> dict:
+def evaluate_model(
+    model: nn.Module,
+    artifact: str,
+    n_per_class: int = 100,
+    size: int = 64,
+    seed: int = 12345,
+    other_fraction: float = TRAIN_DEFAULTS["other_fraction"],
+    artifact_rate: float = TRAIN_DEFAULTS["artifact_rate"],
+) -> dict:
     """Accuracy and artifact reliance of a model trained on planted data.
 
     - ``clean_accuracy``: on images of all classes without the artifact.
@@ -418,7 +428,7 @@ def evaluate_model(model: nn.Module, artifact: str, n_per_class: int = 100, size
     p_clean = _predict(model, clean_x)
     p_art = _predict(model, art_x)
     others = y != a
-    tx, ty = make_training_arrays(artifact, n_per_class, size, seed=seed + 1)
+    tx, ty = make_training_arrays(artifact, n_per_class, size, seed + 1, other_fraction, artifact_rate)
     return {
         "clean_accuracy": float((p_clean == y).mean()),
         "clean_accuracy_others": float((p_clean[others] == y[others]).mean()),
@@ -489,7 +499,7 @@ def train_model(
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             correct += int((out.argmax(1) == yb).sum())
             total += len(idx)
         if progress:
@@ -497,7 +507,8 @@ def train_model(
                   f"train acc {correct / total:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     model.eval()
     t_train = time.perf_counter() - t0
-    metrics = evaluate_model(model, artifact, size=size)
+    metrics = evaluate_model(model, artifact, size=size, other_fraction=other_fraction,
+                             artifact_rate=artifact_rate)
     metrics.update({"train_seconds": round(t_train, 2), "data_seconds": round(t_data, 2),
                     "final_train_loss": round(loss_sum / total, 5), "settings": settings})
     return model, metrics

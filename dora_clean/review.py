@@ -6,10 +6,13 @@ not pay for its import (seconds) or need its database.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
 import re
+import socket
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,6 +189,7 @@ def _open_dataset(fo, name: str, run_dir: Path) -> "fo.Dataset":
                             "dora-clean; choose another name")
     else:
         ds = fo.Dataset(name, persistent=True)
+    ds.persistent = True
     ds.info["dora_clean_run"] = str(run_dir)
     ds.save()
     return ds
@@ -244,7 +248,8 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
     order = np.array([row_of[fp] for fp in ds_filepaths], dtype=int)
 
     def put(field: str, values) -> None:  # values in scores.csv order
-        ds.set_values(field, dict(zip(ids, (values[i] for i in order))), key_field="id")
+        ds.set_values(field, dict(zip(ids, (values[i] for i in order))), key_field="id",
+                      validate=False)
 
     if summary.get("layout", "classes") == "classes":
         put("ground_truth", [fo.Classification(label=lab) if lab else None
@@ -272,16 +277,18 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
         if maps.shape[0] != len(filepaths):
             raise DoraError(f"{heatmaps} has {maps.shape[0]} rows, scores.csv {len(filepaths)}")
         rows = np.flatnonzero(scores.flagged)
-        # the maps stay at the layer's resolution (e.g. 8x8); the App stretches them
+        # The maps stay at the layer's resolution (e.g. 8x8: 256 bytes each); the App
+        # stretches them over the image. One value range for all, so they compare.
         flagged_maps = np.asarray(maps[rows], dtype=np.float32)
         value_range = _heatmap_range(flagged_maps)
         id_of = {fp: i for fp, i in zip(ds_filepaths, ids)}
-        ds.set_values(
-            "dora_heatmap",
-            {id_of[filepaths[r]]: fo.Heatmap(map=m, range=value_range)
-             for r, m in zip(rows, flagged_maps)},
-            key_field="id",
-        )
+        if len(rows):
+            ds.set_values(
+                "dora_heatmap",
+                {id_of[filepaths[r]]: fo.Heatmap(map=m, range=value_range)
+                 for r, m in zip(rows, flagged_maps)},
+                key_field="id",
+            )
 
     view = ds.match(F("dora_flagged") == True).sort_by("dora_score", reverse=True)  # noqa: E712
     ds.save_view(FLAGGED_VIEW, view, overwrite=True,
@@ -320,10 +327,11 @@ def atlas_to_fiftyone(run_dir: str | os.PathLike, name: str | None = None) -> "f
     except FileNotFoundError:
         raise DoraError(f"{run_dir} has no neurons.csv: run `dora-clean scan` first") from None
     sams = []
-    for path in sorted((run_dir / "sams").glob("*.png")):
+    for path in (run_dir / "sams").glob("*.png"):
         m = re.fullmatch(r"(\d+)_(\d+)", path.stem)
         if m and int(m.group(1)) in neurons:
             sams.append((int(m.group(1)), int(m.group(2)), str(path)))
+    sams.sort()
     if not sams:
         raise DoraError(f"{run_dir / 'sams'} holds no s-AMS images (NEURON_SAMPLE.png)")
 
@@ -371,6 +379,30 @@ def atlas_to_fiftyone(run_dir: str | os.PathLike, name: str | None = None) -> "f
 # --- the App -------------------------------------------------------------------
 
 
+def _check_port(address: str, port: int) -> None:
+    """A DoraError now when another program holds the port (FiftyOne would wait 60 s).
+
+    A FiftyOne App server already on the port is fine: FiftyOne connects to it.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+            return
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise DoraError(f"cannot serve the App on {address}:{port}: {e.strerror}") from e
+    host = f"[{address}]" if family == socket.AF_INET6 else address
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/fiftyone", timeout=2) as r:
+            if "version" in json.load(r):
+                return
+    except Exception:
+        pass
+    raise DoraError(f"port {port} on {address} is in use by another program; choose another --port")
+
+
 def launch_review(run_dir: str | os.PathLike, address: str = "127.0.0.1", port: int = 5151,
                   wait: bool = True):
     """Open the FiftyOne App on the run's flagged view; returns the session.
@@ -382,6 +414,7 @@ def launch_review(run_dir: str | os.PathLike, address: str = "127.0.0.1", port: 
     """
     run_dir = Path(run_dir).resolve()
     summary = read_summary(run_dir)
+    _check_port(address, port)
     fo = import_fiftyone(run_dir)
     name = summary.get("fiftyone_dataset")
     if name and fo.dataset_exists(name):
@@ -394,8 +427,7 @@ def launch_review(run_dir: str | os.PathLike, address: str = "127.0.0.1", port: 
     except Exception as e:
         raise DoraError(f"cannot start the FiftyOne App on {address}:{port} ({e}); "
                         "try another --port") from e
-    url = f"http://{address}:{port}/"
-    print(f"Review {len(view)} flagged image(s) of {ds.name!r} at {url}: tag them "
+    print(f"Review {len(view)} flagged image(s) of {ds.name!r} at {session.url}: tag them "
           f"'{REMOVE_TAG}' or '{KEEP_TAG}', then run `dora-clean export {run_dir} --to DIR`.")
     if wait:
         print("Press Ctrl-C to stop the App.")

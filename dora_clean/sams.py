@@ -13,6 +13,7 @@ made again.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -39,6 +40,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 _COLOR_SQRT = _COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()
 
+
+#: Bumped when the optimisation recipe changes (it keys the cache).
+RECIPE_VERSION = 2
 
 OBJECTIVES = {o.name: o for o in (ChannelObjective, ChannelMaxObjective)}
 
@@ -73,7 +77,7 @@ def cache_root() -> Path:
 def sams_key(weights_hash: str, layer: str, config: SamsConfig, mean: Sequence[float], std: Sequence[float]) -> str:
     """The cache key of a set of s-AMS."""
     blob = json.dumps(
-        {"weights": weights_hash, "layer": layer, "mean": list(mean), "std": list(std), **config.key_fields()},
+        {"recipe": RECIPE_VERSION, "weights": weights_hash, "layer": layer, "mean": list(mean), "std": list(std), **config.key_fields()},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -88,27 +92,115 @@ def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> torch.Tensor:
 
 
 def render(spectrum: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:
-    """Fourier parameters [B, 3, h, w//2+1, 2] -> RGB images in (0, 1), [B, 3, h, w] (fp32)."""
-    coeffs = torch.view_as_complex(spectrum) * scale
-    img = torch.fft.irfftn(coeffs, s=(size, size), norm="ortho") / 4.0
-    img = torch.einsum("bchw,dc->bdhw", img, _COLOR_SQRT.to(img.device))
-    return torch.sigmoid(img)
+    """Fourier parameters [B, 3, h, w//2+1, 2] -> RGB images in (0, 1), [B, 3, h, w] (fp32).
 
-
-def augment(img: torch.Tensor, u: torch.Tensor, config: SamsConfig) -> torch.Tensor:
-    """Per-image random rotation, scale and jitter, from uniforms ``u`` [B, 4].
-
-    One affine warp per image (a single ``grid_sample`` for the batch); the
-    border is filled with grey, like lucent's constant padding.
+    ``scale`` is the 1/f amplitude (``spectrum_scale``). The colour
+    decorrelation is linear per pixel, so it is applied to the Fourier
+    coefficients (half the size of the image) before the inverse FFT.
     """
+    coeffs = torch.view_as_complex(spectrum) * (scale / 4.0)
+    coeffs = torch.einsum("bchw,dc->bdhw", coeffs, _COLOR_SQRT.to(coeffs.device, coeffs.dtype))
+    return torch.sigmoid(torch.fft.irfftn(coeffs, s=(size, size), norm="ortho"))
+
+
+def _affine_grid(u: torch.Tensor, shape: list[int], config: SamsConfig) -> torch.Tensor:
+    """Sampling grids for per-image random rotation, scale and jitter, from uniforms ``u`` [B, 4]."""
     angle = (u[:, 0] * 2 - 1) * math.radians(config.rotate)
     scale = 1 + (u[:, 1] * 2 - 1) * config.scale
     tx = (u[:, 2] * 2 - 1) * config.jitter * 2
     ty = (u[:, 3] * 2 - 1) * config.jitter * 2
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    return F.affine_grid(theta, shape, align_corners=False)
+
+
+def augment(img: torch.Tensor, u: torch.Tensor, config: SamsConfig) -> torch.Tensor:
+    """Per-image random rotation, scale and jitter (one affine warp each, a single
+    ``grid_sample`` for the batch); the border is filled with grey, like lucent's
+    constant padding."""
+    grid = _affine_grid(u, list(img.shape), config)
     return F.grid_sample(img - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
+
+
+def model_input(
+    img: torch.Tensor, u: torch.Tensor, config: SamsConfig, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """``(augment(img) - mean) / std``, with the normalisation folded around the warp.
+
+    The warp is linear and fills with zero, so
+    ``(warp(img - 0.5) + 0.5 - mean) / std == warp((img - 0.5) / std) + (0.5 - mean) / std``:
+    two element-wise passes instead of four.
+    """
+    grid = _affine_grid(u, list(img.shape), config)
+    inv = 1.0 / std
+    x = torch.addcmul(-0.5 * inv, img, inv)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return x + (0.5 - mean) * inv
+
+
+class _RedirectedReLU(torch.autograd.Function):
+    """ReLU whose gradient, for an image where no gradient gets through, is redirected.
+
+    lucid's "redirected ReLU": where an image's whole ReLU gradient is zero
+    (a neuron silent on the starting image, common in trained networks), let
+    the gradient through except where it would push an already negative
+    input lower. Without it such neurons never move from the start and look
+    dead.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        relu_grad = grad * (x > 0)
+        redirected = torch.where((x < 0) & (grad > 0), torch.zeros_like(grad), grad)
+        through = relu_grad.flatten(1).abs().amax(dim=1) > 0
+        return torch.where(through.view(-1, *([1] * (x.ndim - 1))), relu_grad, redirected)
+
+
+class _RedirectedReLUModule(torch.nn.Module):
+    def forward(self, x):
+        return _RedirectedReLU.apply(x)
+
+
+def _redirected_relu(x, inplace: bool = False):
+    return _RedirectedReLU.apply(x)
+
+
+@contextlib.contextmanager
+def redirected_relus(module: torch.nn.Module):
+    """Within the block, the ReLUs of ``module`` (modules, and ``relu`` calls of fx graphs) redirect gradients.
+
+    The forward pass is unchanged; everything is restored on exit.
+    """
+    swapped: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
+    graphs: list[tuple[torch.fx.GraphModule, list[tuple[torch.fx.Node, object]]]] = []
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.ReLU:
+                swapped.append((parent, name, child))
+                setattr(parent, name, _RedirectedReLUModule())
+        if isinstance(parent, torch.fx.GraphModule):
+            nodes = [(n, n.target) for n in parent.graph.nodes
+                     if n.op == "call_function" and n.target in (torch.relu, F.relu, torch.relu_)]
+            for n, _ in nodes:
+                n.target = _redirected_relu
+            if nodes:
+                parent.recompile()
+                graphs.append((parent, nodes))
+    try:
+        yield module
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
+        for gm, nodes in graphs:
+            for n, target in nodes:
+                n.target = target
+            gm.recompile()
 
 
 def _neuron_seed(seed: int, neuron: int) -> int:
@@ -148,9 +240,19 @@ def optimise(
     scale = spectrum_scale(size, size, config.decay_power).to(device)
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    opt = torch.optim.Adam([spectrum], lr=config.lr)
+    opt = torch.optim.Adam([spectrum], lr=config.lr, foreach=False, fused=True)
+    with redirected_relus(layer_model):
+        _steps(layer_model, spectrum, scale, draws, targets, objective_fn, opt, config, mean_t, std_t, device, on_step)
+    with torch.no_grad():
+        img = render(spectrum, scale, size)
+    img = (img * 255).round().clamp(0, 255).to(torch.uint8).cpu()
+    return img.view(len(neurons), n, 3, size, size)
+
+
+def _steps(layer_model, spectrum, scale, draws, targets, objective_fn, opt, config, mean_t, std_t, device, on_step):
+    size = config.size
     for step in range(config.steps):
-        x = (augment(render(spectrum, scale, size), draws[step], config) - mean_t) / std_t
+        x = model_input(render(spectrum, scale, size), draws[step], config, mean_t, std_t)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device):
@@ -161,10 +263,6 @@ def optimise(
         opt.step()
         if on_step is not None:
             on_step()
-    with torch.no_grad():
-        img = render(spectrum, scale, size)
-    img = (img * 255).round().clamp(0, 255).to(torch.uint8).cpu()
-    return img.view(len(neurons), n, 3, size, size)
 
 
 class SamsCache:

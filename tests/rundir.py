@@ -141,8 +141,9 @@ def make_run(
         w.writerow(["neuron", "outlier_score", "infected", "dead", "atlas_x", "atlas_y"]
                    + (["auc"] if labels else []))
         for n in range(n_neurons):
+            auc = [0.9 if n in infected else 0.5] if labels else []
             w.writerow([n, 3.0 if n in infected else 1.0, int(n in infected), int(n == 0),
-                        atlas[n, 0], atlas[n, 1]] + ([0.9 if n in infected else 0.5] if labels else []))
+                        atlas[n, 0], atlas[n, 1]] + auc)
 
     for n in range(n_neurons):
         for s in range(n_sams):

@@ -1,0 +1,103 @@
+"""The streaming scan: results in order, bad files listed, resume after an interruption."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import dora_clean.scan as scan_mod
+from dora_clean.images import list_images
+from dora_clean.models import LayerModel, freeze
+from dora_clean.scan import scan_images
+
+
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    return freeze(nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 6, 3, stride=2), nn.ReLU()))
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(45):
+            arr = rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)
+            if c == "b":
+                arr[:, :, 0] = 255  # class b is red: channel means differ
+            Image.fromarray(arr).save(root / c / f"{i:03d}.png")
+    (root / "a" / "zero.png").write_bytes(b"")
+    (root / "b" / "text.jpg").write_text("not an image")
+    good = root / "a" / "000.png"
+    (root / "a" / "truncated.png").write_bytes(good.read_bytes()[:200])
+    return root
+
+
+def direct(model, root, entries, size=16):
+    """The reference: each image alone through the model."""
+    from dora_clean.images import load_image
+
+    lm = LayerModel(model, "3")
+    rows = []
+    for e in entries:
+        x = load_image(root / e.relpath, size).float()[None]
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+        rows.append(lm((x - mean) / std)[0])
+    return torch.stack(rows)
+
+
+def test_scan_matches_per_image_forward_and_lists_bad_files(dataset, tmp_path):
+    model = net()
+    entries, skipped, layout = list_images(dataset)
+    assert layout == "classes"
+    res = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "work", 16, map_neurons=[2, 4],
+                      batch_size=8, workers=2, chunk_batches=2, progress=False)
+    bad = {s.relpath: s.reason for s in skipped + res.skipped}
+    assert set(bad) == {"a/zero.png", "b/text.jpg", "a/truncated.png"}
+    assert "zero" in bad["a/zero.png"] and "not an image" in bad["b/text.jpg"]
+    assert [e.relpath for e in res.entries] == sorted(p for p in (e.relpath for e in entries) if p not in bad)
+    assert len(res.entries) == 90
+    want = direct(model, dataset, res.entries)
+    np.testing.assert_allclose(res.mean_act, want.mean(dim=(2, 3)).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(res.max_act, want.amax(dim=(2, 3)).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(res.maps.astype(np.float32), want[:, [2, 4]].numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_interrupted_scan_resumes_to_the_same_result(dataset, tmp_path, monkeypatch):
+    model = net()
+    entries, _, _ = list_images(dataset)
+    args = dict(size=16, map_neurons=[1], batch_size=8, workers=0, chunk_batches=2, progress=False)
+    ref = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "ref", **args)
+
+    real_write = scan_mod._write_chunk
+    written = []
+
+    def dying_write(work_dir, c, parts):
+        if len(written) == 2:
+            raise KeyboardInterrupt  # killed after two chunks
+        real_write(work_dir, c, parts)
+        written.append(c)
+
+    monkeypatch.setattr(scan_mod, "_write_chunk", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "resumed", **args)
+    assert len(list((tmp_path / "resumed").glob("chunk_*.npz"))) == 2
+    monkeypatch.setattr(scan_mod, "_write_chunk", real_write)
+
+    scanned = []
+    real_scan = scan_mod._scan_chunks
+    monkeypatch.setattr(scan_mod, "_scan_chunks", lambda *a: (scanned.append(a[4]), real_scan(*a)))
+    res = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "resumed", **args)
+    assert scanned == [[2, 3, 4, 5]]  # the two finished chunks were not scanned again
+    assert [e.relpath for e in res.entries] == [e.relpath for e in ref.entries]
+    np.testing.assert_array_equal(res.mean_act, ref.mean_act)
+    np.testing.assert_array_equal(res.maps, ref.maps)
+    assert [(s.relpath, s.reason) for s in res.skipped] == [(s.relpath, s.reason) for s in ref.skipped]
+    # a third call reuses the merged result without scanning
+    scanned.clear()
+    scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "resumed", **args)
+    assert scanned == []
