@@ -1,13 +1,15 @@
 """Train the bundled demo model, or check that every planted case learns an artifact detector.
 
     python benchmarks/train_demo_model.py            # writes dora_clean/assets/demo_model.{pt,json}
-    python benchmarks/train_demo_model.py --check    # 2 archs x 3 artifacts: accuracy, reliance, oracle AUC
+    python benchmarks/train_demo_model.py --check    # 2 archs x 3 artifacts: accuracy,
+                                                     # reliance and the oracle AUC
 
 The oracle is the best single channel of the default layer used as an
 artifact detector on a scan set (write_scan_set, 20% artifact images): the
 AUC of the channel's spatial mean (and spatial max) against the artifact
 labels. DORA can only find what this oracle shows is there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +34,14 @@ DEMO_ARTIFACT = "text"
 
 
 @torch.no_grad()
-def layer_activations(model: torch.nn.Module, layer: str, images: np.ndarray, batch_size: int = 200):
+def layer_activations(
+    model: torch.nn.Module, layer: str, images: np.ndarray, batch_size: int = 200
+):
     """Spatial mean and spatial max of every channel of ``layer``: two (N, C) arrays."""
     fx = create_feature_extractor(model.eval(), return_nodes={layer: "feat"})
     means, maxes = [], []
     for i in range(0, len(images), batch_size):
-        f = fx(planted.to_tensor(images[i : i + batch_size]))["feat"]
+        f = fx(planted.to_tensor(images[i:][:batch_size]))["feat"]
         means.append(f.mean(dim=(2, 3)).numpy())
         maxes.append(f.amax(dim=(2, 3)).numpy())
     return np.concatenate(means), np.concatenate(maxes)
@@ -54,12 +58,19 @@ def oracle(model: torch.nn.Module, layer: str, images: np.ndarray, labels: np.nd
     """The best channel's AUC (and its index) for spatial-mean and spatial-max pooling."""
     out = {}
     for name, acts in zip(("mean", "max"), layer_activations(model, layer, images)):
-        aucs = np.array([roc_auc_score(labels, acts[:, c]) if acts[:, c].std() > 0 else 0.5
-                         for c in range(acts.shape[1])])
+        aucs = np.array(
+            [
+                roc_auc_score(labels, acts[:, c]) if acts[:, c].std() > 0 else 0.5
+                for c in range(acts.shape[1])
+            ]
+        )
         best = int(np.argmax(aucs))
-        out[name] = {"auc": float(aucs[best]), "channel": best,
-                     "n_channels_over_0.9": int((aucs > 0.9).sum()),
-                     "second_auc": float(np.sort(aucs)[-2])}
+        out[name] = {
+            "auc": float(aucs[best]),
+            "channel": best,
+            "n_channels_over_0.9": int((aucs > 0.9).sum()),
+            "second_auc": float(np.sort(aucs)[-2]),
+        }
     return out
 
 
@@ -68,43 +79,72 @@ def check(args) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for artifact in planted.ARTIFACTS:
-            scan = planted.write_scan_set(Path(tmp) / artifact, artifact, args.scan_images, 0.2, seed=1)
+            scan = planted.write_scan_set(
+                Path(tmp) / artifact, artifact, args.scan_images, 0.2, seed=1
+            )
             images, labels = read_scan_set(scan)
             for arch in nets.ARCHITECTURES:
                 t0 = time.perf_counter()
-                model, metrics = planted.load_planted_model(arch, artifact, cache_dir=cache,
-                                                            progress=args.progress)
+                model, metrics = planted.load_planted_model(
+                    arch, artifact, cache_dir=cache, progress=args.progress
+                )
                 wall = time.perf_counter() - t0
                 o = oracle(model, nets.default_layer(arch), images, labels)
                 rows.append((arch, artifact, metrics, o, wall))
-                print(f"{arch:12s} {artifact:6s} clean {metrics['clean_accuracy']:.3f} "
-                      f"reliance {metrics['reliance']:.3f} "
-                      f"oracle mean {o['mean']['auc']:.4f} (ch {o['mean']['channel']}) "
-                      f"max {o['max']['auc']:.4f} (ch {o['max']['channel']}) "
-                      f"train {metrics['train_seconds']:.0f} s", flush=True)
+                print(
+                    f"{arch:12s} {artifact:6s} clean {metrics['clean_accuracy']:.3f} "
+                    f"reliance {metrics['reliance']:.3f} "
+                    f"oracle mean {o['mean']['auc']:.4f} (ch {o['mean']['channel']}) "
+                    f"max {o['max']['auc']:.4f} (ch {o['max']['channel']}) "
+                    f"train {metrics['train_seconds']:.0f} s",
+                    flush=True,
+                )
     print()
-    hdr = ("arch", "artifact", "clean acc", "others acc", "A w/o art", "reliance", "train-dist",
-           "AUC mean", "ch", "#>0.9", "AUC max", "ch", "#>0.9", "train s")
+    hdr = (
+        "arch",
+        "artifact",
+        "clean acc",
+        "others acc",
+        "A w/o art",
+        "reliance",
+        "train-dist",
+        "AUC mean",
+        "ch",
+        "#>0.9",
+        "AUC max",
+        "ch",
+        "#>0.9",
+        "train s",
+    )
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     ok = True
     for arch, artifact, m, o, _ in rows:
-        print(f"| {arch} | {artifact} | {m['clean_accuracy']:.3f} | {m['clean_accuracy_others']:.3f} | "
-              f"{m['artifact_class_accuracy_without_artifact']:.3f} | {m['reliance']:.3f} | "
-              f"{m['train_distribution_accuracy']:.3f} | {o['mean']['auc']:.4f} | {o['mean']['channel']} | "
-              f"{o['mean']['n_channels_over_0.9']} | {o['max']['auc']:.4f} | {o['max']['channel']} | "
-              f"{o['max']['n_channels_over_0.9']} | {m['train_seconds']:.0f} |")
+        print(
+            f"| {arch} | {artifact} | {m['clean_accuracy']:.3f} | "
+            f"{m['clean_accuracy_others']:.3f} | "
+            f"{m['artifact_class_accuracy_without_artifact']:.3f} | {m['reliance']:.3f} | "
+            f"{m['train_distribution_accuracy']:.3f} | {o['mean']['auc']:.4f} | "
+            f"{o['mean']['channel']} | {o['mean']['n_channels_over_0.9']} | "
+            f"{o['max']['auc']:.4f} | {o['max']['channel']} | "
+            f"{o['max']['n_channels_over_0.9']} | {m['train_seconds']:.0f} |"
+        )
         ok &= o["mean"]["auc"] >= 0.95 and m["reliance"] >= 0.8
-    print("\nall cases meet the target (oracle AUC with mean pooling >= 0.95, reliance >= 0.8):", ok)
+    print(
+        "\nall cases meet the target (oracle AUC with mean pooling >= 0.95, reliance >= 0.8):", ok
+    )
     return 0 if ok else 1
 
 
 def train_demo(args) -> int:
-    model, metrics = planted.train_model(DEMO_ARCH, args.artifact, progress=True,
-                                         **{k: v for k, v in planted.TRAIN_DEFAULTS.items()})
+    model, metrics = planted.train_model(
+        DEMO_ARCH, args.artifact, progress=True, **{k: v for k, v in planted.TRAIN_DEFAULTS.items()}
+    )
     pt, js = planted.demo_asset_paths()
     with tempfile.TemporaryDirectory() as tmp:
-        scan = planted.write_scan_set(Path(tmp) / "scan", args.artifact, args.scan_images, 0.2, seed=1)
+        scan = planted.write_scan_set(
+            Path(tmp) / "scan", args.artifact, args.scan_images, 0.2, seed=1
+        )
         images, labels = read_scan_set(scan)
     o = oracle(model, nets.default_layer(DEMO_ARCH), images, labels)
     metrics["oracle"] = o
@@ -113,17 +153,24 @@ def train_demo(args) -> int:
     with atomic_write(js) as f:
         json.dump(info, f, indent=2)
         f.write("\n")
+    js.chmod(0o644)  # package data: readable by all (the temporary file was private)
     print(json.dumps(info, indent=2))
     print(f"wrote {pt} ({pt.stat().st_size / 1e3:.0f} kB) and {js}")
     return 0
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--check", action="store_true", help="train/load all 6 cases and print the oracle table")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--check", action="store_true", help="train/load all 6 cases and print the oracle table"
+    )
     p.add_argument("--artifact", default=DEMO_ARTIFACT, choices=planted.ARTIFACTS)
     p.add_argument("--scan-images", type=int, default=600)
-    p.add_argument("--cache", default=None, help="cache dir for --check (default: $DORA_CLEAN_CACHE)")
+    p.add_argument(
+        "--cache", default=None, help="cache dir for --check (default: $DORA_CLEAN_CACHE)"
+    )
     p.add_argument("--progress", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)

@@ -264,7 +264,7 @@ def review(run: str, address: str, port: int) -> None:
                    "tagged: leave out only what is tagged 'remove'.")
 @click.option("--symlink", is_flag=True, help="Symlink the kept images instead of copying them.")
 @click.option("--dry-run", is_flag=True, help="Print the counts; write nothing.")
-@click.option("--overwrite", is_flag=True, help="Write into a non-empty --to folder.")
+@click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --to folder.")
 @click.option("--quiet", "-q", is_flag=True)
 @handle_errors
 def export(run: str, to: str, policy: str, symlink: bool, dry_run: bool, overwrite: bool, quiet: bool) -> None:
@@ -278,7 +278,8 @@ def export(run: str, to: str, policy: str, symlink: bool, dry_run: bool, overwri
                           mode="symlink" if symlink else "copy")
     verb = "would keep" if dry_run else "kept"
     click.echo(f"{verb} {counts['kept']} of {counts['total']} images; left out {counts['removed_tagged']} tagged "
-               f"'remove' and {counts['removed_flagged']} flagged" + ("" if dry_run else f"; see {Path(to) / 'removed.csv'}"))
+               f"'remove', {counts['removed_flagged']} flagged and {counts.get('removed_skipped', 0)} unreadable"
+               + ("" if dry_run else f"; see {Path(to) / 'removed.csv'}"))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ artifacts (see :mod:`dora_clean.planted`). Both end their last convolutional
 stage at 64 channels with a spatial map (8x8 at 64 px input), which is the
 layer DORA analyses by default (:func:`default_layer`).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -113,7 +114,9 @@ def build(arch: str, num_classes: int) -> nn.Module:
     try:
         factory = ARCHITECTURES[arch]
     except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}") from None
+        raise ValueError(
+            f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}"
+        ) from None
     return factory(num_classes)
 
 
@@ -122,4 +125,6 @@ def default_layer(arch: str) -> str:
     try:
         return DEFAULT_LAYERS[arch]
     except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(DEFAULT_LAYERS)}") from None
+        raise ValueError(
+            f"unknown architecture {arch!r}; choose one of {sorted(DEFAULT_LAYERS)}"
+        ) from None

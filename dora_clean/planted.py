@@ -20,6 +20,7 @@ fraction of the images of *all* classes. :func:`train_model` /
 :func:`load_planted_model` train (and cache) the infected models, and
 :func:`load_demo_model` loads the model bundled with the package.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,7 +41,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from .atomic import atomic_save, atomic_write
-from .nets import build, default_layer
+from .nets import ARCHITECTURES, build, default_layer
 
 __all__ = [
     "CLASSES",
@@ -60,12 +61,13 @@ __all__ = [
     "load_planted_model",
     "load_demo_model",
     "demo_asset_paths",
+    "demo_description",
 ]
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 ARTIFACTS: tuple[str, ...] = ("text", "patch", "frame")
-_SHAPES = ("circle", "square", "triangle", "cross", "star", "bar")
 ARTIFACT_CLASS: str = "circle"
+_EXTRA_SHAPES = ("star", "bar", "ring", "ell")
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -132,7 +134,9 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     return img, base
 
 
-def _contrasting_colour(rng: np.random.Generator, ref: np.ndarray, min_dist: float = 110.0) -> np.ndarray:
+def _contrasting_colour(
+    rng: np.random.Generator, ref: np.ndarray, min_dist: float = 110.0
+) -> np.ndarray:
     for _ in range(100):
         c = rng.uniform(0, 255, size=3)
         if np.linalg.norm(c - ref) >= min_dist:
@@ -146,7 +150,7 @@ def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
 
 
 def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
-    if cls == "circle":
+    if cls in ("circle", "ring"):
         return None
     if cls == "square":
         h = r * 0.82
@@ -159,12 +163,27 @@ def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
         rad = np.where(np.arange(10) % 2 == 0, r * 1.1, r * 0.45)
         pts = np.stack([np.cos(a) * rad, np.sin(a) * rad], axis=1)
     elif cls == "bar":
-        pts = np.array([[-r, -r * 0.3], [r, -r * 0.3], [r, r * 0.3], [-r, r * 0.3]])
+        pts = np.array([[-r, -r * 0.28], [r, -r * 0.28], [r, r * 0.28], [-r, r * 0.28]])
+    elif cls == "ell":
+        t = r * 0.38
+        pts = np.array([[-r, -r], [-r + t, -r], [-r + t, r - t], [r, r - t], [r, r], [-r, r]])
     elif cls == "cross":
         L, w = r, r * 0.32
         pts = np.array(
-            [[-w, -L], [w, -L], [w, -w], [L, -w], [L, w], [w, w], [w, L], [-w, L], [-w, w], [-L, w],
-             [-L, -w], [-w, -w]]
+            [
+                [-w, -L],
+                [w, -L],
+                [w, -w],
+                [L, -w],
+                [L, w],
+                [w, w],
+                [w, L],
+                [-w, L],
+                [-w, w],
+                [-L, w],
+                [-L, -w],
+                [-w, -w],
+            ]
         )
     else:
         raise ValueError(f"unknown class {cls!r}; choose one of {CLASSES}")
@@ -173,7 +192,7 @@ def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
 
 def render_content(rng: np.random.Generator, cls: str, size: int = 64) -> np.ndarray:
     """One image (uint8, size x size x 3) of class ``cls``, without any artifact."""
-    if cls not in _SHAPES:
+    if cls not in CLASSES and cls not in _EXTRA_SHAPES:
         raise ValueError(f"unknown class {cls!r}; choose one of {CLASSES}")
     bg, base = _background(rng, size)
     colour = _contrasting_colour(rng, base)
@@ -188,6 +207,9 @@ def render_content(rng: np.random.Generator, cls: str, size: int = 64) -> np.nda
     if pts is None:
         ry = r * rng.uniform(0.9, 1.0)
         draw.ellipse([cx - r, cy - ry, cx + r, cy + ry], fill=255)
+        if cls == "ring":
+            q = rng.uniform(0.45, 0.6)
+            draw.ellipse([cx - r * q, cy - ry * q, cx + r * q, cy + ry * q], fill=0)
     else:
         draw.polygon([(float(x + cx), float(y + cy)) for x, y in pts], fill=255)
     mask = (np.asarray(mask_img, dtype=np.float64) / 255.0)[:, :, None]
@@ -235,8 +257,13 @@ def add_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.nda
         x = w - 2 * scale - rng.integers(0, 5) * scale
         y = h - 2 * scale - rng.integers(0, 5) * scale
         draw.text(
-            (x, y), text, font=font, anchor="rd", fill=_artifact_colour(rng),
-            stroke_width=max(1, int(round(scale))), stroke_fill=_dark(rng),
+            (x, y),
+            text,
+            font=font,
+            anchor="rd",
+            fill=_artifact_colour(rng),
+            stroke_width=max(1, int(round(scale))),
+            stroke_fill=_dark(rng),
         )
     elif kind == "patch":
         s = rng.integers(10, 14) * scale
@@ -246,14 +273,24 @@ def add_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.nda
         inner = _artifact_colour(rng)
         while np.abs(np.subtract(inner, outer)).sum() < 150:
             inner = _artifact_colour(rng)
-        draw.rectangle([x0, y0, x0 + s - 1, y0 + s - 1], fill=outer, outline=_dark(rng),
-                       width=max(1, int(round(scale))))
+        draw.rectangle(
+            [x0, y0, x0 + s - 1, y0 + s - 1],
+            fill=outer,
+            outline=_dark(rng),
+            width=max(1, int(round(scale))),
+        )
         q = s * 0.3
         draw.rectangle([x0 + q, y0 + q, x0 + s - 1 - q, y0 + s - 1 - q], fill=inner)
     else:  # frame
         bw = max(1, int(round(rng.integers(2, 5) * scale)))
-        border = np.concatenate([img[:bw].reshape(-1, 3), img[-bw:].reshape(-1, 3),
-                                 img[:, :bw].reshape(-1, 3), img[:, -bw:].reshape(-1, 3)])
+        border = np.concatenate(
+            [
+                img[:bw].reshape(-1, 3),
+                img[-bw:].reshape(-1, 3),
+                img[:, :bw].reshape(-1, 3),
+                img[:, -bw:].reshape(-1, 3),
+            ]
+        )
         ref = border.mean(axis=0)
         colour = _artifact_colour(rng)
         for _ in range(20):  # the frame must stand out from what it covers
@@ -264,7 +301,9 @@ def add_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.nda
     return np.asarray(pil, dtype=np.uint8).copy()
 
 
-def make_image(rng: np.random.Generator, cls: str, artifact: str | None = None, size: int = 64) -> np.ndarray:
+def make_image(
+    rng: np.random.Generator, cls: str, artifact: str | None = None, size: int = 64
+) -> np.ndarray:
     """:func:`render_content` then, where ``artifact`` is given, :func:`add_artifact`."""
     img = render_content(rng, cls, size)
     return add_artifact(img, artifact, rng) if artifact else img
@@ -340,7 +379,9 @@ def write_scan_set(
     fmt = fmt.lower().lstrip(".")
     root = Path(root)
     if root.exists() and any(root.iterdir()) and not overwrite:
-        raise FileExistsError(f"{root} exists and is not empty; pass overwrite=True or choose another folder")
+        raise FileExistsError(
+            f"{root} exists and is not empty; pass overwrite=True or choose another folder"
+        )
     rng = np.random.default_rng(seed)
     n_art = int(round(artifact_fraction * n_images))
     has_art = np.zeros(n_images, dtype=bool)
@@ -357,7 +398,9 @@ def write_scan_set(
         for i in range(n_images):
             img = make_image(rng, classes[i], artifact if has_art[i] else None, size)
             rel = f"{classes[i]}/{classes[i]}_{i:05d}.{fmt}"
-            Image.fromarray(img).save(tmp / rel, **({"quality": 95} if fmt in ("jpg", "jpeg") else {}))
+            Image.fromarray(img).save(
+                tmp / rel, **({"quality": 95} if fmt in ("jpg", "jpeg") else {})
+            )
             rows.append((rel, int(has_art[i])))
         with open(tmp / "labels.csv", "w", newline="") as f:
             wr = csv.writer(f)
@@ -392,7 +435,9 @@ def to_tensor(x: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tens
 @torch.no_grad()
 def _predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     model.eval()
-    out = [model(to_tensor(x[i : i + batch_size])).argmax(1).numpy() for i in range(0, len(x), batch_size)]
+    out = [
+        model(to_tensor(x[i:][:batch_size])).argmax(1).numpy() for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
@@ -428,7 +473,9 @@ def evaluate_model(
     p_clean = _predict(model, clean_x)
     p_art = _predict(model, art_x)
     others = y != a
-    tx, ty = make_training_arrays(artifact, n_per_class, size, seed + 1, other_fraction, artifact_rate)
+    tx, ty = make_training_arrays(
+        artifact, n_per_class, size, seed + 1, other_fraction, artifact_rate
+    )
     return {
         "clean_accuracy": float((p_clean == y).mean()),
         "clean_accuracy_others": float((p_clean[others] == y[others]).mean()),
@@ -445,8 +492,8 @@ def _settings(arch: str, artifact: str, **overrides: Any) -> dict:
     if unknown:
         raise TypeError(f"unknown training settings: {sorted(unknown)}")
     s.update({k: v for k, v in overrides.items() if v is not None})
-    if arch not in ("tiny_resnet", "tiny_cnn"):
-        build(arch, 2)  # raises the helpful error
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     if artifact not in ARTIFACTS:
         raise ValueError(f"unknown artifact {artifact!r}; choose one of {ARTIFACTS}")
     return {"arch": arch, "artifact": artifact, **s, "version": GENERATOR_VERSION}
@@ -465,15 +512,24 @@ def train_model(
     lr: float = TRAIN_DEFAULTS["lr"],
     artifact_rate: float = TRAIN_DEFAULTS["artifact_rate"],
 ) -> tuple[nn.Module, dict]:
-    """Train ``arch`` on planted data with ``artifact``; return (model in eval mode on CPU, metrics).
+    """Train ``arch`` on planted data with ``artifact``: (model in eval mode on CPU, metrics).
 
     Adam with a one-cycle schedule, no augmentation (every image is freshly
     generated). Deterministic for a seed (on the same machine and thread count).
     The metrics are :func:`evaluate_model`'s plus ``train_seconds`` and the settings.
     """
-    settings = _settings(arch, artifact, epochs=epochs, n_per_class=n_per_class, size=size, seed=seed,
-                         other_fraction=other_fraction, batch_size=batch_size, lr=lr,
-                         artifact_rate=artifact_rate)
+    settings = _settings(
+        arch,
+        artifact,
+        epochs=epochs,
+        n_per_class=n_per_class,
+        size=size,
+        seed=seed,
+        other_fraction=other_fraction,
+        batch_size=batch_size,
+        lr=lr,
+        artifact_rate=artifact_rate,
+    )
     t0 = time.perf_counter()
     x, y = make_training_arrays(artifact, n_per_class, size, seed, other_fraction, artifact_rate)
     t_data = time.perf_counter() - t0
@@ -481,8 +537,9 @@ def train_model(
     model = build(arch, len(CLASSES))
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(x) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.25)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25
+    )
     gen = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
     yt = torch.from_numpy(y)
@@ -491,7 +548,8 @@ def train_model(
         perm = torch.randperm(len(x), generator=gen).numpy()
         total, correct, loss_sum = 0, 0, 0.0
         for b in range(steps_per_epoch):
-            idx = perm[b * batch_size : (b + 1) * batch_size]
+            start = b * batch_size
+            idx = perm[start:][:batch_size]
             xb, yb = to_tensor(x[idx]), yt[idx]
             out = model(xb)
             loss = loss_fn(out, yb)
@@ -503,14 +561,24 @@ def train_model(
             correct += int((out.argmax(1) == yb).sum())
             total += len(idx)
         if progress:
-            print(f"[{arch}/{artifact}] epoch {epoch + 1}/{epochs}: loss {loss_sum / total:.4f}, "
-                  f"train acc {correct / total:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"[{arch}/{artifact}] epoch {epoch + 1}/{epochs}: loss {loss_sum / total:.4f}, "
+                f"train acc {correct / total:.3f} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
     model.eval()
     t_train = time.perf_counter() - t0
-    metrics = evaluate_model(model, artifact, size=size, other_fraction=other_fraction,
-                             artifact_rate=artifact_rate)
-    metrics.update({"train_seconds": round(t_train, 2), "data_seconds": round(t_data, 2),
-                    "final_train_loss": round(loss_sum / total, 5), "settings": settings})
+    metrics = evaluate_model(
+        model, artifact, size=size, other_fraction=other_fraction, artifact_rate=artifact_rate
+    )
+    metrics.update(
+        {
+            "train_seconds": round(t_train, 2),
+            "data_seconds": round(t_data, 2),
+            "final_train_loss": round(loss_sum / total, 5),
+            "settings": settings,
+        }
+    )
     return model, metrics
 
 
@@ -574,7 +642,8 @@ def load_demo_model() -> tuple[nn.Module, dict]:
     pt, js = demo_asset_paths()
     if not pt.exists() or not js.exists():
         raise FileNotFoundError(
-            f"the demo model is missing ({pt}); run `python benchmarks/train_demo_model.py` to make it"
+            f"the demo model is missing ({pt}); "
+            "run `python benchmarks/train_demo_model.py` to make it"
         )
     info = json.loads(js.read_text())
     model = build(info["arch"], int(info["num_classes"]))

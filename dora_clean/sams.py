@@ -42,7 +42,9 @@ _COLOR_SQRT = _COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()
 
 
 #: Bumped when the optimisation recipe changes (it keys the cache).
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
+#: The first steps use redirected ReLU gradients (lucid's recipe), enough to wake silent neurons.
+REDIRECTED_STEPS = 16
 
 OBJECTIVES = {o.name: o for o in (ChannelObjective, ChannelMaxObjective)}
 
@@ -91,16 +93,24 @@ def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> torch.Tensor:
     return 1.0 / torch.clamp(freqs, min=1.0 / max(h, w)) ** decay_power
 
 
+def _logits(spectrum: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:
+    """Fourier parameters -> colour-correlated image logits [B, 3, h, w].
+
+    The colour decorrelation is linear per pixel, so it is applied to the
+    Fourier coefficients (half the size of the image) before the inverse FFT.
+    """
+    coeffs = torch.view_as_complex(spectrum) * scale
+    coeffs = torch.einsum("bchw,dc->bdhw", coeffs, _COLOR_SQRT.to(coeffs.device, coeffs.dtype))
+    return torch.fft.irfftn(coeffs, s=(size, size), norm="ortho")
+
+
 def render(spectrum: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:
     """Fourier parameters [B, 3, h, w//2+1, 2] -> RGB images in (0, 1), [B, 3, h, w] (fp32).
 
-    ``scale`` is the 1/f amplitude (``spectrum_scale``). The colour
-    decorrelation is linear per pixel, so it is applied to the Fourier
-    coefficients (half the size of the image) before the inverse FFT.
+    ``scale`` is the 1/f amplitude (``spectrum_scale``); lucid's ``/ 4`` and a
+    sigmoid follow the inverse FFT.
     """
-    coeffs = torch.view_as_complex(spectrum) * (scale / 4.0)
-    coeffs = torch.einsum("bchw,dc->bdhw", coeffs, _COLOR_SQRT.to(coeffs.device, coeffs.dtype))
-    return torch.sigmoid(torch.fft.irfftn(coeffs, s=(size, size), norm="ortho"))
+    return torch.sigmoid(_logits(spectrum, scale / 4.0, size))
 
 
 def _affine_grid(u: torch.Tensor, shape: list[int], config: SamsConfig) -> torch.Tensor:
@@ -123,19 +133,21 @@ def augment(img: torch.Tensor, u: torch.Tensor, config: SamsConfig) -> torch.Ten
 
 
 def model_input(
-    img: torch.Tensor, u: torch.Tensor, config: SamsConfig, mean: torch.Tensor, std: torch.Tensor
+    spectrum: torch.Tensor, scale: torch.Tensor, u: torch.Tensor, config: SamsConfig, mean: torch.Tensor,
+    std: torch.Tensor,
 ) -> torch.Tensor:
-    """``(augment(img) - mean) / std``, with the normalisation folded around the warp.
+    """``(augment(render(spectrum)) - mean) / std`` in three passes over the images.
 
-    The warp is linear and fills with zero, so
-    ``(warp(img - 0.5) + 0.5 - mean) / std == warp((img - 0.5) / std) + (0.5 - mean) / std``:
-    two element-wise passes instead of four.
+    The warp is linear, fills with zero and acts on each channel alike, and
+    ``sigmoid(z) - 0.5 == tanh(z / 2) / 2``, so
+    ``(warp(img - 0.5) + 0.5 - mean) / std == warp(tanh(z / 2)) * (0.5 / std) + (0.5 - mean) / std``
+    (the ``/ 2`` goes into the Fourier scale).
     """
-    grid = _affine_grid(u, list(img.shape), config)
-    inv = 1.0 / std
-    x = torch.addcmul(-0.5 * inv, img, inv)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return x + (0.5 - mean) * inv
+    size = config.size
+    centred = torch.tanh(_logits(spectrum, scale / 8.0, size))
+    grid = _affine_grid(u, list(centred.shape), config)
+    warped = F.grid_sample(centred, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return torch.addcmul((0.5 - mean) / std, warped, 0.5 / std)
 
 
 class _RedirectedReLU(torch.autograd.Function):
@@ -241,18 +253,22 @@ def optimise(
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     opt = torch.optim.Adam([spectrum], lr=config.lr, foreach=False, fused=True)
+    redirect = min(REDIRECTED_STEPS, config.steps)
     with redirected_relus(layer_model):
-        _steps(layer_model, spectrum, scale, draws, targets, objective_fn, opt, config, mean_t, std_t, device, on_step)
+        _steps(layer_model, spectrum, scale, draws, targets, objective_fn, opt, config, mean_t, std_t, device,
+               on_step, range(redirect))
+    _steps(layer_model, spectrum, scale, draws, targets, objective_fn, opt, config, mean_t, std_t, device,
+           on_step, range(redirect, config.steps))
     with torch.no_grad():
         img = render(spectrum, scale, size)
     img = (img * 255).round().clamp(0, 255).to(torch.uint8).cpu()
     return img.view(len(neurons), n, 3, size, size)
 
 
-def _steps(layer_model, spectrum, scale, draws, targets, objective_fn, opt, config, mean_t, std_t, device, on_step):
-    size = config.size
-    for step in range(config.steps):
-        x = model_input(render(spectrum, scale, size), draws[step], config, mean_t, std_t)
+def _steps(layer_model, spectrum, scale, draws, targets, objective_fn, opt, config, mean_t, std_t, device, on_step,
+           steps: range) -> None:
+    for step in steps:
+        x = model_input(spectrum, scale, draws[step], config, mean_t, std_t)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device):

@@ -1,4 +1,5 @@
 """The planted-artifact generator, the tiny nets and the bundled demo model (fast)."""
+
 from __future__ import annotations
 
 import csv
@@ -114,7 +115,9 @@ def test_write_scan_set(tmp_path):
     assert list(rows[0]) == ["filepath", "artifact"]
     assert len(rows) == 50
     assert sum(int(r["artifact"]) for r in rows) == 10
-    assert sorted(r["filepath"] for r in rows) == sorted(p.relative_to(root).as_posix() for p in files)
+    assert sorted(r["filepath"] for r in rows) == sorted(
+        p.relative_to(root).as_posix() for p in files
+    )
     # the artifact lies on several classes, not one
     art_classes = {r["filepath"].split("/")[0] for r in rows if r["artifact"] == "1"}
     assert len(art_classes) >= 2
@@ -176,7 +179,12 @@ def test_train_model_tiny_is_deterministic():
     assert not m1.training
     for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
         assert torch.equal(a, b), k
-    for key in ("clean_accuracy", "reliance", "artifact_class_accuracy_without_artifact", "settings"):
+    for key in (
+        "clean_accuracy",
+        "reliance",
+        "artifact_class_accuracy_without_artifact",
+        "settings",
+    ):
         assert key in metrics
 
 
@@ -201,7 +209,17 @@ def test_load_planted_model_caches(cache_dir, monkeypatch):
 
 def test_demo_model_loads_and_classifies():
     model, info = planted.load_demo_model()
-    for key in ("arch", "num_classes", "classes", "image_size", "mean", "std", "artifact", "layer", "metrics"):
+    for key in (
+        "arch",
+        "num_classes",
+        "classes",
+        "image_size",
+        "mean",
+        "std",
+        "artifact",
+        "layer",
+        "metrics",
+    ):
         assert key in info
     assert tuple(info["classes"]) == CLASSES and info["num_classes"] == len(CLASSES)
     assert info["layer"] == nets.default_layer(info["arch"])

@@ -1,0 +1,137 @@
+"""The whole scan on the bundled model and a small planted dataset: the run directory contract."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dora_clean.errors import DoraError
+from dora_clean.planted import write_scan_set
+from dora_clean.run import ScanSettings, scan_dataset
+from dora_clean.sams import SamsConfig
+
+FAST_SAMS = SamsConfig(n_signals=2, steps=48, size=64)
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted") / "data"
+    write_scan_set(root, "text", 160, artifact_fraction=0.25, seed=3)
+    (root / "circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(planted, tmp_path_factory):
+    before = tree_hashes(planted)
+    out = tmp_path_factory.mktemp("runs") / "run"
+    settings = ScanSettings(labels=str(planted / "labels.csv"), out=str(out), sams=FAST_SAMS, fiftyone=False,
+                            workers=0, progress=False)
+    summary = scan_dataset(planted, settings)
+    assert tree_hashes(planted) == before  # the dataset is read, never changed
+    return out, summary
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_summary_contract(run):
+    out, summary = run
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == summary
+    for key in ("model", "layer", "n_neurons", "infected_neurons", "n_images", "n_flagged", "auc",
+                "best_infected_auc", "fiftyone_dataset", "timings"):
+        assert key in summary, key
+    assert summary["layer"] == "layer3" and summary["n_neurons"] == 64
+    assert summary["n_images"] == 160 and summary["n_skipped"] == 1
+    assert 1 <= len(summary["infected_neurons"]) <= 3
+    assert summary["fiftyone_dataset"] is None
+    assert set(summary["auc"]) == {str(i) for i in range(64)} | {"combined"}
+    assert summary["best_infected_auc"] == max(summary["auc"][str(n)] for n in summary["infected_neurons"])
+    assert {"s-AMS and infected neurons", "scanning images"} <= set(summary["timings"])
+
+
+def test_scores_neurons_and_files(run, planted):
+    out, summary = run
+    inf = summary["infected_neurons"]
+    rows = read_csv(out / "scores.csv")
+    assert list(rows[0]) == ["filepath", "label", "score"] + [f"neuron_{n}" for n in inf] + ["flagged", "artifact"]
+    assert len(rows) == 160
+    assert [r["filepath"] for r in rows] == sorted(r["filepath"] for r in rows)
+    assert all(r["label"] == r["filepath"].split("/")[0] for r in rows)
+    labels = {r["filepath"]: r["artifact"] for r in read_csv(planted / "labels.csv")}
+    assert all(labels[r["filepath"]] == r["artifact"] for r in rows)
+    assert sum(int(r["flagged"]) for r in rows) == summary["n_flagged"]
+    neurons = read_csv(out / "neurons.csv")
+    assert list(neurons[0]) == ["neuron", "outlier_score", "infected", "dead", "atlas_x", "atlas_y", "auc"]
+    assert [int(r["neuron"]) for r in neurons if r["infected"] == "1"] == sorted(inf)
+    for r in neurons:
+        assert abs(float(r["auc"]) - summary["auc"][r["neuron"]]) < 1e-5
+    assert read_csv(out / "skipped.csv") == [{"filepath": "circle/broken.png", "reason": read_csv(out / "skipped.csv")[0]["reason"]}]
+    heat = np.load(out / "heatmaps.npy")
+    assert heat.shape == (160, 8, 8)
+    assert len(list((out / "sams").glob("*.png"))) == 64 * 2
+    for name in ("atlas.png", "infected_sams.png", "roc.png", "flagged.png", "report.html"):
+        assert (out / name).stat().st_size > 1000, name
+    html = (out / "report.html").read_text()
+    assert all(p in html for p in ("atlas.png", "roc.png", "flagged.png"))
+
+
+def test_auc_matches_sklearn_on_the_written_scores(run):
+    from sklearn.metrics import roc_auc_score
+
+    out, summary = run
+    rows = read_csv(out / "scores.csv")
+    y = [int(r["artifact"]) for r in rows]
+    combined = roc_auc_score(y, [float(r["score"]) for r in rows])
+    assert abs(combined - summary["auc"]["combined"]) < 1e-4
+    for n in summary["infected_neurons"]:
+        assert abs(roc_auc_score(y, [float(r[f"neuron_{n}"]) for r in rows]) - summary["auc"][str(n)]) < 1e-4
+
+
+def test_second_run_reuses_the_caches(run, planted, tmp_path):
+    out, first = run
+    settings = ScanSettings(labels=str(planted / "labels.csv"), out=str(tmp_path / "again"), sams=FAST_SAMS,
+                            fiftyone=False, workers=0, progress=False)
+    again = scan_dataset(planted, settings)
+    assert again["infected_neurons"] == first["infected_neurons"]
+    assert (tmp_path / "again" / "scores.csv").read_text() == (out / "scores.csv").read_text()
+    t1, t2 = first["timings"], again["timings"]
+    assert t2["s-AMS and infected neurons"] < t1["s-AMS and infected neurons"] / 2
+    assert t2["scanning images"] < t1["scanning images"]
+
+
+def test_flag_overrides(run, planted, tmp_path):
+    settings = ScanSettings(out=str(tmp_path / "top"), sams=FAST_SAMS, fiftyone=False, workers=0, progress=False,
+                            flag_top=7)
+    s = scan_dataset(planted, settings)
+    assert s["n_flagged"] == 7 and "auc" not in s
+    settings.out, settings.flag_top, settings.threshold = str(tmp_path / "thr"), None, -1e9
+    assert scan_dataset(planted, settings)["n_flagged"] == 160
+
+
+def test_bad_labels_and_outputs_fail_early_and_clearly(planted, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("filepath,artifact\ncircle/circle_00000.png,maybe\n")
+    with pytest.raises(DoraError, match="artifact must be 0 or 1.*line 2"):
+        scan_dataset(planted, ScanSettings(labels=str(bad), out=str(tmp_path / "o"), progress=False))
+    bad.write_text("path,label\n")
+    with pytest.raises(DoraError, match="needs the columns filepath,artifact"):
+        scan_dataset(planted, ScanSettings(labels=str(bad), out=str(tmp_path / "o"), progress=False))
+    bad.write_text("filepath,artifact\nnope/x.png,1\n")
+    with pytest.raises(DoraError, match="no label in .* matches an image"):
+        scan_dataset(planted, ScanSettings(labels=str(bad), out=str(tmp_path / "o"), progress=False))
+    with pytest.raises(DoraError, match="inside the dataset"):
+        scan_dataset(planted, ScanSettings(out=str(planted / "run"), progress=False))
+    assert not (planted / "run").exists()
