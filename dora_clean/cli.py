@@ -124,6 +124,8 @@ def _scan_options(fn):
                      help="Side of the s-AMS images. Default: the image size, at most 128."),
         click.option("--lr", type=click.FloatRange(0, min_open=True), default=0.05, show_default=True,
                      help="s-AMS learning rate (Adam)."),
+        click.option("--sams-batch-size", type=click.IntRange(1, None), default=256, show_default=True,
+                     help="s-AMS images optimised at once (lower it if memory runs short)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--outlier-method", type=click.Choice(["lof", "knn", "pca", "iforest"]), default="lof",
                      show_default=True, help="Outlier detector on the EA distance."),
@@ -152,7 +154,7 @@ def _settings(**o):
         device=o["device"], batch_size=o["batch_size"], workers=o["workers"], fiftyone=not o["no_fiftyone"],
         trust_model_file=o["trust_model_file"], neurons=_neurons(o["neurons"]),
         sams=SamsConfig(n_signals=o["signals"], steps=o["steps"], size=o["sams_size"] or 0, lr=o["lr"],
-                        seed=o["seed"]),
+                        seed=o["seed"], batch_size=o["sams_batch_size"]),
         outlier_method=o["outlier_method"], n_infected=o["n_infected"], pooling=o["pooling"],
         flag_top=o["flag_top"], threshold=o["threshold"], progress=not o["quiet"],
     )
@@ -236,6 +238,7 @@ def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: boo
                            "n_infected", "flag_top", "threshold")}
     o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=2,
              no_fiftyone=no_fiftyone, trust_model_file=False, signals=4, steps=128, lr=0.05, seed=0,
+             sams_batch_size=256,
              outlier_method="lof", pooling="mean", quiet=quiet)
     _scan(str(data), o)
 

@@ -1,0 +1,137 @@
+"""Scan throughput against its limit, and peak memory as the dataset grows.
+
+The limit is the truncated model's forward pass on the same images already
+decoded in memory. The scan reads the files (PNG, 64 px), decodes them in
+DataLoader workers and writes its chunks to disk. Each scan runs in a fresh
+process so its peak RSS (main process, and the largest worker) is its own.
+
+    python benchmarks/bench_scan.py                       # 10k images; rows for 0/1/2 workers
+    python benchmarks/bench_scan.py --sizes 10000 100000  # peak memory at 10k and 100k
+    python benchmarks/bench_scan.py --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def make_dataset(root: Path, n: int, distinct: int = 2000) -> Path:
+    """n PNG files in 4 class folders: ``distinct`` real images, the rest hard links to them."""
+    from dora_clean.planted import write_scan_set
+
+    base = root / "base"
+    if not (base / "labels.csv").is_file():
+        write_scan_set(base, "text", distinct, seed=11, overwrite=True)
+    data = root / f"data-{n}"
+    if data.is_dir():
+        return data
+    tmp = root / f".data-{n}.tmp"
+    files = sorted(p for p in base.rglob("*.png"))
+    for i in range(n):
+        src = files[i % len(files)]
+        dst = tmp / src.parent.name / f"{i:07d}.png"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.link(src, dst)
+    tmp.rename(data)
+    return data
+
+
+def limit(device: str, n: int = 2048, batch: int = 64) -> float:
+    """Images per second of the truncated model's forward on decoded images in memory."""
+    from dora_clean.device import autocast, prepare_model, resolve_device
+    from dora_clean.models import LayerModel
+    from dora_clean.planted import load_demo_model
+
+    dev = resolve_device(device)
+    model, info = load_demo_model()
+    lm = prepare_model(LayerModel(model, info["layer"]), dev)
+    x_all = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8)
+    mean = torch.tensor(info["mean"], device=dev).view(1, 3, 1, 1) * 255
+    std = torch.tensor(info["std"], device=dev).view(1, 3, 1, 1) * 255
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(3):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for a in range(0, n, batch):
+                x = (x_all[a : a + batch].to(dev).float() - mean) / std
+                with autocast(dev):
+                    act = lm(x).float()
+                act.mean(dim=(2, 3)).cpu(), act.amax(dim=(2, 3)).cpu()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+    return n / best
+
+
+def one_scan(data: str, workers: int, device: str, batch: int) -> None:
+    """Run in a child process: scan and print JSON with the time and peak RSS."""
+    from dora_clean.device import prepare_model, resolve_device
+    from dora_clean.images import list_images
+    from dora_clean.models import LayerModel
+    from dora_clean.planted import load_demo_model
+    from dora_clean.scan import scan_images
+
+    dev = resolve_device(device)
+    model, info = load_demo_model()
+    lm = prepare_model(LayerModel(model, info["layer"]), dev)
+    entries, _, _ = list_images(data)
+    with tempfile.TemporaryDirectory() as work:
+        t = time.perf_counter()
+        res = scan_images(lm, data, entries, work, 64, [0], info["mean"], info["std"], dev, batch_size=batch,
+                          workers=workers, progress=False)
+        took = time.perf_counter() - t
+        assert len(res.entries) == len(entries)
+    kb = 1024 if sys.platform != "darwin" else 1
+    print(json.dumps({
+        "seconds": took, "n": len(entries),
+        "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kb / 2**20,
+        "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kb / 2**20,
+    }))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10000])
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--root", default=None, help="where to write the images (default: a cache folder)")
+    ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        one_scan(args.one[0], int(args.one[1]), args.device, args.batch_size)
+        return
+    from dora_clean.sams import cache_root
+
+    root = Path(args.root or cache_root() / "bench-scan")
+    rows = []
+    lim = limit(args.device, batch=args.batch_size)
+    for n in args.sizes:
+        data = make_dataset(root, n)
+        for w in args.workers if n == args.sizes[0] else [max(args.workers)]:
+            out = subprocess.run([sys.executable, __file__, "--one", str(data), str(w), "--device", args.device,
+                                  "--batch-size", str(args.batch_size)], capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append((n, w, r["n"] / r["seconds"], r["rss_main_mb"], r["rss_worker_mb"]))
+    print(f"\ndevice {args.device}, demo model (tiny ResNet, layer3), 64 px PNG, batch {args.batch_size}, "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"limit (forward on decoded images in memory): {lim:,.0f} images/s\n")
+    print(f"{'images':>8} {'workers':>7} {'images/s':>9} {'of limit':>8} {'peak RSS main':>13} {'worker':>7}")
+    for n, w, ips, rm, rw in rows:
+        print(f"{n:>8,} {w:>7} {ips:>9,.0f} {ips / lim:>8.2f} {rm:>10.0f} MB {rw:>4.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

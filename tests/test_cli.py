@@ -1,0 +1,93 @@
+"""The console script: help, one-line errors with exit codes, and an end-to-end scan + export."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dora_clean.planted import write_scan_set
+
+EXE = shutil.which("dora-clean") or str(Path(sys.executable).with_name("dora-clean"))
+FAST = ["--signals", "2", "--steps", "32", "--workers", "0", "--quiet"]
+
+
+def cli(*args, cwd=None, env=None):
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=e, timeout=600)
+
+
+def test_help_for_every_command():
+    top = cli("--help")
+    assert top.returncode == 0 and "dora-clean demo" in top.stdout
+    for cmd in ("scan", "demo", "review", "export"):
+        r = cli(cmd, "--help")
+        assert r.returncode == 0, r.stderr
+        assert "Usage: dora-clean " + cmd in r.stdout
+    assert "--labels" in cli("scan", "--help").stdout
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli") / "data"
+    write_scan_set(root, "text", 48, artifact_fraction=0.25, seed=5)
+    return root
+
+
+@pytest.mark.parametrize("args, message", [
+    (["scan", "{missing}"], "dataset folder .* does not exist"),
+    (["scan", "{data}", "--layer", "layer9"], "the model has no layer 'layer9'; nearest: layer"),
+    (["scan", "{data}", "--model", "resnet81"], "unknown model 'resnet81'"),
+    (["scan", "{data}", "--neurons", "0,500"], "neuron index 500 is out of range: the layer has 64 neurons"),
+    (["scan", "{data}", "--labels", "{missing}"], "labels file .* does not exist"),
+    (["scan", "{data}", "--device", "cuda:7"], "cuda"),
+    (["scan", "{data}", "--model", "{bigkernel}:Net", "--image-size", "8"], "does not take 8x8 images|does not run"),
+    (["export", "{data}", "--to", "{tmp}/x"], "summary.json|not a run directory"),
+])
+def test_bad_input_gives_one_line_and_nonzero_exit(args, message, data, tmp_path):
+    (tmp_path / "bigkernel.py").write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Sequential):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(nn.Conv2d(3, 4, 9), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU())\n"
+    )
+    fill = {"missing": tmp_path / "missing", "data": data, "tmp": tmp_path, "bigkernel": tmp_path / "bigkernel.py"}
+    r = cli(*[a.format(**fill) for a in args], *(FAST if args[0] == "scan" else []), "--no-fiftyone"
+            if args[0] == "scan" else "--dry-run", cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    import re
+
+    assert re.search(message, lines[0]), lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_debug_shows_the_traceback(data, tmp_path):
+    r = cli("--debug", "scan", data, "--layer", "nope", "--no-fiftyone", *FAST, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+@pytest.mark.slow
+def test_scan_then_export_through_the_console_script(data, tmp_path):
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in data.rglob("*") if p.is_file()}
+    run = tmp_path / "run"
+    r = cli("scan", data, "--labels", data / "labels.csv", "--out", run, "--no-fiftyone", *FAST, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "infected neurons:" in r.stdout and f"dora-clean export {run}" in r.stdout
+    assert (run / "summary.json").is_file() and (run / "report.html").is_file()
+    clean = tmp_path / "clean"
+    r = cli("export", run, "--to", clean, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    kept = sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*.png"))
+    import csv
+
+    rows = list(csv.DictReader(open(run / "scores.csv")))
+    assert kept == sorted(r["filepath"] for r in rows if r["flagged"] == "0")
+    assert (clean / "removed.csv").is_file()
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in data.rglob("*") if p.is_file()}
+    assert after == before
