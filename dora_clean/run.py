@@ -30,7 +30,7 @@ from .models import LayerModel, default_layer, get_layer, load_model, weights_ha
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
 from .scan import scan_images, scan_key
-from .scoring import combined_score, flag_threshold, flags, pooled
+from .scoring import combined_score, flag_threshold, flags, orientation, pooled
 
 DEFAULT_POOLING = "mean"
 
@@ -163,7 +163,8 @@ def scan_dataset(
 
     with clock.stage("scoring"):
         per_neuron = pooled(result.mean_act, result.max_act, infected, s.pooling)
-        score = combined_score(per_neuron)
+        orient = orientation(per_neuron)
+        score = combined_score(per_neuron, orient)
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else flag_threshold(score))
         flagged = flags(score, threshold, s.flag_top)
         relpaths = [e.relpath for e in result.entries]
@@ -183,8 +184,8 @@ def scan_dataset(
 
     with clock.stage("writing the run directory"):
         summary = _write_run_dir(
-            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, per_neuron, score, flagged,
-            threshold, labels, aucs, all_auc, s, clock.timings, mean, std,
+            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, per_neuron, orient, score,
+            flagged, threshold, labels, aucs, all_auc, s, clock.timings, mean, std,
         )
 
     if s.fiftyone:
@@ -216,7 +217,7 @@ def _write_csv(path: Path, header: Sequence[str], rows) -> None:
 
 def _write_run_dir(
     out: Path, dataset: Path, layout: str, model_spec: str, layer: str, size: int, analysis: LayerAnalysis, result,
-    skipped, per_neuron, score, flagged, threshold, labels, aucs, all_auc, s: ScanSettings, timings, mean, std,
+    skipped, per_neuron, orient, score, flagged, threshold, labels, aucs, all_auc, s: ScanSettings, timings, mean, std,
 ) -> dict:
     infected = analysis.infected
     o = analysis.outliers
@@ -256,7 +257,12 @@ def _write_run_dir(
         for i, (p, e) in enumerate(zip(relpaths, result.entries))
     )
     _write_csv(out / "scores.csv", header, rows)
-    heat = np.asarray(result.maps[:, 0]) if len(infected) and result.maps.ndim == 4 and result.maps.shape[1] else np.zeros((len(relpaths), 1, 1), np.float16)
+    # the heatmap shows the first infected neuron that fires on the artifact (not one it silences)
+    hm = next((j for j, o in enumerate(orient) if o > 0), 0)
+    if len(infected) and result.maps.ndim == 4 and result.maps.shape[1]:
+        heat = np.asarray(result.maps[:, hm])
+    else:
+        heat = np.zeros((len(relpaths), 1, 1), np.float16)
     from .atomic import atomic_save
 
     atomic_save(out / "heatmaps.npy", lambda p: np.save(p, heat.astype(np.float16)))
@@ -271,7 +277,9 @@ def _write_run_dir(
         y = np.array([labels[relpaths[i]] for i in rows_l])
         named = {"combined": score[rows_l]}
         for j, n in enumerate(infected[:5]):
-            named[f"infected neuron {n}"] = per_neuron[rows_l, j]
+            flipped = orient[j] < 0
+            named[f"infected neuron {n}" + (" (silenced by the artifact)" if flipped else "")] = \
+                per_neuron[rows_l, j] * orient[j]
         best = int(np.nanargmax(all_auc))
         if best not in infected:
             src = result.mean_act if s.pooling == "mean" else result.max_act
@@ -315,14 +323,18 @@ def _write_run_dir(
         "mean": list(mean),
         "std": list(std),
         "score_threshold": None if threshold is None else float(threshold),
-        "heatmap_neuron": int(infected[0]) if infected else None,
+        "infected_orientation": {str(n): int(o) for n, o in zip(infected, orient)},
+        "heatmap_neuron": int(infected[hm]) if infected else None,
         "pooling": s.pooling,
         "outlier_method": analysis.outliers.method,
         "sams": analysis.config.key_fields(),
     }
     if aucs:
         summary["auc"] = aucs
-        summary["best_infected_auc"] = max(aucs[str(n)] for n in infected) if infected else None
+        # each infected neuron in the direction the combined score uses it
+        summary["best_infected_auc"] = (
+            max(aucs[str(n)] if o > 0 else 1 - aucs[str(n)] for n, o in zip(infected, orient)) if infected else None
+        )
     _write_json(out / "summary.json", summary)
     write_report(out, summary, neuron_rows, plots)
     return summary

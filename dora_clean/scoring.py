@@ -17,19 +17,40 @@ def robust_z(x: np.ndarray) -> np.ndarray:
     return (x - med) / np.where(spread > 0, spread, 1.0)
 
 
-def combined_score(neuron_scores: np.ndarray) -> np.ndarray:
-    """The combined artifact score: the mean robust z-score of the infected neurons [N, m] -> [N].
+def orientation(neuron_scores: np.ndarray, min_skew: float = 0.25) -> np.ndarray:
+    """+1 or -1 per neuron [N, m] -> [m]: the direction in which a neuron marks the artifact.
+
+    An artifact is a minority of a dataset, so it makes a tail on the side
+    where it moves a neuron: above for a detector, below for a neuron the
+    artifact silences (an infected layer has both). The sign of the
+    skewness of the neuron's scores over the dataset says which; a neuron
+    without a clear tail (|skewness| < ``min_skew``) counts as a detector.
+    """
+    x = np.asarray(neuron_scores, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    centred = x - x.mean(axis=0)
+    sd = centred.std(axis=0)
+    skew = np.where(sd > 0, (centred**3).mean(axis=0) / np.where(sd > 0, sd, 1) ** 3, 0.0)
+    return np.where(skew <= -min_skew, -1.0, 1.0)
+
+
+def combined_score(neuron_scores: np.ndarray, orient: np.ndarray | None = None) -> np.ndarray:
+    """The combined artifact score: the mean oriented robust z-score of the infected neurons [N, m] -> [N].
 
     Standardising first puts neurons with different activation scales on one
-    footing; the mean lets neurons that detect the same artifact confirm each
-    other.
+    footing; ``orient`` (default: :func:`orientation`) turns neurons the
+    artifact silences around; the mean lets neurons that see the same
+    artifact confirm each other.
     """
     neuron_scores = np.asarray(neuron_scores, dtype=np.float64)
     if neuron_scores.ndim == 1:
         neuron_scores = neuron_scores[:, None]
     if neuron_scores.shape[1] == 0:
         return np.zeros(len(neuron_scores))
-    return robust_z(neuron_scores).mean(axis=1)
+    if orient is None:
+        orient = orientation(neuron_scores)
+    return (robust_z(neuron_scores) * orient).mean(axis=1)
 
 
 def flag_threshold(score: np.ndarray, z_min: float = 5.0, seed: int = 0) -> float:

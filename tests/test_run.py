@@ -58,7 +58,11 @@ def test_summary_contract(run):
     assert 1 <= len(summary["infected_neurons"]) <= 3
     assert summary["fiftyone_dataset"] is None
     assert set(summary["auc"]) == {str(i) for i in range(64)} | {"combined"}
-    assert summary["best_infected_auc"] == max(summary["auc"][str(n)] for n in summary["infected_neurons"])
+    orient = summary["infected_orientation"]
+    assert set(orient) == {str(n) for n in summary["infected_neurons"]} and set(orient.values()) <= {1, -1}
+    assert summary["best_infected_auc"] == max(
+        summary["auc"][n] if o > 0 else 1 - summary["auc"][n] for n, o in orient.items()
+    )
     assert {"s-AMS and infected neurons", "scanning images"} <= set(summary["timings"])
 
 
