@@ -81,7 +81,7 @@ def analyse_layer(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     device: str | torch.device = "auto",
-    method: str = "lof",
+    method: str = "knn",
     n_infected: int | None = None,
     n_neighbors: int | None = None,
     max_fraction: float = 0.05,

@@ -127,8 +127,9 @@ def _scan_options(fn):
         click.option("--sams-batch-size", type=click.IntRange(1, None), default=256, show_default=True,
                      help="s-AMS images optimised at once (lower it if memory runs short)."),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--outlier-method", type=click.Choice(["lof", "knn", "pca", "iforest"]), default="lof",
-                     show_default=True, help="Outlier detector on the EA distance."),
+        click.option("--outlier-method", type=click.Choice(["knn", "lof", "pca", "iforest"]), default="knn",
+                     show_default=True, help="Outlier detector on the EA distance (knn: mean distance to the 5 "
+                                             "nearest neurons; lof: the DORA notebooks' LocalOutlierFactor)."),
         click.option("--infected", "n_infected", type=click.IntRange(0, None), default=None,
                      help="How many infected neurons to take. Default: the clear outliers (at most 5%, at least 1)."),
         click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
@@ -239,7 +240,7 @@ def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: boo
     o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=2,
              no_fiftyone=no_fiftyone, trust_model_file=False, signals=4, steps=128, lr=0.05, seed=0,
              sams_batch_size=256,
-             outlier_method="lof", pooling="mean", quiet=quiet)
+             outlier_method="knn", pooling="mean", quiet=quiet)
     _scan(str(data), o)
 
 

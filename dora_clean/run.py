@@ -54,7 +54,7 @@ class ScanSettings:
     trust_model_file: bool = False
     neurons: Sequence[int] | None = None
     sams: SamsConfig = field(default_factory=lambda: SamsConfig(size=0))  # size 0: the image size, at most 128
-    outlier_method: str = "lof"
+    outlier_method: str = "knn"
     n_infected: int | None = None
     n_neighbors: int | None = None
     pooling: str = DEFAULT_POOLING

@@ -1,0 +1,39 @@
+"""Method quality on the bundled model: the infected neurons are the artifact detectors.
+
+The bundled model learned a planted text watermark as a shortcut; a small
+planted scan set with known labels tells which neurons detect it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dora_clean.analysis import analyse_layer
+from dora_clean.evaluate import auc, neuron_aucs
+from dora_clean.images import list_images
+from dora_clean.models import LayerModel
+from dora_clean.planted import load_demo_model, write_scan_set
+from dora_clean.sams import SamsConfig
+from dora_clean.scan import scan_images
+from dora_clean.scoring import combined_score, orientation, pooled
+
+
+@pytest.mark.slow
+def test_infected_neurons_detect_the_planted_artifact(tmp_path):
+    model, info = load_demo_model()
+    layer = info["layer"]
+    data = write_scan_set(tmp_path / "data", info["artifact"], 300, artifact_fraction=0.2, seed=21)
+    labels = dict(line.split(",") for line in (data / "labels.csv").read_text().splitlines()[1:])
+    analysis = analyse_layer(model, layer, config=SamsConfig(n_signals=4, steps=128, size=64), device="cpu",
+                             progress=False)
+    entries, _, _ = list_images(data)
+    res = scan_images(LayerModel(model, layer), data, entries, tmp_path / "scan", 64, progress=False, workers=0)
+    y = np.array([int(labels[e.relpath]) for e in res.entries])
+    raw = neuron_aucs(y, np.asarray(res.mean_act))
+    detectors = {int(n) for n in np.flatnonzero(np.maximum(raw, 1 - raw) >= 0.95)}
+    assert detectors, "the bundled model should have artifact detectors"
+    infected = analysis.infected
+    assert 1 <= len(infected) <= 3
+    assert detectors & set(infected), (infected, sorted(detectors))
+    per = pooled(res.mean_act, res.max_act, infected, "mean")
+    assert auc(y, combined_score(per, orientation(per))) >= 0.95
