@@ -95,14 +95,19 @@ def test_make_training_arrays():
     assert not np.array_equal(x, x3)
 
 
-def test_training_artifact_only_on_artifact_class():
+@pytest.mark.parametrize("artifact_rate", [0.0, 0.5, 1.0])
+def test_training_artifact_only_on_artifact_class(artifact_rate):
     # A frame is one exact colour along the border; noisy content never is.
-    x, y = planted.make_training_arrays("frame", 30, seed=2)
+    n, other = 40, 0.25
+    x, y = planted.make_training_arrays(
+        "frame", n, seed=2, other_fraction=other, artifact_rate=artifact_rate
+    )
     a = CLASSES.index(ARTIFACT_CLASS)
     top = x[:, 0, 4:-4].astype(float)  # first row, away from the corners
-    uniform = top.std(axis=1).max(axis=1) < 1
-    assert uniform[y == a].all()
-    assert not uniform[y != a].any()
+    framed = top.std(axis=1).max(axis=1) < 1
+    assert not framed[y != a].any()
+    n_other = round(other * n)
+    assert framed[y == a].sum() == n_other + round(artifact_rate * (n - n_other))
 
 
 def test_write_scan_set(tmp_path):
