@@ -91,3 +91,52 @@ def test_scan_then_export_through_the_console_script(data, tmp_path):
     assert (clean / "removed.csv").is_file()
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in data.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_review_command_serves_the_app_until_interrupted(tmp_path):
+    import re
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from rundir import make_run
+
+    fake = make_run(tmp_path, n_images=10)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([EXE, "review", str(fake.run_dir), "--port", str(port)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        url, lines, t = None, [], time.time()
+        while url is None and time.time() - t < 180:
+            line = p.stdout.readline()
+            if not line and p.poll() is not None:
+                break
+            lines.append(line)
+            m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            url = m.group(1) if m else None
+        assert url == f"http://127.0.0.1:{port}/", "".join(lines)
+        assert urllib.request.urlopen(url, timeout=30).status == 200
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=60) in (0, 130)
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def test_demo_dataset_is_written_once_and_reused(tmp_path):
+    from dora_clean.demo import prepare_demo_dataset
+    from dora_clean.errors import DoraError
+
+    data = prepare_demo_dataset(tmp_path, n_images=40)
+    assert len(list(data.rglob("*.png"))) == 40 and (data / "labels.csv").is_file()
+    stamp = (data / "labels.csv").stat().st_mtime_ns
+    assert prepare_demo_dataset(tmp_path, n_images=40) == data
+    assert (data / "labels.csv").stat().st_mtime_ns == stamp
+    assert len(list(prepare_demo_dataset(tmp_path, n_images=24).rglob("*.png"))) == 24
+    (tmp_path / "other" / "dataset").mkdir(parents=True)
+    (tmp_path / "other" / "dataset" / "mine.png").write_bytes(b"x")
+    with pytest.raises(DoraError, match="not written by the demo"):
+        prepare_demo_dataset(tmp_path / "other", n_images=24)
