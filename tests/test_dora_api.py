@@ -1,0 +1,37 @@
+"""The original DORA API, as its README uses it."""
+from __future__ import annotations
+
+import torchvision.transforms as transforms
+
+from dora_clean import Dora
+from dora_clean.objectives import ChannelObjective
+from test_sams import colour_detectors
+
+
+def test_seed_readme_flow(tmp_path, cache_dir):
+    model = colour_detectors()
+    neuron_indices = [0, 1, 2, 3]
+    my_transforms = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize(mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0])]
+    )
+    d = Dora(model=model, image_transforms=my_transforms, device="cpu")
+    sams = d.generate_signals(
+        neuron_idx=neuron_indices, layer=model[1], objective_fn=ChannelObjective(), lr=0.3, width=24, height=24,
+        iters=40, experiment_name="model.1", overwrite_experiment=True, n_signals=2,
+    )
+    assert sams.shape == (4, 2, 3, 24, 24)
+    A = d.collect_encodings(layer=model[1], experiment_name="model.1")
+    assert A.shape == (4, 4, 2)
+    result = d.run_outlier_detection(experiment_name="model.1", neuron_idx=neuron_indices, method="PCA",
+                                     outliers_fraction=0.1)
+    assert len(result.outlier_neuron_idx) == 1 and result.outlier_neuron_idx[0] in neuron_indices
+    assert result.embeddings.shape == (4, 2)
+    ranked = d.run_outlier_detection(experiment_name="model.1", method="kNN", outliers_fraction=1.0)
+    assert sorted(ranked.outlier_neuron_idx) == neuron_indices
+    path = result.visualize(tmp_path / "atlas.png")
+    assert path.stat().st_size > 1000
+    # a second generation with the same settings reuses the cache (no new files)
+    n_files = len(list(cache_dir.rglob("*.png")))
+    d.generate_signals(neuron_idx=neuron_indices, layer=model[1], lr=0.3, width=24, height=24, iters=40,
+                       experiment_name="model.1", overwrite_experiment=True, n_signals=2)
+    assert len(list(cache_dir.rglob("*.png"))) == n_files == 8
