@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1400,900", "--virtual-time-budget=20000",
+    "--window-size=1400,900",
 ]
 
 
@@ -68,12 +68,16 @@ def test_app_serves_and_renders_the_flagged_view(session, tmp_path):
 
     # a real browser loads the page and renders one sample tile per flagged image
     shot = tmp_path / "app.png"
-    p = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
-         "--dump-dom", f"--screenshot={shot}", session.url],
-        capture_output=True, text=True, timeout=180)
-    assert p.returncode == 0, p.stderr[-2000:]
-    dom = p.stdout
+    # on a loaded machine the App can take longer than the first budget to render: wait longer, up to 3 tries
+    for budget in (20000, 60000, 120000):
+        p = subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--virtual-time-budget={budget}",
+             f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}", "--dump-dom", f"--screenshot={shot}", session.url],
+            capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        dom = p.stdout
+        if ds.name in dom and dom.count('canvas-loaded="true"') == len(run.flagged):
+            break
     assert ds.name in dom
     tiles = dom.count('canvas-loaded="true"')  # the App's sample grid draws each tile in a canvas
     assert tiles == len(run.flagged), f"{tiles} tiles rendered; screenshot: {shot}"
