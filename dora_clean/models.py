@@ -15,7 +15,6 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
-import io
 import pickle
 import sys
 import zipfile

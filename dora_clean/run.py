@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
 import shutil
 import time
 import warnings
@@ -18,14 +17,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
 from .analysis import LayerAnalysis, analyse_layer, layer_width
 from .atomic import atomic_write
 from .device import prepare_model, resolve_device
 from .errors import DoraError
 from .evaluate import auc, neuron_aucs, read_labels, roc_curves
-from .images import ImageEntry, list_images, load_image
+from .images import list_images, load_image
 from .models import LayerModel, default_layer, get_layer, load_model, weights_hash
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
