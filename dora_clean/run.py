@@ -19,12 +19,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .analysis import LayerAnalysis, analyse_layer, layer_width
-from .atomic import atomic_write
+from .atomic import atomic_save, atomic_write
 from .device import prepare_model, resolve_device
 from .errors import DoraError
 from .evaluate import auc, neuron_aucs, read_labels, roc_curves
 from .images import list_images, load_image
 from .models import LayerModel, default_layer, get_layer, load_model, weights_hash
+from .review import update_summary
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
 from .scan import scan_images, scan_key
@@ -181,7 +182,7 @@ def scan_dataset(
                 log("warning: the labelled images are all of one kind; no ROC/AUC")
 
     with clock.stage("writing the run directory"):
-        summary = _write_run_dir(
+        _write_run_dir(
             out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, per_neuron, orient, score,
             flagged, threshold, labels, aucs, all_auc, s, clock.timings, mean, std,
         )
@@ -195,10 +196,7 @@ def scan_dataset(
                 atlas_to_fiftyone(out)
             except DoraError as e:
                 log(f"warning: {e}")
-    summary = json.loads((out / "summary.json").read_text())
-    summary["timings"] = clock.timings
-    _write_json(out / "summary.json", summary)
-    return summary
+    return update_summary(out, timings=clock.timings)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -261,8 +259,6 @@ def _write_run_dir(
         heat = np.asarray(result.maps[:, hm])
     else:
         heat = np.zeros((len(relpaths), 1, 1), np.float16)
-    from .atomic import atomic_save
-
     atomic_save(out / "heatmaps.npy", lambda p: np.save(p, heat.astype(np.float16)))
     _write_csv(out / "skipped.csv", ["filepath", "reason"], ([k.relpath, k.reason] for k in sorted(skipped, key=lambda k: k.relpath)))
     # plots
