@@ -1,13 +1,16 @@
 """Scan throughput against its limit, and peak memory as the dataset grows.
 
 The limit is the truncated model's forward pass on the same images already
-decoded in memory. The scan reads the files (PNG, 64 px), decodes them in
-DataLoader workers and writes its chunks to disk. Each scan runs in a fresh
-process so its peak RSS (main process, and the largest worker) is its own.
+decoded in memory. The scan reads the files (64 px PNG or JPEG), decodes them
+in DataLoader workers (or, with ``--device cuda``, JPEGs in one batch on the
+GPU) and writes its chunks to disk. Each scan runs in a fresh process so its
+peak RSS (main process, and the largest worker) is its own. The limit is
+measured right before and right after each scan, and the row's ratio is
+against their mean: the machine's speed drifts.
 
     python benchmarks/bench_scan.py                       # 10k images; rows for 0/1/2 workers
     python benchmarks/bench_scan.py --sizes 10000 100000  # peak memory at 10k and 100k
-    python benchmarks/bench_scan.py --device cuda
+    python benchmarks/bench_scan.py --device cuda         # adds rows with the GPU JPEG decode
 """
 from __future__ import annotations
 
@@ -24,21 +27,32 @@ from pathlib import Path
 import torch
 
 
-def make_dataset(root: Path, n: int, distinct: int = 2000) -> Path:
-    """n PNG files in 4 class folders: ``distinct`` real images, the rest hard links to them."""
+def make_dataset(root: Path, n: int, fmt: str = "png", distinct: int = 2000) -> Path:
+    """n files in 4 class folders: ``distinct`` real images (PNG, or JPEG quality 90), the rest hard links."""
+    from PIL import Image
+
     from dora_clean.planted import write_scan_set
 
     base = root / "base"
     if not (base / "labels.csv").is_file():
         write_scan_set(base, "text", distinct, seed=11, overwrite=True)
-    data = root / f"data-{n}"
+    files = sorted(base.rglob("*.png"))
+    if fmt == "jpg":
+        jpg = root / "base-jpg"
+        if not jpg.is_dir():
+            tmp = root / ".base-jpg.tmp"
+            for f in files:
+                (tmp / f.parent.name).mkdir(parents=True, exist_ok=True)
+                Image.open(f).save(tmp / f.parent.name / (f.stem + ".jpg"), quality=90)
+            tmp.rename(jpg)
+        files = sorted(jpg.rglob("*.jpg"))
+    data = root / f"data-{fmt}-{n}"
     if data.is_dir():
         return data
-    tmp = root / f".data-{n}.tmp"
-    files = sorted(p for p in base.rglob("*.png"))
+    tmp = root / f".data-{fmt}-{n}.tmp"
     for i in range(n):
         src = files[i % len(files)]
-        dst = tmp / src.parent.name / f"{i:07d}.png"
+        dst = tmp / src.parent.name / f"{i:07d}.{fmt}"
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.link(src, dst)
     tmp.rename(data)
@@ -74,7 +88,7 @@ def limit(device: str, n: int = 2048, batch: int = 64) -> float:
     return n / best
 
 
-def one_scan(data: str, workers: int, device: str, batch: int) -> None:
+def one_scan(data: str, workers: int, device: str, batch: int, gpu_decode: bool) -> None:
     """Run in a child process: scan and print JSON with the time and peak RSS."""
     from dora_clean.device import prepare_model, resolve_device
     from dora_clean.images import list_images
@@ -89,7 +103,7 @@ def one_scan(data: str, workers: int, device: str, batch: int) -> None:
     with tempfile.TemporaryDirectory() as work:
         t = time.perf_counter()
         res = scan_images(lm, data, entries, work, 64, [0], info["mean"], info["std"], dev, batch_size=batch,
-                          workers=workers, progress=False)
+                          workers=workers, progress=False, gpu_decode=gpu_decode)
         took = time.perf_counter() - t
         assert len(res.entries) == len(entries)
     kb = 1024 if sys.platform != "darwin" else 1
@@ -104,33 +118,45 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10000])
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--formats", nargs="+", default=["png", "jpg"], choices=["png", "jpg"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--root", default=None, help="where to write the images (default: a cache folder)")
-    ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        one_scan(args.one[0], int(args.one[1]), args.device, args.batch_size)
+        one_scan(args.one[0], int(args.one[1]), args.device, args.batch_size, args.one[2] == "1")
         return
+    from dora_clean.device import resolve_device
     from dora_clean.sams import cache_root
 
     root = Path(args.root or cache_root() / "bench-scan")
+    cuda = resolve_device(args.device).type == "cuda"
     rows = []
-    lim = limit(args.device, batch=args.batch_size)
+    lim_before = limit(args.device, batch=args.batch_size)
     for n in args.sizes:
-        data = make_dataset(root, n)
-        for w in args.workers if n == args.sizes[0] else [max(args.workers)]:
-            out = subprocess.run([sys.executable, __file__, "--one", str(data), str(w), "--device", args.device,
-                                  "--batch-size", str(args.batch_size)], capture_output=True, text=True, check=True)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            rows.append((n, w, r["n"] / r["seconds"], r["rss_main_mb"], r["rss_worker_mb"]))
-    print(f"\ndevice {args.device}, demo model (tiny ResNet, layer3), 64 px PNG, batch {args.batch_size}, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"limit (forward on decoded images in memory): {lim:,.0f} images/s\n")
-    print(f"{'images':>8} {'workers':>7} {'images/s':>9} {'of limit':>8} {'peak RSS main':>13} {'worker':>7}")
-    for n, w, ips, rm, rw in rows:
-        print(f"{n:>8,} {w:>7} {ips:>9,.0f} {ips / lim:>8.2f} {rm:>10.0f} MB {rw:>4.0f} MB")
-
+        for fmt in args.formats:
+            data = make_dataset(root, n, fmt)
+            for w in args.workers if n == args.sizes[0] else [max(args.workers)]:
+                for gpu_decode in ([False, True] if cuda and fmt == "jpg" else [False]):
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--one", str(data), str(w), str(int(gpu_decode)),
+                         "--device", args.device, "--batch-size", str(args.batch_size)],
+                        capture_output=True, text=True, check=True,
+                    )
+                    r = json.loads(out.stdout.strip().splitlines()[-1])
+                    lim_after = limit(args.device, batch=args.batch_size)
+                    lim = (lim_before + lim_after) / 2
+                    rows.append((n, fmt + (" gpu" if gpu_decode else ""), w, r["n"] / r["seconds"], lim,
+                                 r["rss_main_mb"], r["rss_worker_mb"]))
+                    lim_before = lim_after
+    print(f"\ndevice {args.device}, demo model (tiny ResNet, layer3), 64 px images, batch {args.batch_size}, "
+          f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
+    print("limit: the forward pass on decoded images in memory, measured before and after each scan\n")
+    print(f"{'images':>8} {'format':>7} {'workers':>7} {'images/s':>9} {'limit':>7} {'of limit':>8} "
+          f"{'peak RSS main':>13} {'worker':>7}")
+    for n, fmt, w, ips, lim, rm, rw in rows:
+        print(f"{n:>8,} {fmt:>7} {w:>7} {ips:>9,.0f} {lim:>7,.0f} {ips / lim:>8.2f} {rm:>10.0f} MB {rw:>4.0f} MB")
 
 if __name__ == "__main__":
     main()

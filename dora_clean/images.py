@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
 import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
+from torchvision import io as tvio
 from torchvision.transforms.v2 import functional as TF
 
 from .errors import DoraError
@@ -233,7 +236,25 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
     Raises :class:`BadImage` for a zero-byte, truncated, corrupt, unreadable
     or non-image file and for an image of more than :data:`MAX_PIXELS` pixels
     (refused from its header, before decoding).
+
+    Ordinary small JPEGs (:func:`plain_jpeg`) are decoded by torchvision.io:
+    the same pixels as Pillow's, in less time.
     """
+    with _open_image(path) as f:
+        data = _read_if_jpeg(f)
+        x = decode_plain_jpeg(data, size) if data is not None else None
+        if x is None:
+            with warnings.catch_warnings(), _strict_decoding():
+                warnings.simplefilter("ignore")  # EXIF, palette, bomb warnings: all handled here
+                x = _decode(io.BytesIO(data) if data is not None else f, size)
+    if x.shape[1:] != (size, size):
+        # Within 1 grey level of Pillow's resize, and several times faster.
+        x = TF.resize(x, [size, size], antialias=True)
+    return x
+
+
+def _open_image(path: str | Path):
+    """Open ``path`` for reading, refusing what is not a non-empty regular file (:class:`BadImage`)."""
     try:
         # O_NONBLOCK: opening a FIFO named like an image must not hang.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -249,18 +270,111 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
             raise BadImage("not a regular file")
         if st.st_size == 0:
             raise BadImage("zero-byte file")
-        f = open(fd, "rb")
+        return open(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
-    with f:
-        with warnings.catch_warnings(), _strict_decoding():
-            warnings.simplefilter("ignore")  # EXIF, palette, bomb warnings: all handled here
-            x = _decode(f, size)
-    if x.shape[1:] != (size, size):
-        # Within 1 grey level of Pillow's resize, and several times faster.
-        x = TF.resize(x, [size, size], antialias=True)
-    return x
+
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+# Start-of-frame markers libjpeg-turbo decodes: baseline, extended, progressive (Huffman).
+_SOF_PLAIN = {0xC0, 0xC1, 0xC2}
+_SOF_OTHER = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _read_if_jpeg(f) -> bytes | None:
+    """The whole file if it starts like a JPEG, else None (``f`` rewound)."""
+    try:
+        if f.read(3) == _JPEG_MAGIC:
+            f.seek(0)
+            return f.read()
+        f.seek(0)
+    except OSError as e:
+        raise BadImage(_os_reason(e)) from None
+    return None
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
+    """``(width, height, components)`` from a JPEG's start-of-frame marker, or None."""
+    i, n = 2, len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _SOF_PLAIN:
+            h = int.from_bytes(data[i + 5 : i + 7], "big")
+            w = int.from_bytes(data[i + 7 : i + 9], "big")
+            return w, h, data[i + 9]
+        if marker in _SOF_OTHER or marker in (0xD9, 0xDA):  # unusual coding, or no frame before the scan
+            return None
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def plain_jpeg(data: bytes, size: int) -> bool:
+    """Whether ``data`` is a complete, ordinary JPEG that needs no reduced-scale decode at ``size``.
+
+    Ordinary: Huffman-coded baseline or progressive, grey or 3-channel (not
+    CMYK), within :data:`MAX_PIXELS`, and ending with its end-of-image marker
+    (so a truncated file goes to Pillow, which says so). "No reduced-scale
+    decode": smaller than twice ``size`` in one dimension, where Pillow's
+    ``draft`` would not help either.
+    """
+    if not data.endswith(b"\xff\xd9"):
+        return False
+    frame = _jpeg_frame(data)
+    if frame is None:
+        return False
+    w, h, components = frame
+    return components in (1, 3) and 0 < w * h <= MAX_PIXELS and min(w // size, h // size) < 2
+
+
+def _jpeg_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def decode_plain_jpeg(data: bytes, size: int) -> torch.Tensor | None:
+    """Decode an ordinary JPEG (:func:`plain_jpeg`) with torchvision.io, oriented; None otherwise.
+
+    torchvision's libjpeg-turbo gives the same pixels as Pillow's and is about
+    2.5x faster on small images. Anything it refuses goes back to Pillow,
+    which gives the reason. (PNGs always go to Pillow: torchvision's PNG
+    decoder crashes the process on some corrupt files.)
+    """
+    if not plain_jpeg(data, size):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision.io's deprecation notice
+            return tvio.decode_jpeg(_jpeg_tensor(data), mode=tvio.ImageReadMode.RGB, apply_exif_orientation=True)
+    except RuntimeError:
+        return None
+
+
+def read_plain_jpeg(path: str | Path, size: int) -> torch.Tensor | None:
+    """The bytes of ``path`` as a uint8 tensor if it is an ordinary JPEG (for decoding on a GPU), else None."""
+    with _open_image(path) as f:
+        data = _read_if_jpeg(f)
+    return _jpeg_tensor(data) if data is not None and plain_jpeg(data, size) else None
+
+
+def decode_jpegs(raw: list[torch.Tensor], size: int, device: torch.device) -> torch.Tensor:
+    """Decode :func:`read_plain_jpeg` bytes as one batch on ``device`` (nvjpeg on CUDA): ``[B, 3, size, size]``.
+
+    Raises ``RuntimeError`` if any of them fails (the caller decodes those one by one).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        images = tvio.decode_jpeg(raw, mode=tvio.ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+    return torch.stack([
+        x if x.shape[1:] == (size, size) else TF.resize(x, [size, size], antialias=True) for x in images
+    ])
 
 
 def _decode(f, size: int) -> torch.Tensor:
@@ -357,41 +471,58 @@ class ImageFiles(torch.utils.data.Dataset):
     """The images of ``entries``, loaded at ``size`` x ``size``.
 
     Item ``i`` is ``(i, image, None)`` or, for a bad image, ``(i, None,
-    reason)``; it never raises for a bad file. Use with
+    reason)``; it never raises for a bad file. With ``jpeg_bytes``, an
+    ordinary JPEG (:func:`plain_jpeg`) comes undecoded, as its bytes (a 1-D
+    uint8 tensor), for :func:`decode_jpegs` to decode on the GPU. Use with
     ``collate_fn=functools.partial(collate_images, size=size)``.
     """
 
-    def __init__(self, root: str | Path, entries: list[ImageEntry], size: int):
+    def __init__(self, root: str | Path, entries: list[ImageEntry], size: int, jpeg_bytes: bool = False):
         self.root = os.fspath(root)
         self.relpaths = [e.relpath for e in entries]
         self.size = size
+        self.jpeg_bytes = jpeg_bytes
 
     def __len__(self) -> int:
         return len(self.relpaths)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+        path = os.path.join(self.root, self.relpaths[i])
         try:
-            return i, load_image(os.path.join(self.root, self.relpaths[i]), self.size), None
+            raw = read_plain_jpeg(path, self.size) if self.jpeg_bytes else None
+            return i, raw if raw is not None else load_image(path, self.size), None
         except BadImage as e:
             return i, None, e.reason
 
 
-def collate_images(
-    batch: list[tuple[int, torch.Tensor | None, str | None]], size: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
-    """Collate :class:`ImageFiles` items into ``(indices, images, bad)``.
+class ImageBatch(NamedTuple):
+    """A collated batch of :class:`ImageFiles` items."""
 
-    ``indices`` is int64 ``[B_ok]``, ``images`` uint8 ``[B_ok, 3, S, S]``,
-    ``bad`` a list of ``(index, reason)``. When no image of the batch loaded,
-    ``images`` is ``[0, 3, S, S]`` with ``S = size`` (0 if not given).
+    indices: torch.Tensor  # int64 [B_ok], the items of ``images``
+    images: torch.Tensor  # uint8 [B_ok, 3, S, S]
+    bad: list[tuple[int, str]]  # (index, reason) of the images that could not be read
+    jpeg_indices: torch.Tensor  # int64 [B_jpeg], the items of ``jpegs``
+    jpegs: list[torch.Tensor]  # undecoded JPEG bytes (``jpeg_bytes=True`` only)
+
+
+def collate_images(batch: list[tuple[int, torch.Tensor | None, str | None]], size: int | None = None) -> ImageBatch:
+    """Collate :class:`ImageFiles` items into an :class:`ImageBatch`.
+
+    When no image of the batch was decoded, ``images`` is ``[0, 3, S, S]``
+    with ``S = size`` (0 if not given).
     """
-    ok = [(i, img) for i, img, _ in batch if img is not None]
-    bad = [(i, reason) for i, img, reason in batch if img is None]
+    ok = [(i, x) for i, x, _ in batch if x is not None and x.dim() == 3]
+    raw = [(i, x) for i, x, _ in batch if x is not None and x.dim() == 1]
+    bad = [(i, reason) for i, x, reason in batch if x is None]
     if ok:
-        indices = torch.tensor([i for i, _ in ok], dtype=torch.int64)
-        images = torch.stack([img for _, img in ok])
+        images = torch.stack([x for _, x in ok])
     else:
         s = size or 0
-        indices = torch.empty(0, dtype=torch.int64)
         images = torch.empty((0, 3, s, s), dtype=torch.uint8)
-    return indices, images, bad
+    return ImageBatch(
+        torch.tensor([i for i, _ in ok], dtype=torch.int64),
+        images,
+        bad,
+        torch.tensor([i for i, _ in raw], dtype=torch.int64),
+        [x for _, x in raw],
+    )

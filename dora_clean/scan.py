@@ -8,6 +8,7 @@ resumes at the first chunk it had not finished.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_save, atomic_write, locked
 from .device import autocast
-from .images import ImageEntry, ImageFiles, Skipped, collate_images
+from .images import BadImage, ImageBatch, ImageEntry, ImageFiles, Skipped, collate_images, decode_jpegs, load_image
 from .sams import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -87,12 +88,16 @@ def scan_images(
     workers: int = 2,
     chunk_batches: int = 32,
     progress: bool = True,
+    gpu_decode: bool | None = None,
 ) -> ScanResult:
     """Scan ``entries`` of ``root``; chunks and the final arrays go to ``work_dir``.
 
     ``work_dir`` holds ``chunk_*.npz`` files while the scan runs (a chunk file
     appears, atomically, only once complete) and the merged ``*.npy`` arrays
     at the end. Calling again with the same ``work_dir`` reuses what is there.
+
+    ``gpu_decode`` (default: on CUDA) decodes ordinary JPEGs in one batch on
+    ``device`` (nvjpeg) instead of in the workers; the pixels are the same.
     """
     root, work_dir = Path(root), Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +110,7 @@ def scan_images(
             todo = [c for c in range(n_chunks) if not _chunk_path(work_dir, c).is_file()]
             _scan_chunks(
                 layer_model, root, entries, work_dir, todo, chunk, size, map_neurons, mean, std, device,
-                batch_size, workers, progress,
+                batch_size, workers, progress, device.type == "cuda" if gpu_decode is None else gpu_decode,
             )
             _merge(work_dir, n_chunks, len(entries))
         return _load(work_dir, entries, map_neurons)
@@ -113,7 +118,7 @@ def scan_images(
 
 def _scan_chunks(
     layer_model, root, entries, work_dir, todo, chunk, size, map_neurons, mean, std, device, batch_size, workers,
-    progress,
+    progress, gpu_decode,
 ) -> None:
     if not todo:
         return
@@ -123,13 +128,14 @@ def _scan_chunks(
         for a in range(c * chunk, min((c + 1) * chunk, len(entries)), batch_size)
     ]
     loader = torch.utils.data.DataLoader(
-        ImageFiles(root, list(entries), size),
+        ImageFiles(root, list(entries), size, jpeg_bytes=gpu_decode),
         batch_sampler=batches,
         num_workers=workers,
-        collate_fn=collate_images,
+        collate_fn=functools.partial(collate_images, size=size),
         pin_memory=device.type == "cuda",
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_lower_priority,
     )
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
@@ -138,13 +144,13 @@ def _scan_chunks(
     current = None
     total = sum(len(b) for b in batches)
     with tqdm(total=total, desc="scan", unit="img", disable=not progress, leave=False) as bar:
-        for batch, (idx, images, bad) in zip(batches, loader):
+        for batch, loaded in zip(batches, loader):
             c = batch[0] // chunk
             if current is not None and c != current:
                 _write_chunk(work_dir, current, parts)
             current = c
+            idx, x, bad = _on_device(loaded, root, entries, size, device)
             if len(idx):
-                x = images.to(device, non_blocking=True)
                 if device.type == "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
                 x = (x.float() - mean_t) / std_t
@@ -159,6 +165,48 @@ def _scan_chunks(
             bar.update(len(batch))
     if current is not None:
         _write_chunk(work_dir, current, parts)
+
+
+def _on_device(
+    b: ImageBatch, root: Path, entries: Sequence[ImageEntry], size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
+    """The batch's images on ``device`` (decoding its JPEG bytes there), their indices, and the bad ones."""
+    x = b.images.to(device, non_blocking=True)
+    if not b.jpegs:
+        return b.indices, x, b.bad
+    bad = list(b.bad)
+    try:
+        jpegs = decode_jpegs(b.jpegs, size, device)
+        jpeg_idx = b.jpeg_indices
+    except RuntimeError:  # one bad file fails the batch: decode them one by one, on the CPU
+        ok = []
+        for i in b.jpeg_indices.tolist():
+            try:
+                ok.append((i, load_image(root / entries[i].relpath, size)))
+            except BadImage as e:
+                bad.append((i, e.reason))
+        jpeg_idx = torch.tensor([i for i, _ in ok], dtype=torch.int64)
+        jpegs = torch.stack([im for _, im in ok]).to(device) if ok else x[:0]
+    idx = torch.cat([b.indices, jpeg_idx])
+    order = torch.argsort(idx)  # the order of the files, as when decoding on the CPU
+    return idx[order], torch.cat([x, jpegs])[order.to(device)], bad
+
+
+#: How much lower the decoding workers' CPU priority is than the model's threads (``os.nice``).
+WORKER_NICE = 10
+
+
+def _lower_priority(worker_id: int) -> None:
+    """Decode below the model's priority: the workers mostly use the CPU the model leaves idle.
+
+    On a CPU with few cores the model's threads and the workers compete;
+    this keeps the model's speed close to its limit. (A moderate value: the
+    workers still get a share when other programs load the machine.)
+    """
+    try:
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
 
 
 def _write_chunk(work_dir: Path, c: int, parts: dict[str, list]) -> None:

@@ -95,35 +95,46 @@ def test_permission_denied_is_a_bad_image(monkeypatch, tmp_path):
         load_image(p, SIZE)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_dataloader(corpus, workers):
+@pytest.mark.parametrize("workers,jpeg_bytes", [(0, False), (2, False), (0, True)])
+def test_dataloader(corpus, workers, jpeg_bytes):
     root, expected = corpus
     entries, _, _ = list_images(root)
-    ds = ImageFiles(root, entries, SIZE)
+    ds = ImageFiles(root, entries, SIZE, jpeg_bytes=jpeg_bytes)
     pickle.dumps(ds)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=5, num_workers=workers,
         collate_fn=functools.partial(collate_images, size=SIZE),
     )
     seen = {}
-    for indices, imgs, bad in loader:
+    n_jpegs = 0
+    for indices, imgs, bad, jpeg_indices, jpegs in loader:
         assert indices.dtype == torch.int64 and imgs.dtype == torch.uint8
         assert imgs.shape == (len(indices), 3, SIZE, SIZE)
         seen.update({int(i): "ok" for i in indices})
         seen.update(dict(bad))
+        if jpegs:
+            decoded = images.decode_jpegs(jpegs, SIZE, torch.device("cpu"))
+            for i, x in zip(jpeg_indices.tolist(), decoded):
+                assert torch.equal(x, load_image(root / entries[i].relpath, SIZE))
+                seen[i] = "ok"
+            n_jpegs += len(jpegs)
+    assert (n_jpegs > 0) == jpeg_bytes
     assert sorted(seen) == list(range(len(entries)))
     for i, outcome in seen.items():
         assert _matches(expected[entries[i].relpath], outcome), (entries[i], outcome)
 
 
 def test_collate_all_bad_and_mixed():
-    idx, imgs, bad = collate_images([(3, None, "zero-byte file")], size=SIZE)
+    idx, imgs, bad, jpeg_idx, jpegs = collate_images([(3, None, "zero-byte file")], size=SIZE)
+    assert jpeg_idx.shape == (0,) and jpegs == []
     assert idx.dtype == torch.int64 and idx.shape == (0,)
     assert imgs.dtype == torch.uint8 and imgs.shape == (0, 3, SIZE, SIZE)
     assert bad == [(3, "zero-byte file")]
     good = torch.zeros(3, SIZE, SIZE, dtype=torch.uint8)
-    idx, imgs, bad = collate_images([(0, good, None), (1, None, "x"), (2, good, None)])
+    raw = torch.zeros(10, dtype=torch.uint8)
+    idx, imgs, bad, jpeg_idx, jpegs = collate_images([(0, good, None), (1, None, "x"), (2, good, None), (4, raw, None)])
     assert idx.tolist() == [0, 2] and imgs.shape == (2, 3, SIZE, SIZE) and bad == [(1, "x")]
+    assert jpeg_idx.tolist() == [4] and jpegs[0] is raw
 
 
 def test_missing_empty_and_not_a_folder(tmp_path):
@@ -262,3 +273,92 @@ def test_bad_image_reasons_directly(tmp_path):
     (tmp_path / "z.png").write_bytes(b"")
     with pytest.raises(BadImage, match="zero-byte"):
         load_image(tmp_path / "z.png", SIZE)
+
+
+# ---------------------------------------------------------------- the torchvision.io JPEG path
+
+
+def _jpeg(a: np.ndarray, orientation: int = 1, **kw) -> bytes:
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    Image.fromarray(a).save(buf, "JPEG", exif=exif, **kw)
+    return buf.getvalue()
+
+
+def _pillow_only(data: bytes, size: int) -> torch.Tensor:
+    x = images._decode(io.BytesIO(data), size)
+    return x if x.shape[1:] == (size, size) else v2.functional.resize(x, [size, size], antialias=True)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_plain_jpeg_path_gives_pillows_pixels(tmp_path, orientation):
+    rng = np.random.default_rng(orientation)
+    a = rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)  # not square: orientation matters
+    data = _jpeg(a, orientation, quality=85)
+    assert images.plain_jpeg(data, SIZE)
+    fast = images.decode_plain_jpeg(data, SIZE)
+    assert fast is not None
+    ours = _load(tmp_path, data, "x.jpg", size=SIZE)
+    assert torch.equal(torch.from_numpy(ours).permute(2, 0, 1), _pillow_only(data, SIZE))
+
+
+@pytest.mark.parametrize("kind", ["grey", "progressive", "subsampled"])
+def test_plain_jpeg_variants_match_pillow(kind):
+    a = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    data = {
+        "grey": lambda: _jpeg(a[..., 0]),
+        "progressive": lambda: _jpeg(a, progressive=True),
+        "subsampled": lambda: _jpeg(a, subsampling=2, quality=50),
+    }[kind]()
+    fast = images.decode_plain_jpeg(data, SIZE)
+    assert fast is not None and torch.equal(fast, _pillow_only(data, SIZE))
+
+
+def test_unusual_jpegs_go_to_pillow():
+    a = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).convert("CMYK").save(buf, "JPEG")
+    assert not images.plain_jpeg(buf.getvalue(), SIZE)  # 4 channels
+    ok = _jpeg(a)
+    assert images.plain_jpeg(ok, SIZE)
+    assert not images.plain_jpeg(ok[: len(ok) // 2], SIZE)  # truncated: Pillow names it
+    big = _jpeg(np.zeros((200, 200, 3), np.uint8))
+    assert not images.plain_jpeg(big, SIZE)  # Pillow's draft decodes it at a reduced scale
+    assert not images.plain_jpeg(b"\xff\xd8\xff\xd9", SIZE)  # no frame
+
+
+def test_damaged_jpegs_never_crash(tmp_path):
+    """Random byte damage: every file loads or becomes a BadImage, on either path."""
+    rng = np.random.default_rng(0)
+    src = _jpeg(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8), quality=90)
+    path = tmp_path / "d.jpg"
+    outcomes = set()
+    for _ in range(150):
+        d = bytearray(src)
+        for _ in range(rng.integers(1, 8)):
+            d[rng.integers(2, len(d) - 2)] = rng.integers(0, 256)
+        path.write_bytes(bytes(d))
+        try:
+            assert load_image(path, SIZE).shape == (3, SIZE, SIZE)
+            outcomes.add("ok")
+        except BadImage:
+            outcomes.add("bad")
+    assert outcomes == {"ok", "bad"}
+
+
+def test_batched_jpeg_decode_matches_load_image(tmp_path):
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, shape in enumerate([(24, 24), (30, 44), (40, 26)]):
+        p = tmp_path / f"{i}.jpg"
+        p.write_bytes(_jpeg(rng.integers(0, 256, (*shape, 3), dtype=np.uint8), orientation=1 + 2 * i))
+        paths.append(p)
+    raw = [images.read_plain_jpeg(p, SIZE) for p in paths]
+    assert all(r is not None for r in raw)
+    batch = images.decode_jpegs(raw, SIZE, torch.device("cpu"))
+    assert torch.equal(batch, torch.stack([load_image(p, SIZE) for p in paths]))
+    png = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png)
+    assert images.read_plain_jpeg(png, SIZE) is None

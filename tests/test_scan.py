@@ -101,3 +101,37 @@ def test_interrupted_scan_resumes_to_the_same_result(dataset, tmp_path, monkeypa
     scanned.clear()
     scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "resumed", **args)
     assert scanned == []
+
+
+def _damaged_huffman_jpeg(data: bytes) -> bytes:
+    """A complete JPEG whose Huffman table is garbage: libjpeg refuses it mid-decode."""
+    at = data.index(b"\xff\xc4") + 5  # inside the first DHT segment
+    return data[:at] + b"\xff" * 16 + data[at + 16 :]
+
+
+def test_jpegs_decoded_as_a_batch_on_the_device_give_the_same_scan(tmp_path):
+    """The GPU-decode path (run here on the CPU): same result, a failing JPEG is decoded alone and listed."""
+    import io
+
+    root = tmp_path / "jpegs"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (18 + i, 20, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+        (root / f"{i:02d}.jpg").write_bytes(buf.getvalue())
+    Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(root / "big.jpg")  # Pillow's draft
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / "p.png")
+    (root / "damaged.jpg").write_bytes(_damaged_huffman_jpeg((root / "03.jpg").read_bytes()))
+    entries, _, _ = list_images(root)
+    lm = LayerModel(net(), "3")
+    runs = {
+        gpu: scan_images(lm, root, entries, tmp_path / f"work-{gpu}", 16, map_neurons=[1], batch_size=8,
+                         workers=0, progress=False, gpu_decode=gpu)
+        for gpu in (False, True)
+    }
+    a, b = runs[False], runs[True]
+    assert [s.relpath for s in a.skipped] == [s.relpath for s in b.skipped] == ["damaged.jpg"]
+    assert [e.relpath for e in a.entries] == [e.relpath for e in b.entries] and len(a.entries) == 22
+    np.testing.assert_array_equal(a.mean_act, b.mean_act)
+    np.testing.assert_array_equal(a.maps, b.maps)
