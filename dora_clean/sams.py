@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -42,7 +43,7 @@ _COLOR_SQRT = _COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()
 
 
 #: Bumped when the optimisation recipe changes (it keys the cache).
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 #: The first steps use redirected ReLU gradients (lucid's recipe), enough to wake silent neurons.
 REDIRECTED_STEPS = 16
 
@@ -96,12 +97,15 @@ def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> torch.Tensor:
 def _logits(spectrum: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:
     """Fourier parameters -> colour-correlated image logits [B, 3, h, w].
 
-    The colour decorrelation is linear per pixel, so it is applied to the
-    Fourier coefficients (half the size of the image) before the inverse FFT.
+    The colour decorrelation is linear per pixel and the 1/f ``scale`` per
+    frequency, so both are applied to the Fourier coefficients (half the size
+    of the image), as real arithmetic on their (re, im) pairs, before the
+    inverse FFT.
     """
-    coeffs = torch.view_as_complex(spectrum) * scale
-    coeffs = torch.einsum("bchw,dc->bdhw", coeffs, _COLOR_SQRT.to(coeffs.device, coeffs.dtype))
-    return torch.fft.irfftn(coeffs, s=(size, size), norm="ortho")
+    b, c, h, w, _ = spectrum.shape
+    mixed = torch.matmul(_COLOR_SQRT.to(spectrum.device, spectrum.dtype), spectrum.reshape(b, c, -1))
+    coeffs = mixed.view(b, c, h, w, 2) * scale[..., None]
+    return torch.fft.irfftn(torch.view_as_complex(coeffs), s=(size, size), norm="ortho")
 
 
 def render(spectrum: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:
@@ -114,14 +118,26 @@ def render(spectrum: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tens
 
 
 def _affine_grid(u: torch.Tensor, shape: list[int], config: SamsConfig) -> torch.Tensor:
-    """Sampling grids for per-image random rotation, scale and jitter, from uniforms ``u`` [B, 4]."""
+    """Sampling grids for per-image random rotation, scale and jitter, from uniforms ``u`` [B, 4].
+
+    The same grids as ``F.affine_grid(theta, shape, align_corners=False)``, as one batched matmul.
+    """
     angle = (u[:, 0] * 2 - 1) * math.radians(config.rotate)
     scale = 1 + (u[:, 1] * 2 - 1) * config.scale
     tx = (u[:, 2] * 2 - 1) * config.jitter * 2
     ty = (u[:, 3] * 2 - 1) * config.jitter * 2
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    return F.affine_grid(theta, shape, align_corners=False)
+    b, _, h, w = shape
+    return torch.matmul(_base_grid(h, w, u.device), theta.transpose(1, 2)).view(b, h, w, 2)
+
+
+@functools.lru_cache(maxsize=8)
+def _base_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """The identity grid's homogeneous pixel coordinates [1, h * w, 3] (pixel centres, as ``align_corners=False``)."""
+    identity = torch.eye(2, 3, device=device)[None]
+    xy = F.affine_grid(identity, [1, 1, h, w], align_corners=False).view(1, h * w, 2)
+    return torch.cat([xy, torch.ones(1, h * w, 1, device=device)], dim=2)
 
 
 def augment(img: torch.Tensor, u: torch.Tensor, config: SamsConfig) -> torch.Tensor:
