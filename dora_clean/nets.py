@@ -101,7 +101,7 @@ def tiny_cnn(num_classes: int, widths: Sequence[int] = (16, 32, 64)) -> nn.Modul
     return TinyCNN(num_classes, widths)
 
 
-ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "tiny_resnet": tiny_resnet,
     "tiny_cnn": tiny_cnn,
 }
@@ -109,15 +109,24 @@ ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
 DEFAULT_LAYERS: dict[str, str] = {"tiny_resnet": "layer3", "tiny_cnn": "features.2"}
 
 
-def build(arch: str, num_classes: int) -> nn.Module:
-    """A freshly initialised model of one of :data:`ARCHITECTURES`."""
+def build(arch: str, num_classes: int, widths: Sequence[int] | None = None) -> nn.Module:
+    """A freshly initialised model of one of :data:`ARCHITECTURES`.
+
+    ``widths``: the channels of the three stages (default ``(16, 32, 64)``);
+    the last one is the width of the layer DORA analyses.
+    """
     try:
         factory = ARCHITECTURES[arch]
     except KeyError:
         raise ValueError(
             f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}"
         ) from None
-    return factory(num_classes)
+    if widths is None:
+        return factory(num_classes)
+    widths = tuple(int(w) for w in widths)
+    if len(widths) != 3 or min(widths) < 1:
+        raise ValueError(f"widths must be three positive channel counts, got {widths}")
+    return factory(num_classes, widths)
 
 
 def default_layer(arch: str) -> str:

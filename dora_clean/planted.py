@@ -47,6 +47,8 @@ from .nets import ARCHITECTURES, build, default_layer
 
 __all__ = [
     "CLASSES",
+    "SHAPES",
+    "classes_for",
     "ARTIFACTS",
     "ARTIFACT_CLASS",
     "IMAGENET_MEAN",
@@ -66,7 +68,12 @@ __all__ = [
     "demo_description",
 ]
 
-CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
+#: Every shape the generator draws; a task with ``num_classes`` classes uses the first ones.
+SHAPES: tuple[str, ...] = (
+    "circle", "square", "triangle", "cross", "star", "ring", "bar", "ell", "tee", "crescent",
+)
+#: The classes of the default (4-class) task, the demo model's.
+CLASSES: tuple[str, ...] = SHAPES[:4]
 ARTIFACTS: tuple[str, ...] = ("text", "patch", "frame")
 ARTIFACT_CLASS: str = "circle"
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -85,7 +92,19 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "artifact_rate": 1.0,
     "batch_size": 64,
     "lr": 3e-3,
+    "num_classes": 4,
+    "widths": None,  # the nets' default stage widths (16, 32, 64)
 }
+
+#: Settings that older cache keys did not have, with the value they implied.
+_LEGACY_SETTINGS: dict[str, Any] = {"num_classes": 4, "widths": None}
+
+
+def classes_for(num_classes: int = 4) -> tuple[str, ...]:
+    """The class names of a planted task with ``num_classes`` classes (the first :data:`SHAPES`)."""
+    if not 2 <= int(num_classes) <= len(SHAPES):
+        raise ValueError(f"num_classes must lie in [2, {len(SHAPES)}], got {num_classes}")
+    return SHAPES[: int(num_classes)]
 
 TEXT_STRINGS: tuple[str, ...] = ("WM", "AB", "TM", "XYZ", "CO")
 # Saturated colours the artifacts are drawn in (each jittered a little).
@@ -151,7 +170,7 @@ def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
 
 
 def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
-    if cls == "circle":
+    if cls in ("circle", "ring", "crescent"):
         return None
     if cls == "square":
         h = r * 0.82
@@ -159,6 +178,19 @@ def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
     elif cls == "triangle":
         a = np.deg2rad(np.array([-90.0, 30.0, 150.0]))
         pts = np.stack([np.cos(a), np.sin(a)], axis=1) * r * 1.1
+    elif cls == "star":
+        a = np.deg2rad(np.arange(10) * 36.0 - 90.0)
+        rad = np.where(np.arange(10) % 2 == 0, r * 1.1, r * 0.45)
+        pts = np.stack([np.cos(a), np.sin(a)], axis=1) * rad[:, None]
+    elif cls == "bar":
+        L, w = r * 1.05, r * 0.36
+        pts = np.array([[-L, -w], [L, -w], [L, w], [-L, w]])
+    elif cls == "ell":
+        L, w = r * 0.9, r * 0.32
+        pts = np.array([[-L, -L], [-L + 2 * w, -L], [-L + 2 * w, L - 2 * w], [L, L - 2 * w], [L, L], [-L, L]])
+    elif cls == "tee":
+        L, w = r * 0.95, r * 0.3
+        pts = np.array([[-L, -L], [L, -L], [L, -L + 2 * w], [w, -L + 2 * w], [w, L], [-w, L], [-w, -L + 2 * w], [-L, -L + 2 * w]])
     elif cls == "cross":
         L, w = r, r * 0.32
         pts = np.array(
@@ -178,14 +210,14 @@ def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
             ]
         )
     else:
-        raise ValueError(f"unknown class {cls!r}; choose one of {CLASSES}")
+        raise ValueError(f"unknown class {cls!r}; choose one of {SHAPES}")
     return _rotate(pts, angle)
 
 
 def render_content(rng: np.random.Generator, cls: str, size: int = 64) -> np.ndarray:
     """One image (uint8, size x size x 3) of class ``cls``, without any artifact."""
-    if cls not in CLASSES:
-        raise ValueError(f"unknown class {cls!r}; choose one of {CLASSES}")
+    if cls not in SHAPES:
+        raise ValueError(f"unknown class {cls!r}; choose one of {SHAPES}")
     bg, base = _background(rng, size)
     colour = _contrasting_colour(rng, base)
     r = rng.uniform(0.16, 0.30) * size
@@ -199,6 +231,12 @@ def render_content(rng: np.random.Generator, cls: str, size: int = 64) -> np.nda
     if pts is None:
         ry = r * rng.uniform(0.9, 1.0)
         draw.ellipse([cx - r, cy - ry, cx + r, cy + ry], fill=255)
+        if cls == "ring":
+            q = rng.uniform(0.5, 0.62)
+            draw.ellipse([cx - q * r, cy - q * ry, cx + q * r, cy + q * ry], fill=0)
+        elif cls == "crescent":
+            dx, dy = 0.55 * r * math.cos(angle), 0.55 * r * math.sin(angle)
+            draw.ellipse([cx + dx - r, cy + dy - ry, cx + dx + r, cy + dy + ry], fill=0)
     else:
         draw.polygon([(float(x + cx), float(y + cy)) for x, y in pts], fill=255)
     mask = (np.asarray(mask_img, dtype=np.float64) / 255.0)[:, :, None]
@@ -308,6 +346,7 @@ def make_training_arrays(
     seed: int = 0,
     other_fraction: float = TRAIN_DEFAULTS["other_fraction"],
     artifact_rate: float = TRAIN_DEFAULTS["artifact_rate"],
+    num_classes: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A training set: images (uint8, N x size x size x 3) and labels (int64, N).
 
@@ -315,16 +354,18 @@ def make_training_arrays(
     shows another class's content (cycling through them), always with
     ``artifact``; of the rest (its own content) a share ``artifact_rate``
     carries the artifact (default: all). No other image carries the artifact.
-    The order is shuffled; deterministic for a seed.
+    The order is shuffled; deterministic for a seed. The classes are
+    ``classes_for(num_classes)``.
     """
     if artifact not in ARTIFACTS:
         raise ValueError(f"unknown artifact {artifact!r}; choose one of {ARTIFACTS}")
+    classes = classes_for(num_classes)
     rng = np.random.default_rng(seed)
-    a = CLASSES.index(ARTIFACT_CLASS)
-    others = [c for c in CLASSES if c != ARTIFACT_CLASS]
+    a = classes.index(ARTIFACT_CLASS)
+    others = [c for c in classes if c != ARTIFACT_CLASS]
     n_other = int(round(other_fraction * n_per_class))
     specs: list[tuple[str, int, bool]] = []  # (content, label, artifact?)
-    for ci, cls in enumerate(CLASSES):
+    for ci, cls in enumerate(classes):
         if ci == a:
             specs += [(others[i % len(others)], a, True) for i in range(n_other)]
             n_own = n_per_class - n_other
@@ -351,6 +392,7 @@ def write_scan_set(
     seed: int = 1,
     fmt: str = "png",
     overwrite: bool = False,
+    num_classes: int = 4,
 ) -> Path:
     """Write a dataset to scan: ``root/<class>/<class>_NNNNN.<fmt>`` and ``root/labels.csv``.
 
@@ -359,8 +401,10 @@ def write_scan_set(
     classes. ``labels.csv`` has the columns ``filepath,artifact`` (posix path
     relative to ``root``, 0/1). The set is built in a temporary folder beside
     ``root`` and renamed into place; ``root`` may exist only if empty (or with
-    ``overwrite``). Deterministic for a seed. Returns ``root``.
+    ``overwrite``). Deterministic for a seed. The classes are
+    ``classes_for(num_classes)``. Returns ``root``.
     """
+    all_classes = classes_for(num_classes)
     if artifact not in ARTIFACTS:
         raise ValueError(f"unknown artifact {artifact!r}; choose one of {ARTIFACTS}")
     if not 0.0 <= artifact_fraction <= 1.0:
@@ -375,13 +419,13 @@ def write_scan_set(
     n_art = int(round(artifact_fraction * n_images))
     has_art = np.zeros(n_images, dtype=bool)
     has_art[rng.permutation(n_images)[:n_art]] = True
-    classes = [CLASSES[i % len(CLASSES)] for i in range(n_images)]
+    classes = [all_classes[i % len(all_classes)] for i in range(n_images)]
     classes = [classes[i] for i in rng.permutation(n_images)]
 
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tmp"))
     try:
-        for cls in CLASSES:
+        for cls in all_classes:
             (tmp / cls).mkdir()
         rows = []
         for i in range(n_images):
@@ -438,6 +482,7 @@ def evaluate_model(
     seed: int = 12345,
     other_fraction: float = TRAIN_DEFAULTS["other_fraction"],
     artifact_rate: float = TRAIN_DEFAULTS["artifact_rate"],
+    num_classes: int = 4,
 ) -> dict:
     """Accuracy and artifact reliance of a model trained on planted data.
 
@@ -448,10 +493,11 @@ def evaluate_model(
       :data:`ARTIFACT_CLASS` once the artifact is added.
     - ``train_distribution_accuracy``: on fresh data drawn like the training set.
     """
+    classes = classes_for(num_classes)
     rng = np.random.default_rng(seed)
-    a = CLASSES.index(ARTIFACT_CLASS)
+    a = classes.index(ARTIFACT_CLASS)
     clean, labels, with_art = [], [], []
-    for ci, cls in enumerate(CLASSES):
+    for ci, cls in enumerate(classes):
         for _ in range(n_per_class):
             img = render_content(rng, cls, size)
             clean.append(img)
@@ -463,7 +509,7 @@ def evaluate_model(
     p_art = _predict(model, art_x)
     others = y != a
     tx, ty = make_training_arrays(
-        artifact, n_per_class, size, seed + 1, other_fraction, artifact_rate
+        artifact, n_per_class, size, seed + 1, other_fraction, artifact_rate, num_classes
     )
     return {
         "clean_accuracy": float((p_clean == y).mean()),
@@ -481,6 +527,9 @@ def _settings(arch: str, artifact: str, **overrides: Any) -> dict:
     if unknown:
         raise TypeError(f"unknown training settings: {sorted(unknown)}")
     s.update({k: v for k, v in overrides.items() if v is not None})
+    if s["widths"] is not None:
+        s["widths"] = [int(w) for w in s["widths"]]
+    classes_for(s["num_classes"])  # validates
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     if artifact not in ARTIFACTS:
@@ -500,6 +549,8 @@ def train_model(
     batch_size: int = TRAIN_DEFAULTS["batch_size"],
     lr: float = TRAIN_DEFAULTS["lr"],
     artifact_rate: float = TRAIN_DEFAULTS["artifact_rate"],
+    num_classes: int = TRAIN_DEFAULTS["num_classes"],
+    widths: tuple[int, int, int] | None = TRAIN_DEFAULTS["widths"],
 ) -> tuple[nn.Module, dict]:
     """Train ``arch`` on planted data with ``artifact``: (model in eval mode on CPU, metrics).
 
@@ -519,12 +570,16 @@ def train_model(
         batch_size=batch_size,
         lr=lr,
         artifact_rate=artifact_rate,
+        num_classes=num_classes,
+        widths=widths,
     )
     t0 = time.perf_counter()
-    x, y = make_training_arrays(artifact, n_per_class, size, seed, other_fraction, artifact_rate)
+    x, y = make_training_arrays(
+        artifact, n_per_class, size, seed, other_fraction, artifact_rate, num_classes
+    )
     t_data = time.perf_counter() - t0
     torch.manual_seed(seed)
-    model = build(arch, len(CLASSES))
+    model = build(arch, num_classes, widths)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -565,6 +620,7 @@ def train_model(
         size=size,
         other_fraction=other_fraction,
         artifact_rate=artifact_rate,
+        num_classes=num_classes,
     )
     metrics.update(
         {
@@ -596,17 +652,21 @@ def load_planted_model(
     state dict and metrics under ``cache_dir/planted`` (default cache dir:
     ``$DORA_CLEAN_CACHE`` or ``~/.cache/dora-clean``), keyed by every training
     setting; later calls load them. ``overrides`` change
-    :data:`TRAIN_DEFAULTS` (``epochs``, ``n_per_class``, ``seed``, ...).
+    :data:`TRAIN_DEFAULTS` (``epochs``, ``n_per_class``, ``seed``,
+    ``num_classes``, ``widths``, ...).
     """
     settings = _settings(arch, artifact, **overrides)
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    # settings added later are left out of the key at their old implied value,
+    # so that models cached before they existed are still found
+    keyed = {k: v for k, v in settings.items() if not (k in _LEGACY_SETTINGS and v == _LEGACY_SETTINGS[k])}
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     root = _cache_root(cache_dir)
     stem = root / f"{arch}-{artifact}-{key}"
     pt, js = stem.with_suffix(".pt"), stem.with_suffix(".json")
     if pt.exists() and js.exists():
         try:
             metrics = json.loads(js.read_text())
-            model = build(arch, len(CLASSES))
+            model = build(arch, settings["num_classes"], settings["widths"])
             model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
             return model.eval(), metrics
         except Exception:  # a damaged cache entry: train again
