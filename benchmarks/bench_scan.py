@@ -9,7 +9,7 @@ measured right before and right after each scan, and the row's ratio is
 against their mean: the machine's speed drifts.
 
     python benchmarks/bench_scan.py                       # 10k images; rows for 0/1/2 workers
-    python benchmarks/bench_scan.py --sizes 10000 100000  # peak memory at 10k and 100k
+    python benchmarks/bench_scan.py --sizes 10000 100000  # peak memory at 10k and 100k (first --workers value)
     python benchmarks/bench_scan.py --device cuda         # adds rows with the GPU JPEG decode
 """
 from __future__ import annotations
@@ -137,7 +137,7 @@ def main() -> None:
     for n in args.sizes:
         for fmt in args.formats:
             data = make_dataset(root, n, fmt)
-            for w in args.workers if n == args.sizes[0] else [max(args.workers)]:
+            for w in args.workers if n == args.sizes[0] else args.workers[:1]:
                 for gpu_decode in ([False, True] if cuda and fmt == "jpg" else [False]):
                     out = subprocess.run(
                         [sys.executable, __file__, "--one", str(data), str(w), str(int(gpu_decode)),

@@ -111,8 +111,9 @@ def _scan_options(fn):
         click.option("--std", default=None, help="Input normalisation std, three numbers. Default: ImageNet's."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--batch-size", type=click.IntRange(1, 65536), default=64, show_default=True),
-        click.option("--workers", type=click.IntRange(0, 256), default=2, show_default=True,
-                     help="Image-decoding worker processes."),
+        click.option("--workers", type=click.IntRange(0, 256), default=None,
+                     help="Image-decoding worker processes. Default: none with 2 CPU cores or fewer, "
+                          "else half the cores (at most 8)."),
         click.option("--no-fiftyone", is_flag=True, help="Keep the results on disk only; no FiftyOne dataset."),
         click.option("--neurons", default=None, metavar="IDS",
                      help="Neurons to analyse, like 0-63 or 1,5,9. Default: all of the layer."),
@@ -237,7 +238,7 @@ def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: boo
     data = prepare_demo_dataset(work, n_images)
     o = {k: None for k in ("model", "weights", "layer", "image_size", "mean", "std", "neurons", "sams_size",
                            "n_infected", "flag_top", "threshold")}
-    o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=2,
+    o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=None,
              no_fiftyone=no_fiftyone, trust_model_file=False, signals=4, steps=128, lr=0.05, seed=0,
              sams_batch_size=256,
              outlier_method="knn", pooling="mean", quiet=quiet)

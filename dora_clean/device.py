@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
+import sys
 
 import torch
 
@@ -9,7 +13,11 @@ from .errors import DoraError
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` picks CUDA when present; ``cpu``, ``cuda`` and ``cuda:i`` as asked."""
+    """``auto`` picks CUDA when present; ``cpu``, ``cuda`` and ``cuda:i`` as asked.
+
+    Also tunes the process's allocator for tensor work (:func:`tune_allocator`).
+    """
+    tune_allocator()
     if isinstance(spec, torch.device):
         return spec
     spec = (spec or "auto").strip().lower()
@@ -27,6 +35,32 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     elif device.type != "cpu":
         raise DoraError(f"device {spec!r} is not supported: use auto, cpu, cuda or cuda:N")
     return device
+
+
+#: glibc ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+@functools.cache
+def tune_allocator(mmap_threshold: int = 128 << 20) -> bool:
+    """Keep freed memory in the heap for reuse instead of unmapping it (glibc only; once per process).
+
+    By default glibc serves each allocation of more than 128 kB with a fresh
+    ``mmap`` (raising that bound only as it sees large blocks freed), so a
+    CPU forward pass, whose activations are a few MB each, first spends about
+    half its time in page faults, zeroing new pages: measured on the demo
+    model, 2,300-2,700 images/s before and 5,900 after. The same as starting
+    Python with ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` set.
+    Returns whether the setting took.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
+        return ok and libc.mallopt(_M_TRIM_THRESHOLD, 2 * mmap_threshold) == 1
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:

@@ -43,6 +43,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from .atomic import atomic_save, atomic_write
+from .device import tune_allocator
 from .nets import ARCHITECTURES, build, default_layer
 
 __all__ = [
@@ -573,6 +574,7 @@ def train_model(
         num_classes=num_classes,
         widths=widths,
     )
+    tune_allocator()
     t0 = time.perf_counter()
     x, y = make_training_arrays(
         artifact, n_per_class, size, seed, other_fraction, artifact_rate, num_classes

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import torch
 
-from .device import autocast
+from .device import autocast, resolve_device
 from .sams import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -19,7 +19,7 @@ def layer_activations(
     batch_size: int = 256,
 ) -> torch.Tensor:
     """Spatially averaged activations of the whole layer on uint8 images [N, 3, H, W] -> [N, C] (fp32, CPU)."""
-    device = torch.device(device)
+    device = resolve_device(device)
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     out = []

@@ -48,7 +48,7 @@ class ScanSettings:
     std: Sequence[float] | None = None
     device: str = "auto"
     batch_size: int = 64
-    workers: int = 2
+    workers: int | None = None  # None: scan.default_workers
     fiftyone: bool = True
     trust_model_file: bool = False
     neurons: Sequence[int] | None = None

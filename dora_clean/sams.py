@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .atomic import atomic_save, atomic_write, locked
-from .device import autocast
+from .device import autocast, resolve_device
 from .objectives import ChannelMaxObjective, ChannelObjective
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -258,7 +258,7 @@ def optimise(
     on_step: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Optimise the s-AMS of ``neurons`` in one batch; returns uint8 [k, n, 3, size, size]."""
-    device = torch.device(device)
+    device = resolve_device(device)
     n, size = config.n_signals, config.size
     states = [initial_state(i, config) for i in neurons]
     spectrum = torch.cat([s for s, _ in states]).to(device).requires_grad_(True)
