@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import functools
 import sys
 
@@ -56,7 +55,7 @@ def tune_allocator(mmap_threshold: int = 128 << 20) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's name (find_library would start a subprocess)
         ok = libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
         return ok and libc.mallopt(_M_TRIM_THRESHOLD, 2 * mmap_threshold) == 1
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
