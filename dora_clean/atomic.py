@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -18,12 +19,13 @@ def _umask() -> int:
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it over ``path``.
 
-    On an exception (or a kill) the temporary file is removed (or left with a
-    ``.tmp`` suffix) and ``path`` keeps its old content.
+    On an exception the temporary file is removed and ``path`` keeps its old
+    content; a kill leaves the temporary file, which
+    :func:`remove_stale_temps` clears on the next run.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
@@ -45,7 +47,7 @@ def atomic_save(path: str | os.PathLike, save_fn) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.name}.pid{os.getpid()}.tmp{path.suffix}")
     try:
         save_fn(tmp)
         os.replace(tmp, path)
@@ -53,6 +55,34 @@ def atomic_save(path: str | os.PathLike, save_fn) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        pass
+    return True
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed writers left in ``directory``.
+
+    Temporary names carry the writer's process id (``.NAME.pidPID.*tmp*``);
+    a file whose process is gone is removed, one whose process still runs is
+    left alone. Returns the removed paths.
+    """
+    removed = []
+    for tmp in Path(directory).glob(".*.pid*.*tmp*"):
+        m = re.search(r"\.pid(\d+)\.", tmp.name)
+        if m is None or _alive(int(m.group(1))) or not tmp.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .analysis import LayerAnalysis, analyse_layer, layer_width
-from .atomic import atomic_save, atomic_write
+from .atomic import atomic_save, atomic_write, remove_stale_temps
 from .device import prepare_model, resolve_device
 from .errors import DoraError
 from .evaluate import auc, neuron_aucs, read_labels, roc_curves
@@ -220,6 +220,8 @@ def _write_run_dir(
     # s-AMS: a copy of the cached PNG files.
     sams_dir = out / "sams"
     sams_dir.mkdir(parents=True, exist_ok=True)
+    for d in (out, sams_dir):  # what an interrupted run was writing
+        remove_stale_temps(d)
     for n in analysis.neurons:
         for j in range(analysis.config.n_signals):
             src = analysis.sams_dir / f"{n}_{j}.png"

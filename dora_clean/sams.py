@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .atomic import atomic_save, atomic_write, locked
+from .atomic import atomic_save, atomic_write, locked, remove_stale_temps
 from .device import autocast, resolve_device
 from .objectives import ChannelMaxObjective, ChannelObjective
 
@@ -345,6 +345,7 @@ def generate_sams(
     """
     cache = SamsCache(cache_dir, config)
     with locked(cache.dir):
+        remove_stale_temps(cache.dir)
         return _generate(layer_model, neurons, config, cache, mean, std, device, progress)
 
 

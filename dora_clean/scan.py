@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_save, atomic_write, locked
+from .atomic import atomic_save, atomic_write, locked, remove_stale_temps
 from .device import autocast, resolve_device
 from .images import BadImage, ImageBatch, ImageEntry, ImageFiles, Skipped, collate_images, decode_jpegs, load_image
 from .sams import IMAGENET_MEAN, IMAGENET_STD
@@ -108,6 +108,7 @@ def scan_images(
     chunk = batch_size * chunk_batches
     n_chunks = (len(entries) + chunk - 1) // chunk
     with locked(work_dir):
+        remove_stale_temps(work_dir)
         if not done_marker_path(work_dir).is_file():
             todo = [c for c in range(n_chunks) if not _chunk_path(work_dir, c).is_file()]
             _scan_chunks(
