@@ -40,7 +40,7 @@ from dora_clean.outliers import find_infected
 from dora_clean.planted import ARTIFACTS, TRAIN_DEFAULTS, load_planted_model, write_scan_set
 from dora_clean.sams import SamsConfig, cache_root
 from dora_clean.scan import scan_images, scan_key
-from dora_clean.scoring import combined_score, flag_threshold, orientation, pooled
+from dora_clean.scoring import DEFAULT_AGREEMENT, agreeing, combined_score, flag_threshold, orientation, pooled
 
 ARCHS = ("tiny_resnet", "tiny_cnn")
 #: The planted task the benchmark trains on by default (planted.TRAIN_DEFAULTS, the demo
@@ -84,7 +84,8 @@ def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress:
     return Case(arch, artifact, analysis, np.asarray(res.mean_act), np.asarray(res.max_act), y, relpaths, root)
 
 
-def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "mean") -> dict:
+def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "mean",
+             agreement: float = DEFAULT_AGREEMENT) -> dict:
     """dora-clean's infected set and scores against the labels, and the oracle.
 
     A neuron counts as a detector in either direction (the artifact may
@@ -102,10 +103,10 @@ def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "
     rank = {n: r + 1 for r, n in enumerate(np.argsort(-two_way))}
     inf = o.infected
     per_neuron = pooled(case.mean_act, case.max_act, inf, pooling)
-    orient = orientation(per_neuron)
+    keep, orient = agreeing(per_neuron, orientation(per_neuron), agreement)
     used = [raw[n] if d > 0 else 1 - raw[n] for n, d in zip(inf, orient)]
     best = int(np.argmax(used)) if inf else None
-    score = combined_score(per_neuron, orient)
+    score = combined_score(per_neuron[:, keep], orient[keep])
     flagged = score > flag_threshold(score)
     p, r = precision_recall(case.y, flagged)
     return {
@@ -143,12 +144,15 @@ def random_neuron_auc(y: np.ndarray, feats: np.ndarray) -> float:
 
 
 def uniqueness_auc(case: Case, feats: np.ndarray) -> float:
+    import logging
+
     import fiftyone as fo
     import fiftyone.brain as fob
 
+    logging.getLogger("fiftyone").setLevel(logging.WARNING)  # no progress lines between the table's rows
     ds = fo.Dataset()
     try:
-        ds.add_samples([fo.Sample(filepath=str(case.root / p)) for p in case.relpaths])
+        ds.add_samples([fo.Sample(filepath=str(case.root / p)) for p in case.relpaths], progress=False)
         fob.compute_uniqueness(ds, embeddings=feats, progress=False)
         u = np.array(ds.values("uniqueness"))
         order = {str(case.root / p): i for i, p in enumerate(case.relpaths)}
@@ -233,6 +237,18 @@ def main() -> int:
                 e = evaluate(c, m, k, args.pooling)
                 cells.append(f"{e['best_inf_auc']:.3f}/{e['rank']:>2}/{e['n_inf']}/{e['combined_auc']:.3f}")
             print(f"{c.arch + '/' + c.artifact:<20} " + " ".join(f"{x:>22}" for x in cells))
+        agreements = (0.0, 0.3, 0.5, 0.7)
+        print("\ncombined score by --agreement (0: the mean of all infected neurons): "
+              "combined AUC / precision / recall")
+        print(f"{'case':<20} {'method':<6} " + " ".join(f"{a:>16}" for a in agreements))
+        for c in cases:
+            for m, k in (("knn", None), ("lof", 5), ("lof", None)):
+                cells = []
+                for ag in agreements:
+                    e = evaluate(c, m, k, args.pooling, ag)
+                    cells.append(f"{e['combined_auc']:.3f}/{e['precision']:.2f}/{e['recall']:.2f}")
+                print(f"{c.arch + '/' + c.artifact:<20} {m + ('' if k is None else str(k)):<6} "
+                      + " ".join(f"{x:>16}" for x in cells))
     return 0
 
 

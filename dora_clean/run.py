@@ -29,7 +29,7 @@ from .review import update_summary
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
 from .scan import scan_images, scan_key
-from .scoring import combined_score, flag_threshold, flags, orientation, pooled
+from .scoring import DEFAULT_AGREEMENT, agreeing, combined_score, flag_threshold, flags, orientation, pooled
 
 DEFAULT_POOLING = "mean"
 
@@ -59,6 +59,7 @@ class ScanSettings:
     pooling: str = DEFAULT_POOLING
     flag_top: int | None = None
     threshold: float | None = None
+    agreement: float = DEFAULT_AGREEMENT
     progress: bool = True
 
 
@@ -162,8 +163,8 @@ def scan_dataset(
 
     with clock.stage("scoring"):
         per_neuron = pooled(result.mean_act, result.max_act, infected, s.pooling)
-        orient = orientation(per_neuron)
-        score = combined_score(per_neuron, orient)
+        used, orient = agreeing(per_neuron, orientation(per_neuron), s.agreement)
+        score = combined_score(per_neuron[:, used], orient[used])
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else flag_threshold(score))
         flagged = flags(score, threshold, s.flag_top)
         relpaths = [e.relpath for e in result.entries]
@@ -183,7 +184,7 @@ def scan_dataset(
 
     with clock.stage("writing the run directory"):
         _write_run_dir(
-            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, per_neuron, orient, score,
+            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, per_neuron, orient, used, score,
             flagged, threshold, labels, aucs, all_auc, s, clock.timings, mean, std,
         )
 
@@ -213,7 +214,7 @@ def _write_csv(path: Path, header: Sequence[str], rows) -> None:
 
 def _write_run_dir(
     out: Path, dataset: Path, layout: str, model_spec: str, layer: str, size: int, analysis: LayerAnalysis, result,
-    skipped, per_neuron, orient, score, flagged, threshold, labels, aucs, all_auc, s: ScanSettings, timings, mean, std,
+    skipped, per_neuron, orient, used, score, flagged, threshold, labels, aucs, all_auc, s: ScanSettings, timings, mean, std,
 ) -> dict:
     infected = analysis.infected
     o = analysis.outliers
@@ -255,8 +256,8 @@ def _write_run_dir(
         for i, (p, e) in enumerate(zip(relpaths, result.entries))
     )
     _write_csv(out / "scores.csv", header, rows)
-    # the heatmap shows the first infected neuron that fires on the artifact (not one it silences)
-    hm = next((j for j, o in enumerate(orient) if o > 0), 0)
+    # the heatmap shows the first neuron of the combined score that fires on the artifact (not one it silences)
+    hm = next((j for j, (o, u) in enumerate(zip(orient, used)) if o > 0 and u), 0)
     if len(infected) and result.maps.ndim == 4 and result.maps.shape[1]:
         heat = np.asarray(result.maps[:, hm])
     else:
@@ -320,6 +321,8 @@ def _write_run_dir(
         "std": list(std),
         "score_threshold": None if threshold is None else float(threshold),
         "infected_orientation": {str(n): int(o) for n, o in zip(infected, orient)},
+        "combined_neurons": [int(n) for n, u in zip(infected, used) if u],
+        "agreement": s.agreement,
         "heatmap_neuron": int(infected[hm]) if infected else None,
         "pooling": s.pooling,
         "outlier_method": analysis.outliers.method,

@@ -35,6 +35,43 @@ def orientation(neuron_scores: np.ndarray, min_skew: float = 0.25) -> np.ndarray
     return np.where(skew <= -min_skew, -1.0, 1.0)
 
 
+#: How strongly (|Pearson r| over the dataset) an infected neuron must go with the
+#: best-corroborated one to count in the combined score: chosen on the planted benchmark.
+DEFAULT_AGREEMENT = 0.3
+
+
+def agreeing(
+    neuron_scores: np.ndarray, orient: np.ndarray, min_agreement: float = DEFAULT_AGREEMENT
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which infected neurons the combined score uses, and their direction: (mask [m], orient [m]).
+
+    Neurons that see the same artifact rise and fall together over a
+    dataset; one that goes with none of the others sees something else, and
+    averaging it in dilutes the artifact score. The anchor is the neuron
+    with the largest total agreeing |correlation| to the others; those whose
+    |correlation| with it reaches ``min_agreement`` join it, turned by the
+    sign of that correlation. With fewer than three neurons, with no pair
+    that agrees, or with ``min_agreement`` <= 0, every neuron is kept as
+    ``orient`` has it.
+    """
+    x = np.asarray(neuron_scores, dtype=np.float64)
+    orient = np.asarray(orient, dtype=np.float64)
+    keep = np.ones(x.shape[1], dtype=bool)
+    if x.shape[1] < 3 or min_agreement <= 0:
+        return keep, orient
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.nan_to_num(np.corrcoef(x, rowvar=False))
+    agree = np.abs(r)
+    np.fill_diagonal(agree, 0.0)
+    if agree.max() < min_agreement:
+        return keep, orient
+    anchor = int(np.argmax(np.where(agree >= min_agreement, agree, 0.0).sum(axis=1)))
+    keep = agree[anchor] >= min_agreement
+    keep[anchor] = True
+    turned = orient[anchor] * np.where(r[anchor] < 0, -1.0, 1.0)
+    return keep, np.where(keep, turned, orient)
+
+
 def combined_score(neuron_scores: np.ndarray, orient: np.ndarray | None = None) -> np.ndarray:
     """The combined artifact score: the mean oriented robust z-score of the infected neurons [N, m] -> [N].
 

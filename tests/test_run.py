@@ -12,6 +12,7 @@ import pytest
 from dora_clean.errors import DoraError
 from dora_clean.planted import write_scan_set
 from dora_clean.run import ScanSettings, scan_dataset
+from dora_clean.scoring import robust_z
 from dora_clean.sams import SamsConfig
 
 FAST_SAMS = SamsConfig(n_signals=2, steps=48, size=64)
@@ -100,6 +101,13 @@ def test_auc_matches_sklearn_on_the_written_scores(run):
     y = [int(r["artifact"]) for r in rows]
     combined = roc_auc_score(y, [float(r["score"]) for r in rows])
     assert abs(combined - summary["auc"]["combined"]) < 1e-4
+    # the combined score is the mean oriented robust z-score of the neurons it names
+    used = summary["combined_neurons"]
+    assert used and set(used) <= set(summary["infected_neurons"])
+    orient = summary["infected_orientation"]
+    per = np.array([[float(r[f"neuron_{n}"]) for n in used] for r in rows])
+    expected = (robust_z(per) * np.array([orient[str(n)] for n in used])).mean(axis=1)
+    assert np.allclose([float(r["score"]) for r in rows], expected, atol=1e-4)
     for n in summary["infected_neurons"]:
         assert abs(roc_auc_score(y, [float(r[f"neuron_{n}"]) for r in rows]) - summary["auc"][str(n)]) < 1e-4
 

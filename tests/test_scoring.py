@@ -1,0 +1,43 @@
+"""Scores: orientation, agreement among infected neurons, the combined score."""
+from __future__ import annotations
+
+import numpy as np
+
+from dora_clean.evaluate import auc
+from dora_clean.scoring import agreeing, combined_score, orientation
+
+
+def _layer(seed: int = 0, n: int = 2000):
+    """Artifact labels, two neurons that see the artifact (one it silences) and one that sees class content."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.2
+    detector = 3.0 * y + rng.normal(size=n)
+    silenced = -2.5 * y + rng.normal(size=n)
+    content = (rng.random(n) < 0.5) * 2.0 + rng.normal(size=n)
+    return y, np.c_[detector, content, silenced]
+
+
+def test_a_neuron_that_goes_with_no_other_is_left_out_of_the_combined_score():
+    y, x = _layer()
+    keep, orient = agreeing(x, orientation(x))
+    assert keep.tolist() == [True, False, True]
+    assert orient[0] == 1 and orient[2] == -1  # the silenced neuron counts turned round
+    plain = combined_score(x, orientation(x))
+    agreed = combined_score(x[:, keep], orient[keep])
+    assert auc(y, agreed) > auc(y, plain) + 0.01
+    assert auc(y, agreed) > max(auc(y, x[:, 0]), auc(y, -x[:, 2]))  # the two detectors confirm each other
+
+
+def test_agreement_keeps_everything_when_there_is_nothing_to_vote_on():
+    y, x = _layer(1)
+    for cols in ([0, 1], [0]):  # fewer than three neurons
+        keep, orient = agreeing(x[:, cols], orientation(x[:, cols]))
+        assert keep.all() and np.array_equal(orient, orientation(x[:, cols]))
+    keep, orient = agreeing(x, orientation(x), min_agreement=0)  # switched off
+    assert keep.all() and np.array_equal(orient, orientation(x))
+    rng = np.random.default_rng(2)
+    noise = rng.normal(size=(500, 4))  # no pair agrees: no anchor to trust
+    assert agreeing(noise, orientation(noise))[0].all()
+    flat = np.c_[x, np.ones(len(x))]  # a constant neuron has no correlation, and no NaN leaks out
+    keep, orient = agreeing(flat, orientation(flat))
+    assert keep.tolist() == [True, False, True, False] and np.isfinite(orient).all()
