@@ -40,7 +40,7 @@ from dora_clean.outliers import find_infected
 from dora_clean.planted import ARTIFACTS, TRAIN_DEFAULTS, load_planted_model, write_scan_set
 from dora_clean.sams import SamsConfig, cache_root
 from dora_clean.scan import scan_images, scan_key
-from dora_clean.scoring import DEFAULT_AGREEMENT, agreeing, combined_score, flag_threshold, orientation, pooled
+from dora_clean.scoring import DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, flag_threshold, orientation
 
 ARCHS = ("tiny_resnet", "tiny_cnn")
 #: The planted task the benchmark trains on by default (planted.TRAIN_DEFAULTS, the demo
@@ -85,36 +85,39 @@ def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress:
 
 
 def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "mean",
-             agreement: float = DEFAULT_AGREEMENT) -> dict:
+             agreement: float = DEFAULT_AGREEMENT, recruit_auc: float | None = RECRUIT_AUC,
+             rows: np.ndarray | None = None) -> dict:
     """dora-clean's infected set and scores against the labels, and the oracle.
 
     A neuron counts as a detector in either direction (the artifact may
     silence it), for the oracle and for the infected neurons alike; the
     combined score orients its neurons without labels (``orientation``).
+    ``rows``: score only these images (a dataset drawn from the scan set).
     """
     a = case.analysis
     o = find_infected(a.distance, a.self_act, a.neurons, method=method, n_neighbors=n_neighbors,
                       representations=a.A.mean(dim=2).numpy(), with_atlas=False)
-    src = case.mean_act if pooling == "mean" else case.max_act
-    raw = neuron_aucs(case.y, src)
+    rows = np.arange(len(case.y)) if rows is None else rows
+    y, mean_act, max_act = case.y[rows], case.mean_act[rows], case.max_act[rows]
+    src = mean_act if pooling == "mean" else max_act
+    raw = neuron_aucs(y, src)
     two_way = np.maximum(raw, 1 - raw)
     oracle = int(np.argmax(two_way))
     oracle_dir = 1 if raw[oracle] >= 0.5 else -1
     rank = {n: r + 1 for r, n in enumerate(np.argsort(-two_way))}
     inf = o.infected
-    per_neuron = pooled(case.mean_act, case.max_act, inf, pooling)
-    keep, orient = agreeing(per_neuron, orientation(per_neuron), agreement)
+    scores = artifact_scores(mean_act, max_act, inf, pooling, agreement, recruit_auc)
+    orient, score = scores.orient, scores.score
     used = [raw[n] if d > 0 else 1 - raw[n] for n, d in zip(inf, orient)]
     best = int(np.argmax(used)) if inf else None
-    score = combined_score(per_neuron[:, keep], orient[keep])
     flagged = score > flag_threshold(score)
-    p, r = precision_recall(case.y, flagged)
+    p, r = precision_recall(y, flagged)
     return {
         "oracle_auc": two_way[oracle], "oracle": oracle,
-        "break_even": break_even(case.y, src[:, oracle] * oracle_dir),
+        "break_even": break_even(y, src[:, oracle] * oracle_dir),
         "best_inf_auc": used[best] if inf else float("nan"), "best_inf": inf[best] if inf else None,
         "rank": rank.get(inf[best], -1) if inf else -1, "n_inf": len(inf), "n": len(a.neurons), "infected": inf,
-        "combined_auc": auc(case.y, score), "precision": p, "recall": r, "dead": len(o.dead),
+        "combined_auc": auc(y, score), "n_combined": len(scores.combined), "precision": p, "recall": r, "dead": len(o.dead),
         "n_detectors": int(np.sum(two_way > 0.9)), "flipped": int(np.sum(orient < 0)),
     }
 
@@ -237,18 +240,23 @@ def main() -> int:
                 e = evaluate(c, m, k, args.pooling)
                 cells.append(f"{e['best_inf_auc']:.3f}/{e['rank']:>2}/{e['n_inf']}/{e['combined_auc']:.3f}")
             print(f"{c.arch + '/' + c.artifact:<20} " + " ".join(f"{x:>22}" for x in cells))
-        agreements = (0.0, 0.3, 0.5, 0.7)
-        print("\ncombined score by --agreement (0: the mean of all infected neurons): "
-              "combined AUC / precision / recall")
-        print(f"{'case':<20} {'method':<6} " + " ".join(f"{a:>16}" for a in agreements))
+        combos = [(0.0, None), (0.3, None), (0.5, None), (0.3, 0.9), (0.3, 0.95), (0.3, 0.98)]
+        print("\ncombined score by agreement (0: the mean of all infected neurons) and recruit AUC (-: none): "
+              "combined AUC / precision / recall / neurons averaged; 'one class' scores a dataset drawn from "
+              "the scan set where the artifact goes with one class (all its images kept, 1 in 8 artifact "
+              "images of the other classes)")
+        print(f"{'case':<20} {'method':<6} {'data':<9} " + " ".join(f"{f'{a}/{r or chr(45)}':>21}" for a, r in combos))
         for c in cases:
-            for m, k in (("knn", None), ("lof", 5), ("lof", None)):
-                cells = []
-                for ag in agreements:
-                    e = evaluate(c, m, k, args.pooling, ag)
-                    cells.append(f"{e['combined_auc']:.3f}/{e['precision']:.2f}/{e['recall']:.2f}")
-                print(f"{c.arch + '/' + c.artifact:<20} {m + ('' if k is None else str(k)):<6} "
-                      + " ".join(f"{x:>16}" for x in cells))
+            cls = np.array([p.split("/")[0] for p in c.relpaths])
+            keep = (cls == sorted(set(cls))[0]) | (c.y == 0) | (np.random.default_rng(0).random(len(cls)) < 0.125)
+            for data, rows in (("all", None), ("one class", np.flatnonzero(keep))):
+                for m, k in (("knn", None), ("lof", 5), ("lof", None)):
+                    cells = []
+                    for ag, rec in combos:
+                        e = evaluate(c, m, k, args.pooling, ag, rec, rows)
+                        cells.append(f"{e['combined_auc']:.3f}/{e['precision']:.2f}/{e['recall']:.2f}/{e['n_combined']:>2}")
+                    print(f"{c.arch + '/' + c.artifact:<20} {m + ('' if k is None else str(k)):<6} {data:<9} "
+                          + " ".join(f"{x:>21}" for x in cells))
     return 0
 
 

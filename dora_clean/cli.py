@@ -143,6 +143,9 @@ def _scan_options(fn):
         click.option("--agreement", type=click.FloatRange(0, 1), default=DEFAULT_AGREEMENT, show_default=True,
                      help="Infected neurons count in the combined score when their scores correlate this well "
                           "(|r|) with the best-corroborated one; 0 keeps them all."),
+        click.option("--recruit/--no-recruit", default=True, show_default=True,
+                     help="Let the layer's other neurons that reproduce the infected neurons' flagged set "
+                          "(AUC >= 0.98 against it) join the combined score."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars or stage messages."),
     ]
     for opt in reversed(options):
@@ -162,7 +165,8 @@ def _settings(**o):
         sams=SamsConfig(n_signals=o["signals"], steps=o["steps"], size=o["sams_size"] or 0, lr=o["lr"],
                         seed=o["seed"], batch_size=o["sams_batch_size"]),
         outlier_method=o["outlier_method"], n_infected=o["n_infected"], pooling=o["pooling"],
-        flag_top=o["flag_top"], threshold=o["threshold"], agreement=o["agreement"], progress=not o["quiet"],
+        flag_top=o["flag_top"], threshold=o["threshold"], agreement=o["agreement"],
+        recruit=o["recruit"], progress=not o["quiet"],
     )
 
 
@@ -170,10 +174,15 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     echo = click.echo
     inf = summary["infected_neurons"]
     echo(f"infected neurons: {', '.join(map(str, inf)) or 'none'} (of {summary['n_neurons']} in {summary['layer']})")
-    left_out = [n for n in inf if n not in summary.get("combined_neurons", inf)]
+    combined = summary.get("combined_neurons", inf)
+    left_out = [n for n in inf if n not in combined]
+    joined = [n for n in combined if n not in inf]
+    if joined:
+        echo(f"combined score: {len(combined)} neurons that reproduce the infected neurons' flagged set "
+             f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")
     if left_out:
-        echo(f"left out of the combined score: {', '.join(map(str, left_out))} (their scores do not go with the "
-             "others' on this dataset; they are still in scores.csv, review them on their own)")
+        echo(f"not in the combined score: infected {', '.join(map(str, left_out))} (their scores do not go with "
+             "the others' on this dataset; they are still in scores.csv, review them on their own)")
     if summary.get("dead_neurons"):
         echo(f"dead neurons: {len(summary['dead_neurons'])} (their s-AMS barely excite them; kept out)")
     echo(f"images: {summary['n_images']} scanned, {summary['n_flagged']} flagged, {summary['n_skipped']} skipped"
@@ -249,7 +258,8 @@ def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: boo
     o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=None,
              no_fiftyone=no_fiftyone, trust_model_file=False, signals=4, steps=128, lr=0.05, seed=0,
              sams_batch_size=256,
-             outlier_method="knn", pooling="mean", agreement=DEFAULT_AGREEMENT, quiet=quiet)
+             outlier_method="knn", pooling="mean", agreement=DEFAULT_AGREEMENT, recruit=True,
+             quiet=quiet)
     _scan(str(data), o)
 
 

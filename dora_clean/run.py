@@ -29,7 +29,7 @@ from .review import update_summary
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
 from .scan import scan_images, scan_key
-from .scoring import DEFAULT_AGREEMENT, agreeing, combined_score, flag_threshold, flags, orientation, pooled
+from .scoring import DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, flag_threshold, flags
 
 DEFAULT_POOLING = "mean"
 
@@ -60,6 +60,7 @@ class ScanSettings:
     flag_top: int | None = None
     threshold: float | None = None
     agreement: float = DEFAULT_AGREEMENT
+    recruit: bool = True
     progress: bool = True
 
 
@@ -162,9 +163,9 @@ def scan_dataset(
     skipped = list(listed_skipped) + result.skipped
 
     with clock.stage("scoring"):
-        per_neuron = pooled(result.mean_act, result.max_act, infected, s.pooling)
-        used, orient = agreeing(per_neuron, orientation(per_neuron), s.agreement)
-        score = combined_score(per_neuron[:, used], orient[used])
+        scores = artifact_scores(result.mean_act, result.max_act, infected, s.pooling, s.agreement,
+                                 RECRUIT_AUC if s.recruit else None)
+        per_neuron, orient, score, combined = scores.per_neuron, scores.orient, scores.score, scores.combined
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else flag_threshold(score))
         flagged = flags(score, threshold, s.flag_top)
         relpaths = [e.relpath for e in result.entries]
@@ -184,7 +185,7 @@ def scan_dataset(
 
     with clock.stage("writing the run directory"):
         _write_run_dir(
-            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, per_neuron, orient, used, score,
+            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, per_neuron, orient, combined, score,
             flagged, threshold, labels, aucs, all_auc, s, clock.timings, mean, std,
         )
 
@@ -214,7 +215,7 @@ def _write_csv(path: Path, header: Sequence[str], rows) -> None:
 
 def _write_run_dir(
     out: Path, dataset: Path, layout: str, model_spec: str, layer: str, size: int, analysis: LayerAnalysis, result,
-    skipped, per_neuron, orient, used, score, flagged, threshold, labels, aucs, all_auc, s: ScanSettings, timings, mean, std,
+    skipped, per_neuron, orient, combined: dict[int, int], score, flagged, threshold, labels, aucs, all_auc, s: ScanSettings, timings, mean, std,
 ) -> dict:
     infected = analysis.infected
     o = analysis.outliers
@@ -256,8 +257,9 @@ def _write_run_dir(
         for i, (p, e) in enumerate(zip(relpaths, result.entries))
     )
     _write_csv(out / "scores.csv", header, rows)
-    # the heatmap shows the first neuron of the combined score that fires on the artifact (not one it silences)
-    hm = next((j for j, (o, u) in enumerate(zip(orient, used)) if o > 0 and u), 0)
+    # the heatmap shows an infected neuron that fires on the artifact (not one it silences), of the combined score if one is
+    hm = next((j for j, (n, o) in enumerate(zip(infected, orient)) if o > 0 and combined.get(int(n), 0) > 0),
+              next((j for j, o in enumerate(orient) if o > 0), 0))
     if len(infected) and result.maps.ndim == 4 and result.maps.shape[1]:
         heat = np.asarray(result.maps[:, hm])
     else:
@@ -321,8 +323,10 @@ def _write_run_dir(
         "std": list(std),
         "score_threshold": None if threshold is None else float(threshold),
         "infected_orientation": {str(n): int(o) for n, o in zip(infected, orient)},
-        "combined_neurons": [int(n) for n, u in zip(infected, used) if u],
+        "combined_neurons": list(combined),
+        "combined_orientation": {str(n): o for n, o in combined.items()},
         "agreement": s.agreement,
+        "recruit": s.recruit,
         "heatmap_neuron": int(infected[hm]) if infected else None,
         "pooling": s.pooling,
         "outlier_method": analysis.outliers.method,

@@ -1,6 +1,7 @@
 """Artifact scores: per infected neuron, combined, and the label-free flagging threshold."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -72,6 +73,35 @@ def agreeing(
     return keep, np.where(keep, turned, orient)
 
 
+#: How well (AUC) a neuron of the layer must reproduce the infected neurons' flagged
+#: set to join the combined score: chosen on the planted benchmark, with the artifact
+#: spread over all classes and with it concentrated in one.
+RECRUIT_AUC = 0.98
+
+
+def recruit(activations: np.ndarray, seed_score: np.ndarray, min_auc: float = RECRUIT_AUC) -> tuple[list[int], np.ndarray]:
+    """Neurons of the layer that see what the infected neurons flag: (neuron ids, orient).
+
+    The seed score's label-free flagged set (Otsu) serves as pseudo-labels;
+    every neuron (column of ``activations`` [N, C]) whose AUC against them
+    reaches ``min_auc`` in either direction joins, oriented by that
+    direction. A layer often holds many more detectors of an artifact than
+    the few outliers DORA calls infected, and their mean is a cleaner score
+    than any one of them. The bar is high so that a neuron for class content
+    that merely overlaps the artifact stays out. Empty when nothing reaches
+    it or the flagged set is empty or everything.
+    """
+    from .evaluate import neuron_aucs
+
+    seed_score = np.asarray(seed_score, dtype=np.float64)
+    pseudo = (seed_score > flag_threshold(seed_score)).astype(int)
+    if pseudo.min() == pseudo.max():
+        return [], np.zeros(0)
+    a = neuron_aucs(pseudo, activations)
+    strong = np.flatnonzero(np.maximum(a, 1 - a) >= min_auc)
+    return [int(c) for c in strong], np.where(a[strong] >= 0.5, 1.0, -1.0)
+
+
 def combined_score(neuron_scores: np.ndarray, orient: np.ndarray | None = None) -> np.ndarray:
     """The combined artifact score: the mean oriented robust z-score of the infected neurons [N, m] -> [N].
 
@@ -125,3 +155,45 @@ def pooled(mean_act: np.ndarray, max_act: np.ndarray, neurons: Sequence[int], po
     """The chosen spatial pooling of some neurons' activations: [N, len(neurons)]."""
     src = mean_act if pooling == "mean" else max_act
     return np.asarray(src[:, list(neurons)], dtype=np.float64)
+
+
+@dataclass
+class ArtifactScores:
+    """Every image's artifact scores.
+
+    Attributes:
+        per_neuron: [N, m] each infected neuron's pooled activation.
+        orient: [m] the direction in which each infected neuron marks the artifact.
+        score: [N] the combined score.
+        combined: neuron id -> direction, for the neurons the combined score averages.
+    """
+
+    per_neuron: np.ndarray
+    orient: np.ndarray
+    score: np.ndarray
+    combined: dict[int, int]
+
+
+def artifact_scores(
+    mean_act: np.ndarray,
+    max_act: np.ndarray,
+    infected: Sequence[int],
+    pooling: str = "mean",
+    agreement: float = DEFAULT_AGREEMENT,
+    recruit_auc: float | None = RECRUIT_AUC,
+) -> ArtifactScores:
+    """Score the images: the infected neurons that agree (:func:`agreeing`),
+    joined, unless ``recruit_auc`` is None, by the layer's neurons that
+    reproduce their flagged set (:func:`recruit`). ``mean_act`` /
+    ``max_act``: [N, C] the layer's pooled activations."""
+    per_neuron = pooled(mean_act, max_act, infected, pooling)
+    used, orient = agreeing(per_neuron, orientation(per_neuron), agreement)
+    score = combined_score(per_neuron[:, used], orient[used])
+    combined = {int(n): int(o) for n, o, u in zip(infected, orient, used) if u}
+    if recruit_auc is not None and len(infected):
+        joined, joined_orient = recruit(mean_act if pooling == "mean" else max_act, score, recruit_auc)
+        if joined:  # they join the agreeing infected neurons (which keep their direction)
+            combined |= {n: int(o) for n, o in zip(joined, joined_orient) if n not in combined}
+            score = combined_score(pooled(mean_act, max_act, list(combined), pooling),
+                                   np.array(list(combined.values()), dtype=np.float64))
+    return ArtifactScores(per_neuron, orient, score, combined)

@@ -101,15 +101,24 @@ def test_auc_matches_sklearn_on_the_written_scores(run):
     y = [int(r["artifact"]) for r in rows]
     combined = roc_auc_score(y, [float(r["score"]) for r in rows])
     assert abs(combined - summary["auc"]["combined"]) < 1e-4
-    # the combined score is the mean oriented robust z-score of the neurons it names
     used = summary["combined_neurons"]
-    assert used and set(used) <= set(summary["infected_neurons"])
-    orient = summary["infected_orientation"]
-    per = np.array([[float(r[f"neuron_{n}"]) for n in used] for r in rows])
-    expected = (robust_z(per) * np.array([orient[str(n)] for n in used])).mean(axis=1)
-    assert np.allclose([float(r["score"]) for r in rows], expected, atol=1e-4)
+    assert set(summary["combined_orientation"]) == {str(n) for n in used} and set(used) <= set(range(64))
+    assert set(used) & set(summary["infected_neurons"])  # the infected neurons that agree stay in
     for n in summary["infected_neurons"]:
         assert abs(roc_auc_score(y, [float(r[f"neuron_{n}"]) for r in rows]) - summary["auc"][str(n)]) < 1e-4
+
+
+def test_without_recruits_the_combined_score_is_the_mean_of_the_infected_neurons_that_agree(run, planted, tmp_path):
+    settings = ScanSettings(labels=str(planted / "labels.csv"), out=str(tmp_path / "own"), sams=FAST_SAMS,
+                            fiftyone=False, workers=0, progress=False, recruit=False)
+    summary = scan_dataset(planted, settings)
+    used = summary["combined_neurons"]
+    assert used and set(used) <= set(summary["infected_neurons"])
+    rows = read_csv(tmp_path / "own" / "scores.csv")
+    per = np.array([[float(r[f"neuron_{n}"]) for n in used] for r in rows])
+    orient = np.array([summary["combined_orientation"][str(n)] for n in used])
+    assert orient.tolist() == [summary["infected_orientation"][str(n)] for n in used]
+    assert np.allclose([float(r["score"]) for r in rows], (robust_z(per) * orient).mean(axis=1), atol=1e-4)
 
 
 def test_second_run_reuses_the_caches(run, planted, tmp_path):

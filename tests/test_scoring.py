@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from dora_clean.evaluate import auc
-from dora_clean.scoring import agreeing, combined_score, orientation
+from dora_clean.scoring import agreeing, artifact_scores, combined_score, orientation, recruit
 
 
 def _layer(seed: int = 0, n: int = 2000):
@@ -41,3 +41,22 @@ def test_agreement_keeps_everything_when_there_is_nothing_to_vote_on():
     flat = np.c_[x, np.ones(len(x))]  # a constant neuron has no correlation, and no NaN leaks out
     keep, orient = agreeing(flat, orientation(flat))
     assert keep.tolist() == [True, False, True, False] and np.isfinite(orient).all()
+
+
+def test_recruits_are_the_layers_other_detectors_not_its_content_neurons():
+    rng = np.random.default_rng(3)
+    n = 3000
+    y = rng.random(n) < 0.2
+    cls = rng.integers(0, 4, n)
+    detectors = 6.0 * y[:, None] + rng.normal(size=(n, 6))  # six clear detectors (as trained nets have)
+    silenced = -6.0 * y[:, None] + rng.normal(size=(n, 2))
+    content = 2.0 * (cls[:, None] == np.arange(4)) + rng.normal(size=(n, 4))
+    mixed = 1.5 * y + 1.5 * (cls == 0) + rng.normal(size=n)  # sees the artifact and a class
+    layer = np.c_[detectors, silenced, content, mixed]
+    infected = [0]
+    s = artifact_scores(layer, layer, infected, recruit_auc=None)
+    assert s.combined == {0: 1}
+    r = artifact_scores(layer, layer, infected)
+    assert set(r.combined) == set(range(8)) and all(r.combined[i] == -1 for i in (6, 7))
+    assert auc(y, r.score) > auc(y, s.score) and auc(y, r.score) > 0.9999
+    assert recruit(layer, np.zeros(n))[0] == []  # nothing flagged, nothing to reproduce
