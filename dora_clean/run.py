@@ -185,8 +185,8 @@ def scan_dataset(
 
     with clock.stage("writing the run directory"):
         _write_run_dir(
-            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, per_neuron, orient, combined, score,
-            flagged, threshold, labels, aucs, all_auc, s, clock.timings, mean, std,
+            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, per_neuron, orient, combined,
+            score, flagged, threshold, labels, aucs, all_auc, s, clock.timings, mean, std,
         )
 
     if s.fiftyone:
@@ -215,7 +215,8 @@ def _write_csv(path: Path, header: Sequence[str], rows) -> None:
 
 def _write_run_dir(
     out: Path, dataset: Path, layout: str, model_spec: str, layer: str, size: int, analysis: LayerAnalysis, result,
-    skipped, per_neuron, orient, combined: dict[int, int], score, flagged, threshold, labels, aucs, all_auc, s: ScanSettings, timings, mean, std,
+    skipped, per_neuron, orient, combined: dict[int, int], score, flagged, threshold, labels, aucs, all_auc,
+    s: ScanSettings, timings, mean, std,
 ) -> dict:
     infected = analysis.infected
     o = analysis.outliers
@@ -257,7 +258,8 @@ def _write_run_dir(
         for i, (p, e) in enumerate(zip(relpaths, result.entries))
     )
     _write_csv(out / "scores.csv", header, rows)
-    # the heatmap shows an infected neuron that fires on the artifact (not one it silences), of the combined score if one is
+    # the heatmap shows an infected neuron that fires on the artifact (not one it silences), one of the
+    # combined score's where there is one
     hm = next((j for j, (n, o) in enumerate(zip(infected, orient)) if o > 0 and combined.get(int(n), 0) > 0),
               next((j for j, o in enumerate(orient) if o > 0), 0))
     if len(infected) and result.maps.ndim == 4 and result.maps.shape[1]:

@@ -79,7 +79,9 @@ def agreeing(
 RECRUIT_AUC = 0.98
 
 
-def recruit(activations: np.ndarray, seed_score: np.ndarray, min_auc: float = RECRUIT_AUC) -> tuple[list[int], np.ndarray]:
+def recruit(
+    activations: np.ndarray, seed_score: np.ndarray, min_auc: float = RECRUIT_AUC
+) -> tuple[list[int], np.ndarray]:
     """Neurons of the layer that see what the infected neurons flag: (neuron ids, orient).
 
     The seed score's label-free flagged set (Otsu) serves as pseudo-labels;

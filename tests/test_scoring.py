@@ -60,3 +60,19 @@ def test_recruits_are_the_layers_other_detectors_not_its_content_neurons():
     assert set(r.combined) == set(range(8)) and all(r.combined[i] == -1 for i in (6, 7))
     assert auc(y, r.score) > auc(y, s.score) and auc(y, r.score) > 0.9999
     assert recruit(layer, np.zeros(n))[0] == []  # nothing flagged, nothing to reproduce
+
+
+def test_neuron_aucs_equal_sklearns_with_ties_rows_and_blocks():
+    from sklearn.metrics import roc_auc_score
+
+    from dora_clean.evaluate import neuron_aucs
+
+    rng = np.random.default_rng(4)
+    y = rng.random(500) < 0.3
+    x = np.round(rng.normal(size=(500, 70)) + y[:, None] * rng.normal(size=70), 1)  # rounded: many ties
+    x[:, 3] = 1.0  # a constant neuron: 0.5
+    rows = rng.permutation(500)[:300]
+    got = neuron_aucs(y[rows], x, rows, block=16)
+    want = [roc_auc_score(y[rows], x[rows, c]) for c in range(70)]
+    assert np.allclose(got, want, atol=1e-12) and got[3] == 0.5
+    assert np.isnan(neuron_aucs(np.zeros(10), x[:10])).all()
