@@ -51,7 +51,8 @@ def agreeing(
     averaging it in dilutes the artifact score. The anchor is the neuron
     with the largest total agreeing |correlation| to the others; those whose
     |correlation| with it reaches ``min_agreement`` join it, turned by the
-    sign of that correlation. With fewer than three neurons, with no pair
+    sign of that correlation; the group's direction is that of the tail of
+    its mean score (:func:`orientation`). With fewer than three neurons, with no pair
     that agrees, or with ``min_agreement`` <= 0, every neuron is kept as
     ``orient`` has it.
     """
@@ -69,7 +70,9 @@ def agreeing(
     anchor = int(np.argmax(np.where(agree >= min_agreement, agree, 0.0).sum(axis=1)))
     keep = agree[anchor] >= min_agreement
     keep[anchor] = True
-    turned = orient[anchor] * np.where(r[anchor] < 0, -1.0, 1.0)
+    turned = np.where(r[anchor] < 0, -1.0, 1.0)  # relative to the anchor
+    # the group's direction: the side of the tail of its mean (clearer than any one neuron's)
+    turned *= orientation((robust_z(x[:, keep]) * turned[keep]).mean(axis=1))[0]
     return keep, np.where(keep, turned, orient)
 
 

@@ -76,3 +76,15 @@ def test_neuron_aucs_equal_sklearns_with_ties_rows_and_blocks():
     want = [roc_auc_score(y[rows], x[rows, c]) for c in range(70)]
     assert np.allclose(got, want, atol=1e-12) and got[3] == 0.5
     assert np.isnan(neuron_aucs(np.zeros(10), x[:10])).all()
+
+
+def test_a_group_takes_the_direction_of_its_mean_not_of_one_neurons_skew():
+    rng = np.random.default_rng(5)
+    n = 2000
+    y = rng.random(n) < 0.2
+    silenced = -3.0 * y[:, None] + rng.normal(size=(n, 3)) * np.array([0.5, 1.5, 1.5])  # the artifact silences all
+    silenced[rng.permutation(n)[:60], 0] += 6.0  # a few bright images give neuron 0 an upward tail of its own
+    assert orientation(silenced)[0] == 1  # alone, neuron 0 (the best-corroborated one) looks like a detector
+    keep, orient = agreeing(silenced, orientation(silenced))
+    assert keep.all() and (orient == -1).all()
+    assert auc(y, combined_score(silenced, orient)) > 0.95
