@@ -1,7 +1,6 @@
 """s-AMS generation, representations and the EA distance on a model whose answer is known."""
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
