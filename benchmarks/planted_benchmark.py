@@ -40,7 +40,9 @@ from dora_clean.outliers import find_infected
 from dora_clean.planted import ARTIFACTS, TRAIN_DEFAULTS, load_planted_model, write_scan_set
 from dora_clean.sams import SamsConfig, cache_root
 from dora_clean.scan import scan_images, scan_key
-from dora_clean.scoring import DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, flag_threshold, orientation
+from dora_clean.scoring import (
+    DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, flag_threshold, layer_pooled, orientation,
+)
 
 ARCHS = ("tiny_resnet", "tiny_cnn")
 #: The planted task the benchmark trains on by default (planted.TRAIN_DEFAULTS, the demo
@@ -99,7 +101,7 @@ def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "
                       representations=a.A.mean(dim=2).numpy(), with_atlas=False)
     rows = np.arange(len(case.y)) if rows is None else rows
     y, mean_act, max_act = case.y[rows], case.mean_act[rows], case.max_act[rows]
-    src = mean_act if pooling == "mean" else max_act
+    src = layer_pooled(mean_act, max_act, pooling)
     raw = neuron_aucs(y, src)
     two_way = np.maximum(raw, 1 - raw)
     oracle = int(np.argmax(two_way))

@@ -29,7 +29,7 @@ from .review import update_summary
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
 from .scan import scan_images, scan_key
-from .scoring import DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, flag_threshold, flags
+from .scoring import DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, flag_threshold, flags, layer_pooled
 
 DEFAULT_POOLING = "mean"
 
@@ -175,7 +175,7 @@ def scan_dataset(
             rows = np.array([i for i, p in enumerate(relpaths) if p in labels], dtype=np.int64)
             y = np.array([labels[relpaths[i]] for i in rows])
             if len(rows) and y.min() != y.max():
-                src = result.mean_act if s.pooling == "mean" else result.max_act
+                src = layer_pooled(result.mean_act, result.max_act, s.pooling)
                 all_auc = neuron_aucs(y, src, rows)
                 for n in analysis.neurons:
                     aucs[str(n)] = float(all_auc[n])
@@ -283,7 +283,7 @@ def _write_run_dir(
                 per_neuron[rows_l, j] * orient[j]
         best = int(np.nanargmax(all_auc))
         if best not in infected:
-            src = result.mean_act if s.pooling == "mean" else result.max_act
+            src = layer_pooled(result.mean_act, result.max_act, s.pooling)
             named[f"best neuron {best} (oracle)"] = np.asarray(src[:, best])[rows_l]
         plot_roc(out / "roc.png", roc_curves(y, named))
         plots.append("roc.png")

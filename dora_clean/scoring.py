@@ -156,10 +156,14 @@ def flags(score: np.ndarray, threshold: float | None = None, top: int | None = N
     return score > (flag_threshold(score) if threshold is None else threshold)
 
 
+def layer_pooled(mean_act: np.ndarray, max_act: np.ndarray, pooling: str) -> np.ndarray:
+    """The layer's activations [N, C] under the chosen spatial pooling (as given: possibly memory-mapped)."""
+    return mean_act if pooling == "mean" else max_act
+
+
 def pooled(mean_act: np.ndarray, max_act: np.ndarray, neurons: Sequence[int], pooling: str) -> np.ndarray:
     """The chosen spatial pooling of some neurons' activations: [N, len(neurons)]."""
-    src = mean_act if pooling == "mean" else max_act
-    return np.asarray(src[:, list(neurons)], dtype=np.float64)
+    return np.asarray(layer_pooled(mean_act, max_act, pooling)[:, list(neurons)], dtype=np.float64)
 
 
 @dataclass
@@ -196,7 +200,7 @@ def artifact_scores(
     score = combined_score(per_neuron[:, used], orient[used])
     combined = {int(n): int(o) for n, o, u in zip(infected, orient, used) if u}
     if recruit_auc is not None and len(infected):
-        joined, joined_orient = recruit(mean_act if pooling == "mean" else max_act, score, recruit_auc)
+        joined, joined_orient = recruit(layer_pooled(mean_act, max_act, pooling), score, recruit_auc)
         if joined:  # they join the agreeing infected neurons (which keep their direction)
             combined |= {n: int(o) for n, o in zip(joined, joined_orient) if n not in combined}
             score = combined_score(pooled(mean_act, max_act, list(combined), pooling),
