@@ -65,14 +65,17 @@ class Case:
 
 
 def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress: bool,
-            train: dict | None = None) -> Case:
+            train: dict | None = None, fraction: float = 0.2) -> Case:
+    """Train (cached) the case's model, write (cached) its scan set with the artifact on
+    ``fraction`` of the images, analyse the layer and scan the set."""
     train = dict(train or {})
     model, _ = load_planted_model(arch, artifact, **train)
     layer = default_layer(arch)
     n_cls = int(train.get("num_classes", TRAIN_DEFAULTS["num_classes"]))
-    root = cache_root() / "bench" / (f"scan-{artifact}-{n_scan}" + ("" if n_cls == 4 else f"-c{n_cls}"))
+    name = f"scan-{artifact}-{n_scan}" + ("" if n_cls == 4 else f"-c{n_cls}") + ("" if fraction == 0.2 else f"-f{fraction:g}")
+    root = cache_root() / "bench" / name
     if not (root / "labels.csv").is_file():
-        write_scan_set(root, artifact, n_scan, artifact_fraction=0.2, seed=7, overwrite=True, num_classes=n_cls)
+        write_scan_set(root, artifact, n_scan, artifact_fraction=fraction, seed=7, overwrite=True, num_classes=n_cls)
     labels = dict(
         (p, int(a)) for p, a in (line.split(",") for line in (root / "labels.csv").read_text().splitlines()[1:])
     )
@@ -188,9 +191,63 @@ def goals(e: dict, b: dict) -> list[str]:
     return miss
 
 
+def table(cases: list[Case], method: str, pooling: str, with_uniqueness: bool) -> int:
+    """Print one row per case; return how many cases miss a goal."""
+    head = (f"{'case':<20} {'#det':>4} {'oracle':>6} {'BE':>5} | {'inf':>5} {'rank':>4} {'#inf':>4} {'dead':>4} {'comb':>5} "
+            f"{'prec':>5} {'rec':>5} | {'iforest':>7} {'lof':>5} {'uniq':>5} {'rand':>5} | goals")
+    print(head)
+    print("-" * len(head))
+    n_fail = 0
+    for c in cases:
+        e = evaluate(c, method, pooling=pooling)
+        b = baselines(c, with_uniqueness)
+        miss = goals(e, b)
+        n_fail += bool(miss)
+        print(f"{c.arch + '/' + c.artifact:<20} {e['n_detectors']:4d} {e['oracle_auc']:6.3f} {e['break_even']:5.2f} | "
+              f"{e['best_inf_auc']:5.3f} {e['rank']:4d} {e['n_inf']:4d} {e['dead']:4d} {e['combined_auc']:5.3f} "
+              f"{e['precision']:5.2f} {e['recall']:5.2f} | {b['iforest']:7.3f} {b['lof']:5.3f} "
+              f"{b.get('uniqueness', float('nan')):5.3f} {b['random_neuron']:5.3f} | {'ok' if not miss else ', '.join(miss)}")
+    print(f"\n{len(cases) - n_fail}/{len(cases)} cases meet every goal. #det: neurons with AUC > 0.9 (either "
+          "direction); inf: best infected neuron's AUC, rank: its rank among all neurons; comb: combined score")
+    return n_fail
+
+
+def explore(cases: list[Case], pooling: str) -> None:
+    """The outlier-detection and combination variants tried."""
+    print("\nvariants (best infected AUC / rank / #infected / combined AUC):")
+    variants = [("lof", None), ("lof", 5), ("lof", 10), ("knn", None), ("knn", 5), ("pca", None), ("iforest", None)]
+    print(f"{'case':<20} " + " ".join(f"{m + ('' if k is None else str(k)):>22}" for m, k in variants))
+    for c in cases:
+        cells = []
+        for m, k in variants:
+            e = evaluate(c, m, k, pooling)
+            cells.append(f"{e['best_inf_auc']:.3f}/{e['rank']:>2}/{e['n_inf']}/{e['combined_auc']:.3f}")
+        print(f"{c.arch + '/' + c.artifact:<20} " + " ".join(f"{x:>22}" for x in cells))
+    combos = [(0.0, None), (0.3, None), (0.5, None), (0.3, 0.9), (0.3, 0.95), (0.3, 0.98)]
+    print("\ncombined score by agreement (0: the mean of all infected neurons) and recruit AUC (-: none): "
+          "combined AUC / precision / recall / neurons averaged; 'one class' scores a dataset drawn from "
+          "the scan set where the artifact goes with one class (all its images kept, 1 in 8 artifact "
+          "images of the other classes)")
+    print(f"{'case':<20} {'method':<6} {'data':<9} " + " ".join(f"{f'{a}/{r or chr(45)}':>21}" for a, r in combos))
+    for c in cases:
+        cls = np.array([p.split("/")[0] for p in c.relpaths])
+        keep = (cls == sorted(set(cls))[0]) | (c.y == 0) | (np.random.default_rng(0).random(len(cls)) < 0.125)
+        for data, rows in (("all", None), ("one class", np.flatnonzero(keep))):
+            for m, k in (("knn", None), ("lof", 5), ("lof", None)):
+                cells = []
+                for ag, rec in combos:
+                    e = evaluate(c, m, k, pooling, ag, rec, rows)
+                    cells.append(f"{e['combined_auc']:.3f}/{e['precision']:.2f}/{e['recall']:.2f}/{e['n_combined']:>2}")
+                print(f"{c.arch + '/' + c.artifact:<20} {m + ('' if k is None else str(k)):<6} {data:<9} "
+                      + " ".join(f"{x:>21}" for x in cells))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=1000, help="scan-set size per case")
+    ap.add_argument("--fraction", type=float, action="append",
+                    help="share of the scan set's images that carry the artifact (repeat for several tables; "
+                         "default 0.2)")
     ap.add_argument("--arch", choices=ARCHS, action="append")
     ap.add_argument("--artifact", choices=ARTIFACTS, action="append")
     ap.add_argument("--signals", type=int, default=4)
@@ -207,58 +264,19 @@ def main() -> int:
     train = {"num_classes": args.classes, "widths": None if args.width == 64 else (16, 32, args.width)}
     torch.manual_seed(0)
     config = SamsConfig(n_signals=args.signals, steps=args.steps, size=64)
-    cases = []
-    for arch, art in itertools.product(args.arch or ARCHS, args.artifact or ARTIFACTS):
-        t = time.perf_counter()
-        cases.append(prepare(arch, art, args.images, config, progress=False, train=train))
-        print(f"prepared {arch}/{art} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-
-    print(f"\ndefaults: method={args.method} pooling={args.pooling} signals={args.signals} steps={args.steps}, "
-          f"{args.images} scan images, 20% artifact; task: {args.classes} classes, analysed layer {args.width} channels\n")
-    head = (f"{'case':<20} {'#det':>4} {'oracle':>6} {'BE':>5} | {'inf':>5} {'rank':>4} {'#inf':>4} {'dead':>4} {'comb':>5} "
-            f"{'prec':>5} {'rec':>5} | {'iforest':>7} {'lof':>5} {'uniq':>5} {'rand':>5} | goals")
-    print(head)
-    print("-" * len(head))
     n_fail = 0
-    for c in cases:
-        e = evaluate(c, args.method, pooling=args.pooling)
-        b = baselines(c, not args.no_uniqueness)
-        miss = goals(e, b)
-        n_fail += bool(miss)
-        print(f"{c.arch + '/' + c.artifact:<20} {e['n_detectors']:4d} {e['oracle_auc']:6.3f} {e['break_even']:5.2f} | "
-              f"{e['best_inf_auc']:5.3f} {e['rank']:4d} {e['n_inf']:4d} {e['dead']:4d} {e['combined_auc']:5.3f} "
-              f"{e['precision']:5.2f} {e['recall']:5.2f} | {b['iforest']:7.3f} {b['lof']:5.3f} "
-              f"{b.get('uniqueness', float('nan')):5.3f} {b['random_neuron']:5.3f} | {'ok' if not miss else ', '.join(miss)}")
-    print(f"\n{len(cases) - n_fail}/{len(cases)} cases meet every goal. #det: neurons with AUC > 0.9 (either "
-          "direction); inf: best infected neuron's AUC, rank: its rank among all neurons; comb: combined score")
-
-    if args.explore:
-        print("\nvariants (best infected AUC / rank / #infected / combined AUC):")
-        variants = [("lof", None), ("lof", 5), ("lof", 10), ("knn", None), ("knn", 5), ("pca", None), ("iforest", None)]
-        print(f"{'case':<20} " + " ".join(f"{m + ('' if k is None else str(k)):>22}" for m, k in variants))
-        for c in cases:
-            cells = []
-            for m, k in variants:
-                e = evaluate(c, m, k, args.pooling)
-                cells.append(f"{e['best_inf_auc']:.3f}/{e['rank']:>2}/{e['n_inf']}/{e['combined_auc']:.3f}")
-            print(f"{c.arch + '/' + c.artifact:<20} " + " ".join(f"{x:>22}" for x in cells))
-        combos = [(0.0, None), (0.3, None), (0.5, None), (0.3, 0.9), (0.3, 0.95), (0.3, 0.98)]
-        print("\ncombined score by agreement (0: the mean of all infected neurons) and recruit AUC (-: none): "
-              "combined AUC / precision / recall / neurons averaged; 'one class' scores a dataset drawn from "
-              "the scan set where the artifact goes with one class (all its images kept, 1 in 8 artifact "
-              "images of the other classes)")
-        print(f"{'case':<20} {'method':<6} {'data':<9} " + " ".join(f"{f'{a}/{r or chr(45)}':>21}" for a, r in combos))
-        for c in cases:
-            cls = np.array([p.split("/")[0] for p in c.relpaths])
-            keep = (cls == sorted(set(cls))[0]) | (c.y == 0) | (np.random.default_rng(0).random(len(cls)) < 0.125)
-            for data, rows in (("all", None), ("one class", np.flatnonzero(keep))):
-                for m, k in (("knn", None), ("lof", 5), ("lof", None)):
-                    cells = []
-                    for ag, rec in combos:
-                        e = evaluate(c, m, k, args.pooling, ag, rec, rows)
-                        cells.append(f"{e['combined_auc']:.3f}/{e['precision']:.2f}/{e['recall']:.2f}/{e['n_combined']:>2}")
-                    print(f"{c.arch + '/' + c.artifact:<20} {m + ('' if k is None else str(k)):<6} {data:<9} "
-                          + " ".join(f"{x:>21}" for x in cells))
+    for fraction in args.fraction or [0.2]:
+        cases = []
+        for arch, art in itertools.product(args.arch or ARCHS, args.artifact or ARTIFACTS):
+            t = time.perf_counter()
+            cases.append(prepare(arch, art, args.images, config, progress=False, train=train, fraction=fraction))
+            print(f"prepared {arch}/{art} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        print(f"\ndefaults: method={args.method} pooling={args.pooling} signals={args.signals} steps={args.steps}, "
+              f"{args.images} scan images, {fraction:.0%} artifact; task: {args.classes} classes, analysed layer "
+              f"{args.width} channels\n")
+        n_fail += table(cases, args.method, args.pooling, not args.no_uniqueness)
+        if args.explore:
+            explore(cases, args.pooling)
     return 0
 
 

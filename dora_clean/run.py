@@ -29,7 +29,9 @@ from .review import update_summary
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
 from .scan import scan_images, scan_key
-from .scoring import DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, flag_threshold, flags, layer_pooled
+from .scoring import (
+    DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, artifact_scores, flag_threshold, flags, layer_pooled,
+)
 
 DEFAULT_POOLING = "mean"
 
@@ -165,7 +167,7 @@ def scan_dataset(
     with clock.stage("scoring"):
         scores = artifact_scores(result.mean_act, result.max_act, infected, s.pooling, s.agreement,
                                  RECRUIT_AUC if s.recruit else None)
-        per_neuron, orient, score, combined = scores.per_neuron, scores.orient, scores.score, scores.combined
+        score = scores.score
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else flag_threshold(score))
         flagged = flags(score, threshold, s.flag_top)
         relpaths = [e.relpath for e in result.entries]
@@ -185,8 +187,8 @@ def scan_dataset(
 
     with clock.stage("writing the run directory"):
         _write_run_dir(
-            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, per_neuron, orient, combined,
-            score, flagged, threshold, labels, aucs, all_auc, s, clock.timings, mean, std,
+            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, scores, flagged, threshold,
+            labels, aucs, all_auc, s, clock.timings, mean, std,
         )
 
     if s.fiftyone:
@@ -215,9 +217,9 @@ def _write_csv(path: Path, header: Sequence[str], rows) -> None:
 
 def _write_run_dir(
     out: Path, dataset: Path, layout: str, model_spec: str, layer: str, size: int, analysis: LayerAnalysis, result,
-    skipped, per_neuron, orient, combined: dict[int, int], score, flagged, threshold, labels, aucs, all_auc,
-    s: ScanSettings, timings, mean, std,
+    skipped, scores: ArtifactScores, flagged, threshold, labels, aucs, all_auc, s: ScanSettings, timings, mean, std,
 ) -> dict:
+    per_neuron, orient, score, combined = scores.per_neuron, scores.orient, scores.score, scores.combined
     infected = analysis.infected
     o = analysis.outliers
     # s-AMS: a copy of the cached PNG files.
@@ -327,6 +329,8 @@ def _write_run_dir(
         "infected_orientation": {str(n): int(o) for n, o in zip(infected, orient)},
         "combined_neurons": list(combined),
         "combined_orientation": {str(n): o for n, o in combined.items()},
+        "combined_seed": scores.seed,
+        "separation": round(scores.separation, 4),
         "agreement": s.agreement,
         "recruit": s.recruit,
         "heatmap_neuron": int(infected[hm]) if infected else None,

@@ -166,21 +166,79 @@ def pooled(mean_act: np.ndarray, max_act: np.ndarray, neurons: Sequence[int], po
     return np.asarray(layer_pooled(mean_act, max_act, pooling)[:, list(neurons)], dtype=np.float64)
 
 
+def skewness(x: np.ndarray) -> float:
+    """The sample skewness of a 1-d score (0 for a constant one)."""
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean()
+    sd = centred.std()
+    return float((centred**3).mean() / sd**3) if sd > 0 else 0.0
+
+
+def tail_pursuit(neuron_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The infected neurons whose signed mean has the longest upper tail: (mask [m], orient [m]).
+
+    A rare artifact (a few percent of the images) barely moves the
+    correlations between neurons, which clean images dominate, so
+    :func:`agreeing` can group neurons by class content instead. What it
+    does make is a tail: starting from the neuron and direction of largest
+    skewness, neurons join (in either direction) while the skewness of the
+    group's mean robust z-score grows.
+    """
+    z = robust_z(neuron_scores)
+    m = z.shape[1]
+    best, first, sign = max((skewness(s * z[:, j]), j, s) for j in range(m) for s in (1.0, -1.0))
+    orient = np.zeros(m)
+    orient[first] = sign
+    total = sign * z[:, first]
+    while True:
+        n = np.count_nonzero(orient)
+        options = [(skewness((total + s * z[:, j]) / (n + 1)), j, s)
+                   for j in np.flatnonzero(orient == 0) for s in (1.0, -1.0)]
+        if not options:
+            break
+        value, j, s = max(options)
+        if value <= best:
+            break
+        best, orient[j] = value, s
+        total = total + s * z[:, j]
+    keep = orient != 0
+    return keep, np.where(keep, orient, orientation(neuron_scores))
+
+
+def separation(score: np.ndarray) -> float:
+    """How cleanly the label-free threshold splits a score: the share of its variance
+    that lies between the flagged and the unflagged group (Otsu's criterion, 0-1)."""
+    score = np.asarray(score, dtype=np.float64)
+    if len(score) < 2 or np.ptp(score) == 0:
+        return 0.0
+    high = score > flag_threshold(score)
+    w = high.mean()
+    if w in (0.0, 1.0):
+        return 0.0
+    return float(w * (1 - w) * (score[high].mean() - score[~high].mean()) ** 2 / score.var())
+
+
 @dataclass
 class ArtifactScores:
     """Every image's artifact scores.
 
     Attributes:
         per_neuron: [N, m] each infected neuron's pooled activation.
-        orient: [m] the direction in which each infected neuron marks the artifact.
+        orient: [m] the direction in which each infected neuron marks the artifact
+            (the combined score's, for those in it).
         score: [N] the combined score.
         combined: neuron id -> direction, for the neurons the combined score averages.
+        seed: how the infected neurons that seed the score were chosen:
+            "agreement" (:func:`agreeing`) or "tail" (:func:`tail_pursuit`).
+        separation: the combined score's :func:`separation`.
     """
 
     per_neuron: np.ndarray
     orient: np.ndarray
     score: np.ndarray
     combined: dict[int, int]
+    seed: str = "agreement"
+    separation: float = 0.0
 
 
 def artifact_scores(
@@ -191,18 +249,38 @@ def artifact_scores(
     agreement: float = DEFAULT_AGREEMENT,
     recruit_auc: float | None = RECRUIT_AUC,
 ) -> ArtifactScores:
-    """Score the images: the infected neurons that agree (:func:`agreeing`),
+    """Score the images.
+
+    Two seeds from the infected neurons: those that agree
+    (:func:`agreeing`, which finds common artifacts) and those that make a
+    tail together (:func:`tail_pursuit`, which finds rare ones). Each is
     joined, unless ``recruit_auc`` is None, by the layer's neurons that
-    reproduce their flagged set (:func:`recruit`). ``mean_act`` /
-    ``max_act``: [N, C] the layer's pooled activations."""
+    reproduce its flagged set (:func:`recruit`); the score that separates
+    the images more cleanly (:func:`separation`) wins. With ``agreement``
+    <= 0 the score is the plain mean of all infected neurons, as
+    :func:`orientation` turns them. ``mean_act`` / ``max_act``: [N, C] the
+    layer's pooled activations.
+    """
     per_neuron = pooled(mean_act, max_act, infected, pooling)
-    used, orient = agreeing(per_neuron, orientation(per_neuron), agreement)
-    score = combined_score(per_neuron[:, used], orient[used])
-    combined = {int(n): int(o) for n, o, u in zip(infected, orient, used) if u}
-    if recruit_auc is not None and len(infected):
-        joined, joined_orient = recruit(layer_pooled(mean_act, max_act, pooling), score, recruit_auc)
-        if joined:  # they join the agreeing infected neurons (which keep their direction)
-            combined |= {n: int(o) for n, o in zip(joined, joined_orient) if n not in combined}
-            score = combined_score(pooled(mean_act, max_act, list(combined), pooling),
-                                   np.array(list(combined.values()), dtype=np.float64))
-    return ArtifactScores(per_neuron, orient, score, combined)
+    own = orientation(per_neuron)
+    seeds = {"agreement": agreeing(per_neuron, own, agreement)}
+    if agreement > 0 and per_neuron.shape[1] >= 2:
+        tail = tail_pursuit(per_neuron)
+        if not (np.array_equal(tail[0], seeds["agreement"][0]) and np.array_equal(tail[1], seeds["agreement"][1])):
+            seeds["tail"] = tail
+    best: ArtifactScores | None = None
+    for name, (used, orient) in seeds.items():
+        score = combined_score(per_neuron[:, used], orient[used])
+        combined = {int(n): int(o) for n, o, u in zip(infected, orient, used) if u}
+        if recruit_auc is not None and len(infected):
+            joined, joined_orient = recruit(layer_pooled(mean_act, max_act, pooling), score, recruit_auc)
+            if joined:  # they join the seed's infected neurons (which keep their direction)
+                combined |= {n: int(o) for n, o in zip(joined, joined_orient) if n not in combined}
+                score = combined_score(pooled(mean_act, max_act, list(combined), pooling),
+                                       np.array(list(combined.values()), dtype=np.float64))
+        orient = np.array([combined.get(int(n), o) for n, o in zip(infected, own)], dtype=np.float64)
+        candidate = ArtifactScores(per_neuron, orient, score, combined, name, separation(score))
+        if best is None or candidate.separation > best.separation + 1e-9:
+            best = candidate
+    assert best is not None
+    return best

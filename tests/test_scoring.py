@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from dora_clean.evaluate import auc
-from dora_clean.scoring import agreeing, artifact_scores, combined_score, orientation, recruit
+from dora_clean.scoring import (
+    agreeing, artifact_scores, combined_score, orientation, recruit, separation, tail_pursuit,
+)
 
 
 def _layer(seed: int = 0, n: int = 2000):
@@ -88,3 +90,37 @@ def test_a_group_takes_the_direction_of_its_mean_not_of_one_neurons_skew():
     keep, orient = agreeing(silenced, orientation(silenced))
     assert keep.all() and (orient == -1).all()
     assert auc(y, combined_score(silenced, orient)) > 0.95
+
+
+def test_a_rare_artifact_is_found_by_its_tail_where_correlations_follow_content():
+    rng = np.random.default_rng(6)
+    n = 4000
+    y = rng.random(n) < 0.03  # a rare artifact: it barely moves the correlations
+    size = rng.normal(size=n)  # a content factor that two infected neurons share
+    detector = 8.0 * y + rng.normal(size=n)  # a learned artifact stands far out (6-10 sd in the planted nets)
+    content = size[:, None] + 0.5 * rng.normal(size=(n, 2))
+    others = 8.0 * y[:, None] + rng.normal(size=(n, 6))  # the layer's other detectors of the artifact
+    layer = np.c_[detector, content, others, rng.normal(size=(n, 4))]
+    infected = [0, 1, 2]
+    keep, _ = agreeing(layer[:, infected], orientation(layer[:, infected]))
+    assert keep.tolist() == [False, True, True]  # the correlations group the content neurons
+    keep, orient = tail_pursuit(layer[:, infected])
+    assert keep[0] and orient[0] == 1
+    s = artifact_scores(layer, layer, infected)
+    assert s.seed == "tail" and s.orient[0] == 1 and {0, 3, 4, 5, 6, 7, 8} <= set(s.combined)
+    assert auc(y, s.score) > 0.999
+    assert s.separation > separation(artifact_scores(layer, layer, infected, recruit_auc=None).score)
+
+
+def test_a_common_artifact_keeps_the_agreement_seed():
+    y, x = _layer(7)  # the artifact on 20% of the images, seen by a detector and a silenced neuron
+    s = artifact_scores(x, x, [0, 1, 2], recruit_auc=None)
+    assert s.seed == "agreement" and s.combined == {0: 1, 2: -1} and auc(y, s.score) > 0.97
+
+
+def test_separation_is_otsus_share_of_variance_between_the_groups():
+    rng = np.random.default_rng(8)
+    two = np.r_[rng.normal(0, 0.1, 500), rng.normal(10, 0.1, 500)]
+    assert separation(two) > 0.99
+    assert 0.55 < separation(rng.normal(size=20000)) < 0.7  # a normal: 2/pi
+    assert separation(np.ones(10)) == 0.0 and separation(np.array([1.0])) == 0.0
