@@ -170,6 +170,10 @@ def _settings(**o):
     )
 
 
+#: Above this share of flagged images the CLI warns that the artifact's side may be the other one.
+MINORITY_WARNING = 0.45
+
+
 def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     echo = click.echo
     inf = summary["infected_neurons"]
@@ -187,6 +191,10 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
         echo(f"dead neurons: {len(summary['dead_neurons'])} (their s-AMS barely excite them; kept out)")
     echo(f"images: {summary['n_images']} scanned, {summary['n_flagged']} flagged, {summary['n_skipped']} skipped"
          + (" (see skipped.csv)" if summary["n_skipped"] else ""))
+    if summary.get("flagging") == "otsu" and summary["n_flagged"] > MINORITY_WARNING * summary["n_images"]:
+        echo(f"warning: {summary['n_flagged'] / summary['n_images']:.0%} of the images are flagged. The score takes "
+             "the artifact to be on the smaller side, which near half is a guess: check that the flagged images "
+             "carry it", err=True)
     if summary.get("auc"):
         auc = summary["auc"]
         echo(f"AUC: combined {auc['combined']:.3f}, best infected neuron {summary['best_infected_auc']:.3f}, "

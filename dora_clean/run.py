@@ -326,6 +326,7 @@ def _write_run_dir(
         "mean": list(mean),
         "std": list(std),
         "score_threshold": None if threshold is None else float(threshold),
+        "flagging": "top" if s.flag_top else ("threshold" if s.threshold is not None else "otsu"),
         "infected_orientation": {str(n): int(o) for n, o in zip(infected, orient)},
         "combined_neurons": list(combined),
         "combined_orientation": {str(n): o for n, o in combined.items()},

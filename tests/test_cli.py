@@ -140,3 +140,13 @@ def test_demo_dataset_is_written_once_and_reused(tmp_path):
     (tmp_path / "other" / "dataset" / "mine.png").write_bytes(b"x")
     with pytest.raises(DoraError, match="not written by the demo"):
         prepare_demo_dataset(tmp_path / "other", n_images=24)
+
+
+def test_the_summary_warns_when_nearly_half_the_images_are_flagged(capsys, tmp_path):
+    from dora_clean.cli import _print_summary
+
+    base = {"infected_neurons": [3], "n_neurons": 8, "layer": "layer3", "n_images": 100, "n_skipped": 0}
+    for flagging, n_flagged, warned in (("otsu", 48, True), ("otsu", 20, False), ("top", 48, False)):
+        _print_summary(dict(base, flagging=flagging, n_flagged=n_flagged), tmp_path, quiet=False)
+        err = capsys.readouterr().err
+        assert ("48% of the images are flagged" in err) == warned, (flagging, n_flagged, err)
