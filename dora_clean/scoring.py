@@ -256,10 +256,11 @@ def artifact_scores(
     tail together (:func:`tail_pursuit`, which finds rare ones). Each is
     joined, unless ``recruit_auc`` is None, by the layer's neurons that
     reproduce its flagged set (:func:`recruit`); the score that separates
-    the images more cleanly (:func:`separation`) wins. With ``agreement``
-    <= 0 the score is the plain mean of all infected neurons, as
-    :func:`orientation` turns them. ``mean_act`` / ``max_act``: [N, C] the
-    layer's pooled activations.
+    the images more cleanly (:func:`separation`) wins, turned so that the
+    images it flags are the smaller group (an artifact is on a minority of
+    a dataset). With ``agreement`` <= 0 the score is the plain mean of all
+    infected neurons, as :func:`orientation` turns them. ``mean_act`` /
+    ``max_act``: [N, C] the layer's pooled activations.
     """
     per_neuron = pooled(mean_act, max_act, infected, pooling)
     own = orientation(per_neuron)
@@ -283,4 +284,8 @@ def artifact_scores(
         if best is None or candidate.separation > best.separation + 1e-9:
             best = candidate
     assert best is not None
+    if np.mean(best.score > flag_threshold(best.score)) > 0.5:
+        # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
+        best.score, best.orient = -best.score, -best.orient
+        best.combined = {n: -o for n, o in best.combined.items()}
     return best

@@ -5,7 +5,7 @@ import numpy as np
 
 from dora_clean.evaluate import auc
 from dora_clean.scoring import (
-    agreeing, artifact_scores, combined_score, orientation, recruit, separation, tail_pursuit,
+    agreeing, artifact_scores, combined_score, flags, orientation, recruit, separation, tail_pursuit,
 )
 
 
@@ -124,3 +124,15 @@ def test_separation_is_otsus_share_of_variance_between_the_groups():
     assert separation(two) > 0.99
     assert 0.55 < separation(rng.normal(size=20000)) < 0.7  # a normal: 2/pi
     assert separation(np.ones(10)) == 0.0 and separation(np.array([1.0])) == 0.0
+
+
+def test_the_score_flags_the_smaller_side_where_a_neurons_skew_points_the_wrong_way():
+    rng = np.random.default_rng(9)
+    n = 3000
+    y = rng.random(n) < 0.2
+    clean = 4.0 + rng.exponential(2.5, n)  # ReLU-like: a long upper tail of its own
+    silenced = np.where(y, rng.normal(0.0, 0.3, n), clean)[:, None]  # the artifact silences the neuron
+    assert orientation(silenced)[0] == 1  # the clean tail outweighs the artifact's drop
+    s = artifact_scores(silenced, silenced, [0], recruit_auc=None)
+    assert s.combined == {0: -1} and s.orient[0] == -1 and auc(y, s.score) > 0.999
+    assert abs(np.mean(flags(s.score)) - 0.2) < 0.02  # Otsu flags the artifact images
