@@ -18,6 +18,15 @@ def robust_z(x: np.ndarray) -> np.ndarray:
     return (x - med) / np.where(spread > 0, spread, 1.0)
 
 
+def skewness(x: np.ndarray) -> np.ndarray:
+    """The sample skewness of each column of [N, m] (a float for a 1-d score); 0 where constant."""
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    sd = centred.std(axis=0)
+    skew = np.where(sd > 0, (centred**3).mean(axis=0) / np.where(sd > 0, sd, 1) ** 3, 0.0)
+    return float(skew) if x.ndim == 1 else skew
+
+
 def orientation(neuron_scores: np.ndarray, min_skew: float = 0.25) -> np.ndarray:
     """+1 or -1 per neuron [N, m] -> [m]: the direction in which a neuron marks the artifact.
 
@@ -30,10 +39,7 @@ def orientation(neuron_scores: np.ndarray, min_skew: float = 0.25) -> np.ndarray
     x = np.asarray(neuron_scores, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
-    centred = x - x.mean(axis=0)
-    sd = centred.std(axis=0)
-    skew = np.where(sd > 0, (centred**3).mean(axis=0) / np.where(sd > 0, sd, 1) ** 3, 0.0)
-    return np.where(skew <= -min_skew, -1.0, 1.0)
+    return np.where(skewness(x) <= -min_skew, -1.0, 1.0)
 
 
 #: How strongly (|Pearson r| over the dataset) an infected neuron must go with the
@@ -166,15 +172,7 @@ def pooled(mean_act: np.ndarray, max_act: np.ndarray, neurons: Sequence[int], po
     return np.asarray(layer_pooled(mean_act, max_act, pooling)[:, list(neurons)], dtype=np.float64)
 
 
-def skewness(x: np.ndarray) -> float:
-    """The sample skewness of a 1-d score (0 for a constant one)."""
-    x = np.asarray(x, dtype=np.float64)
-    centred = x - x.mean()
-    sd = centred.std()
-    return float((centred**3).mean() / sd**3) if sd > 0 else 0.0
-
-
-def tail_pursuit(neuron_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def tail_pursuit(neuron_scores: np.ndarray, max_rows: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
     """The infected neurons whose signed mean has the longest upper tail: (mask [m], orient [m]).
 
     A rare artifact (a few percent of the images) barely moves the
@@ -182,9 +180,13 @@ def tail_pursuit(neuron_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     :func:`agreeing` can group neurons by class content instead. What it
     does make is a tail: starting from the neuron and direction of largest
     skewness, neurons join (in either direction) while the skewness of the
-    group's mean robust z-score grows.
+    group's mean robust z-score grows. Larger datasets are judged on
+    ``max_rows`` images drawn at random (the same ones every time).
     """
-    z = robust_z(neuron_scores)
+    x = np.asarray(neuron_scores)
+    if len(x) > max_rows:
+        x = x[np.sort(np.random.default_rng(0).choice(len(x), max_rows, replace=False))]
+    z = robust_z(x)
     m = z.shape[1]
     best, first, sign = max((skewness(s * z[:, j]), j, s) for j in range(m) for s in (1.0, -1.0))
     orient = np.zeros(m)
@@ -258,7 +260,7 @@ def artifact_scores(
     reproduce its flagged set (:func:`recruit`); the score that separates
     the images more cleanly (:func:`separation`) wins, turned so that the
     images it flags are the smaller group (an artifact is on a minority of
-    a dataset). With ``agreement`` <= 0 the score is the plain mean of all
+    a dataset). With ``agreement`` <= 0 the seed is the plain mean of all
     infected neurons, as :func:`orientation` turns them. ``mean_act`` /
     ``max_act``: [N, C] the layer's pooled activations.
     """
@@ -286,6 +288,7 @@ def artifact_scores(
     assert best is not None
     if np.mean(best.score > flag_threshold(best.score)) > 0.5:
         # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
-        best.score, best.orient = -best.score, -best.orient
+        best.score = -best.score
         best.combined = {n: -o for n, o in best.combined.items()}
+        best.orient = np.array([best.combined.get(int(n), o) for n, o in zip(infected, own)], dtype=np.float64)
     return best
