@@ -72,7 +72,8 @@ def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress:
     model, _ = load_planted_model(arch, artifact, **train)
     layer = default_layer(arch)
     n_cls = int(train.get("num_classes", TRAIN_DEFAULTS["num_classes"]))
-    name = f"scan-{artifact}-{n_scan}" + ("" if n_cls == 4 else f"-c{n_cls}") + ("" if fraction == 0.2 else f"-f{fraction:g}")
+    name = f"scan-{artifact}-{n_scan}" + ("" if n_cls == 4 else f"-c{n_cls}")
+    name += "" if fraction == 0.2 else f"-f{fraction:g}"
     root = cache_root() / "bench" / name
     if not (root / "labels.csv").is_file():
         write_scan_set(root, artifact, n_scan, artifact_fraction=fraction, seed=7, overwrite=True, num_classes=n_cls)

@@ -191,7 +191,9 @@ def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
         pts = np.array([[-L, -L], [-L + 2 * w, -L], [-L + 2 * w, L - 2 * w], [L, L - 2 * w], [L, L], [-L, L]])
     elif cls == "tee":
         L, w = r * 0.95, r * 0.3
-        pts = np.array([[-L, -L], [L, -L], [L, -L + 2 * w], [w, -L + 2 * w], [w, L], [-w, L], [-w, -L + 2 * w], [-L, -L + 2 * w]])
+        pts = np.array(
+            [[-L, -L], [L, -L], [L, -L + 2 * w], [w, -L + 2 * w], [w, L], [-w, L], [-w, -L + 2 * w], [-L, -L + 2 * w]]
+        )
     elif cls == "cross":
         L, w = r, r * 0.32
         pts = np.array(
