@@ -175,7 +175,9 @@ def pooled(mean_act: np.ndarray, max_act: np.ndarray, neurons: Sequence[int], po
     return np.asarray(layer_pooled(mean_act, max_act, pooling)[:, list(neurons)], dtype=np.float64)
 
 
-def tail_pursuit(neuron_scores: np.ndarray, max_rows: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
+def tail_pursuit(
+    neuron_scores: np.ndarray, orient: np.ndarray, max_rows: int = 200_000
+) -> tuple[np.ndarray, np.ndarray]:
     """The infected neurons whose signed mean has the longest upper tail: (mask [m], orient [m]).
 
     A rare artifact (a few percent of the images) barely moves the
@@ -183,8 +185,9 @@ def tail_pursuit(neuron_scores: np.ndarray, max_rows: int = 200_000) -> tuple[np
     :func:`agreeing` can group neurons by class content instead. What it
     does make is a tail: starting from the neuron and direction of largest
     skewness, neurons join (in either direction) while the skewness of the
-    group's mean robust z-score grows. Larger datasets are judged on
-    ``max_rows`` images drawn at random (the same ones every time).
+    group's mean robust z-score grows; the others keep ``orient``. Larger
+    datasets are judged on ``max_rows`` images drawn at random (the same
+    ones every time).
     """
     x = np.asarray(neuron_scores)
     if len(x) > max_rows:
@@ -192,22 +195,22 @@ def tail_pursuit(neuron_scores: np.ndarray, max_rows: int = 200_000) -> tuple[np
     z = robust_z(x)
     m = z.shape[1]
     best, first, sign = max((skewness(s * z[:, j]), j, s) for j in range(m) for s in (1.0, -1.0))
-    orient = np.zeros(m)
-    orient[first] = sign
+    group = np.zeros(m)
+    group[first] = sign
     total = sign * z[:, first]
     while True:
-        n = np.count_nonzero(orient)
+        n = np.count_nonzero(group)
         options = [(skewness((total + s * z[:, j]) / (n + 1)), j, s)
-                   for j in np.flatnonzero(orient == 0) for s in (1.0, -1.0)]
+                   for j in np.flatnonzero(group == 0) for s in (1.0, -1.0)]
         if not options:
             break
         value, j, s = max(options)
         if value <= best:
             break
-        best, orient[j] = value, s
+        best, group[j] = value, s
         total = total + s * z[:, j]
-    keep = orient != 0
-    return keep, np.where(keep, orient, orientation(neuron_scores))
+    keep = group != 0
+    return keep, np.where(keep, group, orient)
 
 
 def separation(score: np.ndarray) -> float:
@@ -268,33 +271,34 @@ def artifact_scores(
     infected neurons, as :func:`orientation` turns them. ``mean_act`` /
     ``max_act``: [N, C] the layer's pooled activations.
     """
+    layer = layer_pooled(mean_act, max_act, pooling)
     per_neuron = pooled(mean_act, max_act, infected, pooling)
     own = orientation(per_neuron)
     seeds = {"agreement": agreeing(per_neuron, own, agreement)}
     if agreement > 0 and per_neuron.shape[1] >= 2:
-        tail = tail_pursuit(per_neuron)
-        if not (np.array_equal(tail[0], seeds["agreement"][0]) and np.array_equal(tail[1], seeds["agreement"][1])):
-            seeds["tail"] = tail
-    best: ArtifactScores | None = None
+        keep, orient = tail_pursuit(per_neuron, own)
+        if not (np.array_equal(keep, seeds["agreement"][0]) and np.array_equal(orient, seeds["agreement"][1])):
+            seeds["tail"] = (keep, orient)
+    grown = []  # (separation, seed, score, combined) per seed
     for name, (used, orient) in seeds.items():
         score = combined_score(per_neuron[:, used], orient[used])
         combined = {int(n): int(o) for n, o, u in zip(infected, orient, used) if u}
         for _ in range(RECRUIT_ROUNDS if recruit_auc is not None and len(infected) else 0):
-            joined, joined_orient = recruit(layer_pooled(mean_act, max_act, pooling), score, recruit_auc)
+            joined, joined_orient = recruit(layer, score, recruit_auc)
             new = {n: int(o) for n, o in zip(joined, joined_orient) if n not in combined}
             if not new:
                 break
             combined |= new  # they join the seed's neurons (which keep their direction)
             score = combined_score(pooled(mean_act, max_act, list(combined), pooling),
                                    np.array(list(combined.values()), dtype=np.float64))
-        orient = np.array([combined.get(int(n), o) for n, o in zip(infected, own)], dtype=np.float64)
-        candidate = ArtifactScores(per_neuron, orient, score, combined, name, separation(score))
-        if best is None or candidate.separation > best.separation + 1e-9:
-            best = candidate
-    assert best is not None
-    if np.mean(best.score > flag_threshold(best.score)) > 0.5:
+        grown.append((separation(score), name, score, combined))
+    best = grown[0]
+    for g in grown[1:]:  # the agreement seed keeps a tie
+        if g[0] > best[0] + 1e-9:
+            best = g
+    sep, name, score, combined = best
+    if np.mean(score > flag_threshold(score)) > 0.5:
         # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
-        best.score = -best.score
-        best.combined = {n: -o for n, o in best.combined.items()}
-        best.orient = np.array([best.combined.get(int(n), o) for n, o in zip(infected, own)], dtype=np.float64)
-    return best
+        score, combined = -score, {n: -o for n, o in combined.items()}
+    orient = np.array([combined.get(int(n), o) for n, o in zip(infected, own)], dtype=np.float64)
+    return ArtifactScores(per_neuron, orient, score, combined, name, sep)

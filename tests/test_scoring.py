@@ -104,7 +104,7 @@ def test_a_rare_artifact_is_found_by_its_tail_where_correlations_follow_content(
     infected = [0, 1, 2]
     keep, _ = agreeing(layer[:, infected], orientation(layer[:, infected]))
     assert keep.tolist() == [False, True, True]  # the correlations group the content neurons
-    keep, orient = tail_pursuit(layer[:, infected])
+    keep, orient = tail_pursuit(layer[:, infected], orientation(layer[:, infected]))
     assert keep[0] and orient[0] == 1
     s = artifact_scores(layer, layer, infected)
     assert s.seed == "tail" and s.orient[0] == 1 and {0, 3, 4, 5, 6, 7, 8} <= set(s.combined)
