@@ -25,7 +25,7 @@ class LayerAnalysis:
         neurons: the analysed neuron ids.
         sams: uint8 [k, n, 3, S, S] s-AMS.
         A: [k, C, n] the layer's activations on every s-AMS.
-        distance: [k, k] EA distance.
+        distance: [k, k] EA distance (of the standardised responses by default).
         self_act: [k] each neuron's activation on its own s-AMS.
         outliers: the outlier ranking, infected and dead neurons, and the atlas.
         sams_dir: where the s-AMS PNG files are cached.
@@ -87,8 +87,12 @@ def analyse_layer(
     max_fraction: float = 0.05,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    representation: str = "standardised",
 ) -> LayerAnalysis:
     """Run DORA on one layer: s-AMS, representations, EA distance, infected neurons.
+
+    ``representation``: how the EA distance sees the layer's responses
+    (:data:`~dora_clean.representations.REPRESENTATIONS`).
 
     Example:
         >>> from dora_clean.planted import load_demo_model
@@ -106,7 +110,7 @@ def analyse_layer(
     sams_dir = Path(cache_dir or cache_root()) / "sams" / key
     sams = generate_sams(layer_model, neurons, config, sams_dir, mean, std, device, progress)
     A = collect_representations(layer_model, sams, mean, std, device, config.batch_size)
-    distance = ea_distance(A).numpy()
+    distance = ea_distance(A, representation).numpy()
     self_act = self_activation(A, neurons).numpy()
     outliers = find_infected(
         distance,

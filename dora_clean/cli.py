@@ -132,6 +132,9 @@ def _scan_options(fn):
         click.option("--outlier-method", type=click.Choice(["knn", "lof", "pca", "iforest"]), default="knn",
                      show_default=True, help="Outlier detector on the EA distance (knn: mean distance to the 5 "
                                              "nearest neurons; lof: the DORA notebooks' LocalOutlierFactor)."),
+        click.option("--representation", type=click.Choice(["standardised", "raw"]), default="standardised",
+                     show_default=True, help="How the EA distance sees the layer's responses to the s-AMS: each "
+                                             "responding neuron z-scored over the s-AMS, or raw (the DORA paper's)."),
         click.option("--infected", "n_infected", type=click.IntRange(0, None), default=None,
                      help="How many infected neurons to take. Default: the clear outliers (at most 5%, at least 1)."),
         click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
@@ -164,8 +167,8 @@ def _settings(**o):
         trust_model_file=o["trust_model_file"], neurons=_neurons(o["neurons"]),
         sams=SamsConfig(n_signals=o["signals"], steps=o["steps"], size=o["sams_size"] or 0, lr=o["lr"],
                         seed=o["seed"], batch_size=o["sams_batch_size"]),
-        outlier_method=o["outlier_method"], n_infected=o["n_infected"], pooling=o["pooling"],
-        flag_top=o["flag_top"], threshold=o["threshold"], agreement=o["agreement"],
+        outlier_method=o["outlier_method"], representation=o["representation"], n_infected=o["n_infected"],
+        pooling=o["pooling"], flag_top=o["flag_top"], threshold=o["threshold"], agreement=o["agreement"],
         recruit=o["recruit"], progress=not o["quiet"],
     )
 
@@ -266,8 +269,8 @@ def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: boo
     o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=None,
              no_fiftyone=no_fiftyone, trust_model_file=False, signals=4, steps=128, lr=0.05, seed=0,
              sams_batch_size=256,
-             outlier_method="knn", pooling="mean", agreement=DEFAULT_AGREEMENT, recruit=True,
-             quiet=quiet)
+             outlier_method="knn", representation="standardised", pooling="mean", agreement=DEFAULT_AGREEMENT,
+             recruit=True, quiet=quiet)
     _scan(str(data), o)
 
 

@@ -164,11 +164,14 @@ class Dora:
         neuron_idx: Sequence[int] | None = None,
         method: str = "LOF",
         outliers_fraction: float = 0.1,
+        representation: str = "standardised",
     ) -> OutlierDetectionResult:
         """Rank ``neuron_idx`` by how far their representations lie from the rest.
 
         ``method``: LOF, kNN, PCA or IForest (any case); the top
         ``outliers_fraction`` of the live neurons are returned as outliers.
+        ``representation``: "standardised" (dora-clean's default) or "raw" (the
+        DORA paper's), as :func:`~dora_clean.representations.ea_distance` takes it.
         """
         exp = self._experiment(experiment_name)
         if exp.A is None:
@@ -179,7 +182,7 @@ class Dora:
             raise DoraError(f"neuron {missing[0]} has no s-AMS in experiment {experiment_name!r}")
         rows = [exp.neurons.index(n) for n in neurons]
         A = exp.A[rows]
-        distance = ea_distance(A).numpy()
+        distance = ea_distance(A, representation).numpy()
         m = method.lower()
         if m not in METHODS:
             raise DoraError(f"unknown method {method!r}: use one of LOF, kNN, PCA, IForest")

@@ -6,6 +6,7 @@ from typing import Sequence
 import torch
 
 from .device import autocast, resolve_device
+from .errors import DoraError
 from .sams import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -49,14 +50,41 @@ def collect_representations(
     return act.view(k, n, -1).permute(0, 2, 1).contiguous()
 
 
-def ea_distance(A: torch.Tensor) -> torch.Tensor:
+def standardised_responses(A: torch.Tensor) -> torch.Tensor:
+    """The layer's responses to the s-AMS with every responding neuron on one scale: [k, C, n] -> [k, C].
+
+    Row i is the layer's mean response to neuron i's s-AMS; each column (a
+    responding neuron) is z-scored over the k rows, and a column that barely
+    varies (a neuron that no s-AMS moves) is set to 0. Raw responses are
+    dominated by the few neurons with the largest activations, so the
+    distance between two rows says mostly how those respond; standardised,
+    a response counts by how unusual it is for that neuron.
+    """
+    R = (A.mean(dim=2) if A.ndim == 3 else A).double()
+    sd = R.std(dim=0)
+    varies = sd > 1e-3 * sd.median().clamp_min(1e-12)
+    return torch.where(varies, (R - R.mean(dim=0)) / torch.where(varies, sd, 1.0), 0.0)
+
+
+#: How the EA distance sees the representations: "standardised" (each responding
+#: neuron z-scored over the s-AMS: chosen on the planted-artifact benchmark) or
+#: "raw" (the layer's activations as they are, as in the DORA paper).
+REPRESENTATIONS = ("standardised", "raw")
+
+
+def ea_distance(A: torch.Tensor, representation: str = "standardised") -> torch.Tensor:
     """Extreme-Activation distance between neurons: sqrt((1 - cos(A_i, A_j)) / 2).
 
-    ``A`` is [k, C, n] (averaged over the n signals) or already [k, C].
+    ``A`` is [k, C, n] (averaged over the n signals) or already [k, C];
+    ``representation``: see :data:`REPRESENTATIONS`.
     Symmetric, zero on the diagonal, within [0, 1].
     """
-    R = A.mean(dim=2) if A.ndim == 3 else A
-    R = R.double()
+    if representation not in REPRESENTATIONS:
+        raise DoraError(f"unknown representation {representation!r}: use one of {', '.join(REPRESENTATIONS)}")
+    if representation == "standardised" and len(A) >= 3:
+        R = standardised_responses(A)
+    else:
+        R = (A.mean(dim=2) if A.ndim == 3 else A).double()
     R = R / R.norm(dim=1, keepdim=True).clamp_min(1e-12)
     cos = (R @ R.T).clamp(-1, 1)
     d = torch.sqrt(((1 - cos) / 2).clamp(0, 1))

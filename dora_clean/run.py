@@ -56,6 +56,7 @@ class ScanSettings:
     neurons: Sequence[int] | None = None
     sams: SamsConfig = field(default_factory=lambda: SamsConfig(size=0))  # size 0: the image size, at most 128
     outlier_method: str = "knn"
+    representation: str = "standardised"
     n_infected: int | None = None
     n_neighbors: int | None = None
     pooling: str = DEFAULT_POOLING
@@ -151,7 +152,7 @@ def scan_dataset(
     with clock.stage("s-AMS and infected neurons"):
         analysis = analyse_layer(
             loaded.model, layer, s.neurons, sams_cfg, mean, std, device, s.outlier_method, s.n_infected,
-            s.n_neighbors, progress=s.progress,
+            s.n_neighbors, progress=s.progress, representation=s.representation,
         )
     infected = analysis.infected
 
@@ -337,6 +338,7 @@ def _write_run_dir(
         "heatmap_neuron": int(infected[hm]) if infected else None,
         "pooling": s.pooling,
         "outlier_method": analysis.outliers.method,
+        "representation": s.representation,
         "sams": analysis.config.key_fields(),
     }
     if aucs:

@@ -55,6 +55,7 @@ def test_summary_contract(run):
                 "best_infected_auc", "fiftyone_dataset", "timings"):
         assert key in summary, key
     assert summary["layer"] == "layer3" and summary["n_neurons"] == 64
+    assert summary["representation"] == "standardised" and summary["outlier_method"] == "knn"
     assert summary["n_images"] == 160 and summary["n_skipped"] == 1
     assert 1 <= len(summary["infected_neurons"]) <= 3
     assert summary["fiftyone_dataset"] is None

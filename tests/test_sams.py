@@ -1,11 +1,18 @@
 """s-AMS generation, representations and the EA distance on a model whose answer is known."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
+from dora_clean.errors import DoraError
 from dora_clean.models import LayerModel, freeze
-from dora_clean.representations import collect_representations, ea_distance, self_activation
+from dora_clean.representations import (
+    collect_representations,
+    ea_distance,
+    self_activation,
+    standardised_responses,
+)
 from dora_clean.sams import SamsConfig, generate_sams, optimise, render, spectrum_scale
 
 
@@ -50,13 +57,34 @@ def test_sams_excite_their_own_neuron_far_more_than_the_others():
 def test_ea_distance_properties():
     A = torch.rand(10, 16, 3)
     A[3] = A[4] * 2  # same direction: distance 0
-    d = ea_distance(A)
+    d = ea_distance(A, "raw")
     assert torch.allclose(d, d.T)
     assert torch.all(d.diagonal() == 0)
     assert d.min() >= 0 and d.max() <= 1
     assert d[3, 4] < 1e-3
     opposite = ea_distance(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
     assert abs(opposite[0, 1] - 1.0) < 1e-6
+    s = ea_distance(A)  # standardised
+    assert torch.allclose(s, s.T) and torch.all(s.diagonal() == 0) and s.min() >= 0 and s.max() <= 1
+
+
+def test_standardised_distance_is_not_ruled_by_the_loudest_neuron():
+    """One responding neuron with 100x the activations hides, in the raw responses,
+    the neuron whose s-AMS excite what no other s-AMS does; standardised, it stands out."""
+    g = torch.Generator().manual_seed(0)
+    A = torch.rand(20, 8, 2, generator=g)
+    A[:, 0] = 100 * torch.rand(20, 2, generator=g)  # a loud neuron, which every s-AMS moves a lot
+    A[7, 5] += 3.0  # neuron 7's s-AMS, and only these, excite neuron 5
+    for representation, expect_outlier in (("raw", False), ("standardised", True)):
+        knn = ea_distance(A, representation).sort(dim=1).values[:, 1:4].mean(dim=1)
+        assert (int(knn.argmax()) == 7) is expect_outlier, (representation, knn)
+    Z = standardised_responses(torch.cat([A, torch.zeros(20, 1, 2)], dim=1))
+    assert torch.all(Z[:, -1] == 0)  # a neuron no s-AMS moves is left out
+
+
+def test_unknown_representation_is_a_clear_error():
+    with pytest.raises(DoraError, match="unknown representation 'zscore'"):
+        ea_distance(torch.rand(4, 4), "zscore")
 
 
 def test_self_activation_picks_each_neurons_own_channel():

@@ -5,7 +5,7 @@ import numpy as np
 
 from dora_clean.evaluate import auc
 from dora_clean.scoring import (
-    agreeing, artifact_scores, combined_score, flags, orientation, recruit, separation, tail_pursuit,
+    agreeing, artifact_scores, combined_score, extend, flags, orientation, recruit, separation, tail_pursuit,
 )
 
 
@@ -62,6 +62,28 @@ def test_recruits_are_the_layers_other_detectors_not_its_content_neurons():
     assert set(r.combined) == set(range(8)) and all(r.combined[i] == -1 for i in (6, 7))
     assert auc(y, r.score) > auc(y, s.score) and auc(y, r.score) > 0.9999
     assert recruit(layer, np.zeros(n))[0] == []  # nothing flagged, nothing to reproduce
+
+
+def test_near_recruits_join_where_they_sharpen_a_loose_split():
+    rng = np.random.default_rng(10)
+    n = 4000
+    y = rng.random(n) < 0.04
+    cls = rng.integers(0, 4, n)
+    texture = rng.exponential(1.0, n)  # in clean images; the artifact's detectors respond to it a little
+    seed = np.where(y, 7.0 + rng.normal(size=n), texture + 0.5 * rng.exponential(1.0, n))  # a long clean tail
+    others = 4.0 * y[:, None] + 0.6 * texture[:, None] + 0.3 * rng.normal(size=(n, 5))  # the other detectors
+    texture_neuron = texture + 0.3 * rng.normal(size=n)
+    content = 2.0 * (cls[:, None] == np.arange(3)) + rng.normal(size=(n, 3))
+    layer = np.c_[seed, others, texture_neuron, content]
+    alone = combined_score(layer[:, [0]], np.ones(1))
+    assert y[flags(alone)].mean() < 0.45  # Otsu flags about twice as many clean images as artifact ones
+    assert recruit(layer, alone)[0] == [0]  # so the other detectors miss recruit's bar
+    s = artifact_scores(layer, layer, [0])
+    assert set(s.combined) == {0, 1, 2, 3, 4, 5}  # they join; the texture and content neurons do not
+    assert y[flags(s.score)].mean() > y[flags(alone)].mean() + 0.15 and flags(s.score)[y].mean() > 0.99
+    assert auc(y, s.score) > auc(y, alone)
+    unchanged = extend(layer, np.zeros(n), {0: 1})  # nothing flagged: nothing to sharpen
+    assert unchanged[1] == {0: 1} and np.all(unchanged[0] == 0)
 
 
 def test_neuron_aucs_equal_sklearns_with_ties_rows_and_blocks():
