@@ -45,16 +45,22 @@ def test_agreement_keeps_everything_when_there_is_nothing_to_vote_on():
     assert keep.tolist() == [True, False, True, False] and np.isfinite(orient).all()
 
 
-def test_recruits_are_the_layers_other_detectors_not_its_content_neurons():
+def _many_detectors(n: int = 3000):
+    """Artifact labels and a layer: six detectors, two neurons the artifact silences, four for
+    class content, and one that sees the artifact and a class."""
     rng = np.random.default_rng(3)
-    n = 3000
     y = rng.random(n) < 0.2
     cls = rng.integers(0, 4, n)
     detectors = 6.0 * y[:, None] + rng.normal(size=(n, 6))  # six clear detectors (as trained nets have)
     silenced = -6.0 * y[:, None] + rng.normal(size=(n, 2))
     content = 2.0 * (cls[:, None] == np.arange(4)) + rng.normal(size=(n, 4))
     mixed = 1.5 * y + 1.5 * (cls == 0) + rng.normal(size=n)  # sees the artifact and a class
-    layer = np.c_[detectors, silenced, content, mixed]
+    return y, np.c_[detectors, silenced, content, mixed]
+
+
+def test_recruits_are_the_layers_other_detectors_not_its_content_neurons():
+    y, layer = _many_detectors()
+    n = len(y)
     infected = [0]
     s = artifact_scores(layer, layer, infected, recruit_auc=None)
     assert s.combined == {0: 1}
@@ -62,6 +68,20 @@ def test_recruits_are_the_layers_other_detectors_not_its_content_neurons():
     assert set(r.combined) == set(range(8)) and all(r.combined[i] == -1 for i in (6, 7))
     assert auc(y, r.score) > auc(y, s.score) and auc(y, r.score) > 0.9999
     assert recruit(layer, np.zeros(n))[0] == []  # nothing flagged, nothing to reproduce
+
+
+def test_recruiting_decides_on_a_sample_and_scores_every_image(monkeypatch):
+    import dora_clean.scoring as scoring
+
+    y, layer = _many_detectors()
+    full = artifact_scores(layer, layer, [0])
+    monkeypatch.setattr(scoring, "SELECT_ROWS", 500)  # decide on 500 of the 3000 images
+    sampled = artifact_scores(layer, layer, [0])
+    assert sampled.combined == full.combined and len(sampled.score) == len(y)
+    assert np.allclose(sampled.score, full.score)  # the score itself covers every image
+    rows = scoring.sample_rows(len(y), 500)
+    assert len(rows) == 500 and np.all(np.diff(rows) > 0) and np.array_equal(rows, scoring.sample_rows(len(y), 500))
+    assert scoring.sample_rows(len(y), len(y)) is None
 
 
 def test_near_recruits_join_where_they_sharpen_a_loose_split():
