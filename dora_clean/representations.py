@@ -76,7 +76,8 @@ def ea_distance(A: torch.Tensor, representation: str = "standardised") -> torch.
     """Extreme-Activation distance between neurons: sqrt((1 - cos(A_i, A_j)) / 2).
 
     ``A`` is [k, C, n] (averaged over the n signals) or already [k, C];
-    ``representation``: see :data:`REPRESENTATIONS`.
+    ``representation``: see :data:`REPRESENTATIONS` (with fewer than three
+    neurons the raw responses: z-scores over one or two rows say nothing).
     Symmetric, zero on the diagonal, within [0, 1].
     """
     if representation not in REPRESENTATIONS:

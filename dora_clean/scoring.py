@@ -105,15 +105,26 @@ def recruit(
     that merely overlaps the artifact stays out. Empty when nothing reaches
     it or the flagged set is empty or everything.
     """
+    a = flagged_aucs(activations, seed_score)
+    return ([], np.zeros(0)) if a is None else reaching(a, min_auc)
+
+
+def flagged_aucs(activations: np.ndarray, score: np.ndarray) -> np.ndarray | None:
+    """Every neuron's AUC [C] against a score's label-free flagged set (Otsu) as pseudo-labels;
+    None when it flags nothing or everything. One rank pass over the layer ``activations`` [N, C]."""
     from .evaluate import neuron_aucs
 
-    seed_score = np.asarray(seed_score, dtype=np.float64)
-    pseudo = (seed_score > flag_threshold(seed_score)).astype(int)
+    score = np.asarray(score, dtype=np.float64)
+    pseudo = (score > flag_threshold(score)).astype(int)
     if pseudo.min() == pseudo.max():
-        return [], np.zeros(0)
-    a = neuron_aucs(pseudo, activations)
-    strong = np.flatnonzero(np.maximum(a, 1 - a) >= min_auc)
-    return [int(c) for c in strong], np.where(a[strong] >= 0.5, 1.0, -1.0)
+        return None
+    return neuron_aucs(pseudo, activations)
+
+
+def reaching(aucs: np.ndarray, min_auc: float) -> tuple[list[int], np.ndarray]:
+    """The neurons whose AUC reaches ``min_auc`` in either direction: (neuron ids, orient)."""
+    strong = np.flatnonzero(np.maximum(aucs, 1 - aucs) >= min_auc)
+    return [int(c) for c in strong], np.where(aucs[strong] >= 0.5, 1.0, -1.0)
 
 
 #: Neurons whose AUC against the flagged set reaches this, short of :data:`RECRUIT_AUC`,
@@ -123,7 +134,11 @@ EXTEND_AUC = 0.9
 
 
 def extend(
-    activations: np.ndarray, score: np.ndarray, combined: dict[int, int], min_auc: float = EXTEND_AUC
+    activations: np.ndarray,
+    score: np.ndarray,
+    combined: dict[int, int],
+    min_auc: float = EXTEND_AUC,
+    aucs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[int, int]]:
     """Grow a combined score by the near-recruits that sharpen it: (score, combined).
 
@@ -134,14 +149,12 @@ def extend(
     AUC, and each joins (in its direction) if the mean with it splits the
     images more cleanly (:func:`separation`). A neuron for class content
     blurs the split and stays out. ``combined``: neuron id -> direction of
-    the neurons in ``score`` (their mean oriented robust z-score).
+    the neurons in ``score`` (their mean oriented robust z-score); ``aucs``:
+    :func:`flagged_aucs` of ``score`` where the caller has them already.
     """
-    from .evaluate import neuron_aucs
-
-    pseudo = (score > flag_threshold(score)).astype(int)
-    if pseudo.min() == pseudo.max():
+    a = flagged_aucs(activations, score) if aucs is None else aucs
+    if a is None:
         return score, combined
-    a = neuron_aucs(pseudo, activations)
     strength = np.maximum(a, 1 - a)
     order = [int(c) for c in np.argsort(-strength, kind="stable") if strength[c] >= min_auc and int(c) not in combined]
     if not order:
@@ -304,25 +317,32 @@ class ArtifactScores:
 SELECT_ROWS = 50_000
 
 
+def mean_score(activations: np.ndarray, combined: dict[int, int]) -> np.ndarray:
+    """:func:`combined_score` of the neurons in ``combined`` (neuron id -> direction), columns of ``activations``."""
+    columns = np.asarray(activations[:, list(combined)], dtype=np.float64)
+    return combined_score(columns, np.array(list(combined.values()), dtype=np.float64))
+
+
 def grow(activations: np.ndarray, combined: dict[int, int], recruit_auc: float = RECRUIT_AUC) -> dict[int, int]:
     """A seed's neurons joined by the layer's recruits (:func:`recruit`, up to :data:`RECRUIT_ROUNDS`
     times) and then by the near-recruits that sharpen its split (:func:`extend`): neuron id -> direction.
 
     ``activations``: [N, C] the layer's pooled activations; ``combined``: the seed, neuron id -> direction.
+    One rank pass (:func:`flagged_aucs`) per score: the last serves recruiting and extending alike.
     """
-    def score_of(combined: dict[int, int]) -> np.ndarray:
-        columns = np.asarray(activations[:, list(combined)], dtype=np.float64)
-        return combined_score(columns, np.array(list(combined.values()), dtype=np.float64))
-
-    score = score_of(combined)
+    score = mean_score(activations, combined)
+    aucs = flagged_aucs(activations, score)
     for _ in range(RECRUIT_ROUNDS):
-        joined, joined_orient = recruit(activations, score, recruit_auc)
+        if aucs is None:
+            break
+        joined, joined_orient = reaching(aucs, recruit_auc)
         new = {n: int(o) for n, o in zip(joined, joined_orient) if n not in combined}
         if not new:
             break
         combined = combined | new  # they join the seed's neurons (which keep their direction)
-        score = score_of(combined)
-    return extend(activations, score, combined)[1]
+        score = mean_score(activations, combined)
+        aucs = flagged_aucs(activations, score)
+    return combined if aucs is None else extend(activations, score, combined, aucs=aucs)[1]
 
 
 def artifact_scores(
@@ -362,8 +382,7 @@ def artifact_scores(
         combined = {int(n): int(o) for n, o, u in zip(infected, orient, used) if u}
         if recruit_auc is not None and len(infected):
             combined = grow(chosen_on, combined, recruit_auc)
-        score = combined_score(pooled(mean_act, max_act, list(combined), pooling),
-                               np.array(list(combined.values()), dtype=np.float64))
+        score = mean_score(layer, combined)
         grown.append((separation(score), name, score, combined))
     best = grown[0]
     for g in grown[1:]:  # the agreement seed keeps a tie
