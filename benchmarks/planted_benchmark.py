@@ -43,7 +43,7 @@ from dora_clean.representations import REPRESENTATIONS
 from dora_clean.sams import SamsConfig, cache_root
 from dora_clean.scan import scan_images, scan_key
 from dora_clean.scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, flag_threshold, layer_pooled, orientation,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, flag_threshold, layer_pooled, nearest_neurons, orientation,
 )
 
 ARCHS = ("tiny_resnet", "tiny_cnn")
@@ -118,7 +118,9 @@ def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "
     oracle_dir = 1 if raw[oracle] >= 0.5 else -1
     rank = {n: r + 1 for r, n in enumerate(np.argsort(-two_way))}
     inf = o.infected
-    scores = artifact_scores(mean_act, max_act, inf, pooling, agreement, recruit_auc)
+    classes = [case.relpaths[i].split("/")[0] for i in rows]  # the scan set's class folders
+    neighbours = nearest_neurons(a.distance, a.neurons, inf, exclude=o.dead)
+    scores = artifact_scores(mean_act, max_act, inf, pooling, agreement, recruit_auc, classes, neighbours)
     orient, score = scores.orient, scores.score
     used = [raw[n] if d > 0 else 1 - raw[n] for n, d in zip(inf, orient)]
     best = int(np.argmax(used)) if inf else None

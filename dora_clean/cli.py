@@ -149,6 +149,10 @@ def _scan_options(fn):
         click.option("--recruit/--no-recruit", default=True, show_default=True,
                      help="Let the layer's other neurons that reproduce the infected neurons' flagged set "
                           "(AUC >= 0.98 against it) join the combined score."),
+        click.option("--class-folders/--no-class-folders", default=True, show_default=True,
+                     help="Where the dataset has class folders, also seed scores from each infected neuron's "
+                          "EA neighbours, and set aside scores that flag whole classes (class content, not "
+                          "an artifact). Turn off if the artifact may cover most of one class."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars or stage messages."),
     ]
     for opt in reversed(options):
@@ -169,7 +173,7 @@ def _settings(**o):
                         seed=o["seed"], batch_size=o["sams_batch_size"]),
         outlier_method=o["outlier_method"], representation=o["representation"], n_infected=o["n_infected"],
         pooling=o["pooling"], flag_top=o["flag_top"], threshold=o["threshold"], agreement=o["agreement"],
-        recruit=o["recruit"], progress=not o["quiet"],
+        recruit=o["recruit"], class_folders=o["class_folders"], progress=not o["quiet"],
     )
 
 
@@ -187,6 +191,13 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     if joined:
         echo(f"combined score: {len(combined)} neurons that reproduce the infected neurons' flagged set "
              f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")
+    seed = str(summary.get("combined_seed", ""))
+    if seed.startswith("neighbours:"):
+        echo(f"combined score seeded by infected neuron {seed.split(':')[1]} and its nearest neurons in EA distance")
+    if summary.get("class_content"):
+        echo(f"set aside: {len(summary['class_content'])} candidate score(s) whose flagged images are mostly whole "
+             f"classes (class content, not an artifact; seeds {', '.join(summary['class_content'])}). "
+             "--no-class-folders keeps them")
     if left_out:
         echo(f"not in the combined score: infected {', '.join(map(str, left_out))} (their scores do not go with "
              "the others' on this dataset; they are still in scores.csv, review them on their own)")
@@ -270,7 +281,7 @@ def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: boo
              no_fiftyone=no_fiftyone, trust_model_file=False, signals=4, steps=128, lr=0.05, seed=0,
              sams_batch_size=256,
              outlier_method="knn", representation="standardised", pooling="mean", agreement=DEFAULT_AGREEMENT,
-             recruit=True, quiet=quiet)
+             recruit=True, class_folders=True, quiet=quiet)
     _scan(str(data), o)
 
 

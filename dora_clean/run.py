@@ -31,6 +31,7 @@ from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
 from .scan import scan_images, scan_key
 from .scoring import (
     DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, artifact_scores, flag_threshold, flags, layer_pooled,
+    nearest_neurons,
 )
 
 DEFAULT_POOLING = "mean"
@@ -64,6 +65,7 @@ class ScanSettings:
     threshold: float | None = None
     agreement: float = DEFAULT_AGREEMENT
     recruit: bool = True
+    class_folders: bool = True  # set aside scores that flag class content (where the layout has classes)
     progress: bool = True
 
 
@@ -166,8 +168,12 @@ def scan_dataset(
     skipped = list(listed_skipped) + result.skipped
 
     with clock.stage("scoring"):
-        scores = artifact_scores(result.mean_act, result.max_act, infected, s.pooling, s.agreement,
-                                 RECRUIT_AUC if s.recruit else None)
+        by_class = s.class_folders and layout == "classes"
+        scores = artifact_scores(
+            result.mean_act, result.max_act, infected, s.pooling, s.agreement, RECRUIT_AUC if s.recruit else None,
+            classes=[e.label for e in result.entries] if by_class else None,
+            neighbours=nearest_neurons(analysis.distance, analysis.neurons, infected, exclude=analysis.outliers.dead),
+        )
         score = scores.score
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else flag_threshold(score))
         flagged = flags(score, threshold, s.flag_top)
@@ -335,6 +341,8 @@ def _write_run_dir(
         "separation": round(scores.separation, 4),
         "agreement": s.agreement,
         "recruit": s.recruit,
+        "class_folders": s.class_folders and layout == "classes",
+        "class_content": scores.class_content,
         "heatmap_neuron": int(infected[hm]) if infected else None,
         "pooling": s.pooling,
         "outlier_method": analysis.outliers.method,

@@ -78,11 +78,12 @@ def test_scan_then_export_through_the_console_script(data, tmp_path):
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in data.rglob("*") if p.is_file()}
     run = tmp_path / "run"
     r = cli("scan", data, "--labels", data / "labels.csv", "--out", run, "--no-fiftyone", "--representation", "raw",
-            *FAST, cwd=tmp_path)
+            "--no-class-folders", *FAST, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "infected neurons:" in r.stdout and f"dora-clean export {run}" in r.stdout
     assert (run / "summary.json").is_file() and (run / "report.html").is_file()
-    assert json.loads((run / "summary.json").read_text())["representation"] == "raw"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["representation"] == "raw" and summary["class_folders"] is False and summary["class_content"] == {}
     clean = tmp_path / "clean"
     r = cli("export", run, "--to", clean, cwd=tmp_path)
     assert r.returncode == 0, r.stderr

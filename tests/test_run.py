@@ -56,6 +56,8 @@ def test_summary_contract(run):
         assert key in summary, key
     assert summary["layer"] == "layer3" and summary["n_neurons"] == 64
     assert summary["representation"] == "standardised" and summary["outlier_method"] == "knn"
+    assert summary["layout"] == "classes" and summary["class_folders"] is True  # the veto was on
+    assert all(v >= 0.5 for v in summary["class_content"].values())
     assert summary["n_images"] == 160 and summary["n_skipped"] == 1
     assert 1 <= len(summary["infected_neurons"]) <= 3
     assert summary["fiftyone_dataset"] is None

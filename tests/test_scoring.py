@@ -5,7 +5,8 @@ import numpy as np
 
 from dora_clean.evaluate import auc
 from dora_clean.scoring import (
-    agreeing, artifact_scores, combined_score, extend, flags, orientation, recruit, separation, tail_pursuit,
+    agreeing, artifact_scores, class_lambda, column_ranks, combined_score, extend, flagged_aucs, flags,
+    nearest_neurons, orientation, recruit, separation, tail_pursuit,
 )
 
 
@@ -120,6 +121,9 @@ def test_neuron_aucs_equal_sklearns_with_ties_rows_and_blocks():
     want = [roc_auc_score(y[rows], x[rows, c]) for c in range(70)]
     assert np.allclose(got, want, atol=1e-12) and got[3] == 0.5
     assert np.isnan(neuron_aucs(np.zeros(10), x[:10])).all()
+    score = x[:, :5].sum(axis=1)  # the flagged set of a score, from ranks taken once (ties shared as above)
+    ranked = flagged_aucs(x, score, column_ranks(x, block=16))
+    assert np.allclose(ranked, flagged_aucs(x, score), atol=1e-9) and ranked[3] == 0.5
 
 
 def test_a_group_takes_the_direction_of_its_mean_not_of_one_neurons_skew():
@@ -178,3 +182,54 @@ def test_the_score_flags_the_smaller_side_where_a_neurons_skew_points_the_wrong_
     s = artifact_scores(silenced, silenced, [0], recruit_auc=None)
     assert s.combined == {0: -1} and s.orient[0] == -1 and auc(y, s.score) > 0.999
     assert abs(np.mean(flags(s.score)) - 0.2) < 0.02  # Otsu flags the artifact images
+
+
+def test_class_lambda_tells_class_content_from_an_artifact_spread_over_the_classes():
+    classes = np.repeat(["a", "b", "c", "d"], 100)
+    spread = np.tile(np.arange(100) < 20, 4)  # a fifth of every class
+    assert class_lambda(spread, classes) == 0.0
+    assert class_lambda(classes == "b", classes) == 1.0  # one class
+    assert class_lambda(np.isin(classes, ["a", "c"]), classes) == 1.0  # a union of classes
+    most = (classes == "b") & (np.arange(400) % 100 < 90)  # 90% of one class, nothing else
+    assert abs(class_lambda(most, classes) - (1 - 10 / 90)) < 1e-12
+    assert class_lambda(np.zeros(400, bool), classes) == 1.0  # nothing to guess
+
+
+def test_nearest_neurons_by_ea_distance_leave_out_the_dead():
+    d = np.array([[0, 1, 5, 2], [1, 0, 4, 3], [5, 4, 0, 6], [2, 3, 6, 0]], dtype=float)
+    neurons = [10, 11, 12, 13]
+    assert nearest_neurons(d, neurons, [10, 12], k=2) == {10: [11, 13], 12: [11, 10]}
+    assert nearest_neurons(d, neurons, [10], k=5, exclude=[11]) == {10: [13, 12]}
+    assert nearest_neurons(d, neurons, [99]) == {}  # not analysed: no neighbourhood
+
+
+def _shortcut_layer(n: int = 4000):
+    """A rare artifact (5%) that a model learned as evidence for class 0.
+
+    Returns the artifact labels, the class of each image and a layer: 0-5 the
+    artifact's own detectors (a cluster in EA space; 0 sees class 0 a little too),
+    6-15 class-0 neurons that the artifact excites as well, 16-25 class-1 neurons.
+    """
+    rng = np.random.default_rng(11)
+    y = rng.random(n) < 0.05
+    cls = rng.integers(0, 4, n)
+    detectors = 5.0 * y[:, None] + rng.normal(size=(n, 6))
+    detectors[:, 0] += 2.5 * (cls == 0)
+    class0 = 4.0 * ((cls == 0) | y)[:, None] + rng.normal(size=(n, 10))
+    class1 = 4.0 * (cls == 1)[:, None] + rng.normal(size=(n, 10))
+    return y, np.array([f"class{c}" for c in cls]), np.c_[detectors, class0, class1]
+
+
+def test_scores_that_flag_whole_classes_are_set_aside_where_the_dataset_has_class_folders():
+    y, classes, layer = _shortcut_layer()
+    infected = [0, 6, 16]  # DORA's outliers: one detector and two class neurons
+    blind = artifact_scores(layer, layer, infected)
+    assert y[flags(blind.score)].mean() < 0.3  # without the classes, class 0 and the artifact win the split
+    near = {0: [1, 2, 3, 4, 5, 6, 7, 8], 6: list(range(7, 15)), 16: list(range(17, 25))}
+    s = artifact_scores(layer, layer, infected, classes=classes, neighbours=near)
+    assert s.seed == "neighbours:0" and set(range(6)) <= set(s.combined) and not set(s.combined) & set(range(9, 26))
+    assert auc(y, s.score) > 0.999 and y[flags(s.score)].mean() > 0.95 and flags(s.score)[y].mean() > 0.95
+    assert s.class_content and all(v >= 0.5 for v in s.class_content.values())
+    assert "neighbours:16" in s.class_content  # the class-1 group: set aside, not lost
+    flat = artifact_scores(layer, layer, infected, classes=["x"] * len(y), neighbours=near)  # one class: no veto
+    assert flat.seed == blind.seed and flat.combined == blind.combined and not flat.class_content
