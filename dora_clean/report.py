@@ -134,6 +134,12 @@ def write_report(run_dir: Path, summary: dict, neuron_rows: list[dict], plots: S
         ("images scanned", summary.get("n_images")), ("images skipped", summary.get("n_skipped")),
         ("images flagged", summary.get("n_flagged")),
     ]
+    if "combined_neurons" in summary:
+        facts.append(("combined score", f"{len(summary['combined_neurons'])} neurons, seed "
+                                        f"{summary.get('combined_seed')}, separation {summary.get('separation')}"))
+    if summary.get("class_content"):
+        facts.append(("set aside as class content", ", ".join(
+            f"{seed} (lambda {lam:.2f})" for seed, lam in summary["class_content"].items())))
     if auc:
         facts += [("combined AUC", f"{auc.get('combined', float('nan')):.3f}"),
                   ("best infected AUC", f"{summary.get('best_infected_auc', float('nan')):.3f}")]

@@ -94,6 +94,8 @@ def test_scores_neurons_and_files(run, planted):
         assert (out / name).stat().st_size > 1000, name
     html = (out / "report.html").read_text()
     assert all(p in html for p in ("atlas.png", "roc.png", "flagged.png"))
+    assert f"{len(summary['combined_neurons'])} neurons, seed {summary['combined_seed']}" in html
+    assert all(seed in html for seed in summary["class_content"])
 
 
 def test_auc_matches_sklearn_on_the_written_scores(run):
