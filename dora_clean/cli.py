@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from .errors import DoraError
-from .scoring import DEFAULT_AGREEMENT
+from .scoring import CLASS_LAMBDA, DEFAULT_AGREEMENT
 
 _DEBUG = {"on": False}
 
@@ -198,6 +198,9 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
         echo(f"set aside: {len(summary['class_content'])} candidate score(s) whose flagged images are mostly whole "
              f"classes (class content, not an artifact; seeds {', '.join(summary['class_content'])}). "
              "--no-class-folders keeps them")
+    if (summary.get("class_lambda") or 0) >= CLASS_LAMBDA:
+        echo(f"warning: the flagged images are mostly whole classes (lambda {summary['class_lambda']:.2f}), as were "
+             "every candidate score's: the infected neurons may see class content rather than an artifact", err=True)
     if left_out:
         echo(f"not in the combined score: infected {', '.join(map(str, left_out))} (their scores do not go with "
              "the others' on this dataset; they are still in scores.csv, review them on their own)")

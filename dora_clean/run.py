@@ -343,6 +343,7 @@ def _write_run_dir(
         "recruit": s.recruit,
         "class_folders": s.class_folders and layout == "classes",
         "class_content": scores.class_content,
+        "class_lambda": scores.class_lambda,
         "heatmap_neuron": int(infected[hm]) if infected else None,
         "pooling": s.pooling,
         "outlier_method": analysis.outliers.method,

@@ -382,6 +382,7 @@ class ArtifactScores:
         separation: the combined score's :func:`separation`.
         class_content: seed -> :func:`class_lambda`, for the grown scores set aside
             because the class folders explain their flagged sets.
+        class_lambda: the combined score's :func:`class_lambda` (None without class folders).
     """
 
     per_neuron: np.ndarray
@@ -391,6 +392,7 @@ class ArtifactScores:
     seed: str = "agreement"
     separation: float = 0.0
     class_content: dict[str, float] = field(default_factory=dict)
+    class_lambda: float | None = None
 
 
 #: Which neurons join a score is decided on at most this many images (drawn at random,
@@ -490,10 +492,11 @@ def artifact_scores(
     for g in kept[1:]:  # the earlier seed (agreement first) keeps a tie
         if g[0] > best[0] + 1e-9:
             best = g
-    sep, name, score, combined, _ = best
+    sep, name, score, combined, lam = best
     if np.mean(score > flag_threshold(score)) > 0.5:
         # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
         score, combined = -score, {n: -o for n, o in combined.items()}
     orient = np.array([combined.get(int(n), o) for n, o in zip(infected, own)], dtype=np.float64)
     class_content = {g[1]: round(g[4], 4) for g in grown if g[4] >= CLASS_LAMBDA and g is not best}
-    return ArtifactScores(per_neuron, orient, score, combined, name, sep, class_content)
+    return ArtifactScores(per_neuron, orient, score, combined, name, sep, class_content,
+                          round(lam, 4) if by_class else None)

@@ -84,6 +84,7 @@ def test_scan_then_export_through_the_console_script(data, tmp_path):
     assert (run / "summary.json").is_file() and (run / "report.html").is_file()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["representation"] == "raw" and summary["class_folders"] is False and summary["class_content"] == {}
+    assert summary["class_lambda"] is None
     clean = tmp_path / "clean"
     r = cli("export", run, "--to", clean, cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -12,7 +12,7 @@ import pytest
 from dora_clean.errors import DoraError
 from dora_clean.planted import write_scan_set
 from dora_clean.run import ScanSettings, scan_dataset
-from dora_clean.scoring import robust_z
+from dora_clean.scoring import class_lambda, robust_z
 from dora_clean.sams import SamsConfig
 
 FAST_SAMS = SamsConfig(n_signals=2, steps=48, size=64)
@@ -58,6 +58,9 @@ def test_summary_contract(run):
     assert summary["representation"] == "standardised" and summary["outlier_method"] == "knn"
     assert summary["layout"] == "classes" and summary["class_folders"] is True  # the veto was on
     assert all(v >= 0.5 for v in summary["class_content"].values())
+    rows = read_csv(out / "scores.csv")  # the combined score's lambda is that of the flagged column
+    flagged = np.array([r["flagged"] == "1" for r in rows])
+    assert summary["class_lambda"] == round(class_lambda(flagged, [r["label"] for r in rows]), 4)
     assert summary["n_images"] == 160 and summary["n_skipped"] == 1
     assert 1 <= len(summary["infected_neurons"]) <= 3
     assert summary["fiftyone_dataset"] is None

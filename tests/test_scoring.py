@@ -231,5 +231,8 @@ def test_scores_that_flag_whole_classes_are_set_aside_where_the_dataset_has_clas
     assert auc(y, s.score) > 0.999 and y[flags(s.score)].mean() > 0.95 and flags(s.score)[y].mean() > 0.95
     assert s.class_content and all(v >= 0.5 for v in s.class_content.values())
     assert "neighbours:16" in s.class_content  # the class-1 group: set aside, not lost
+    assert s.class_lambda < 0.5 and blind.class_lambda is None
+    only_classes = artifact_scores(layer, layer, [16], classes=classes, neighbours=near)  # nothing else to choose
+    assert only_classes.class_lambda >= 0.5 and only_classes.seed not in only_classes.class_content
     flat = artifact_scores(layer, layer, infected, classes=["x"] * len(y), neighbours=near)  # one class: no veto
     assert flat.seed == blind.seed and flat.combined == blind.combined and not flat.class_content
