@@ -188,19 +188,20 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     combined = summary.get("combined_neurons", inf)
     left_out = [n for n in inf if n not in combined]
     joined = [n for n in combined if n not in inf]
-    if joined:
-        echo(f"combined score: {len(combined)} neurons that reproduce the infected neurons' flagged set "
-             f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")
     seed = str(summary.get("combined_seed", ""))
-    if seed.startswith("neighbours:"):
-        echo(f"combined score seeded by infected neuron {seed.split(':')[1]} and its nearest neurons in EA distance")
+    if joined:
+        how = (f"seeded by infected neuron {seed.split(':')[1]} and its nearest neurons in EA distance"
+               if seed.startswith("neighbours:") else "that reproduce the infected neurons' flagged set")
+        echo(f"combined score: {len(combined)} neurons {how} "
+             f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")
     if summary.get("class_content"):
         echo(f"set aside: {len(summary['class_content'])} candidate score(s) whose flagged images are mostly whole "
              f"classes (class content, not an artifact; seeds {', '.join(summary['class_content'])}). "
              "--no-class-folders keeps them")
     if (summary.get("class_lambda") or 0) >= CLASS_LAMBDA:
-        echo(f"warning: the flagged images are mostly whole classes (lambda {summary['class_lambda']:.2f}), as were "
-             "every candidate score's: the infected neurons may see class content rather than an artifact", err=True)
+        echo(f"warning: every candidate score flags mostly whole classes (the one used: lambda "
+             f"{summary['class_lambda']:.2f}); the infected neurons may see class content rather than an artifact",
+             err=True)
     if left_out:
         echo(f"not in the combined score: infected {', '.join(map(str, left_out))} (their scores do not go with "
              "the others' on this dataset; they are still in scores.csv, review them on their own)")

@@ -156,3 +156,20 @@ def test_the_summary_warns_when_nearly_half_the_images_are_flagged(capsys, tmp_p
         _print_summary(dict(base, flagging=flagging, n_flagged=n_flagged), tmp_path, quiet=False)
         err = capsys.readouterr().err
         assert ("48% of the images are flagged" in err) == warned, (flagging, n_flagged, err)
+
+
+def test_the_summary_names_the_seed_and_what_was_set_aside_as_class_content(capsys, tmp_path):
+    from dora_clean.cli import _print_summary
+
+    base = {"infected_neurons": [22, 2, 49], "n_neurons": 64, "layer": "layer3", "n_images": 1000, "n_skipped": 0,
+            "n_flagged": 51, "flagging": "otsu", "combined_neurons": [2, 48, 42], "combined_seed": "neighbours:2",
+            "class_content": {"agreement": 0.86, "neighbours:49": 0.99}, "class_lambda": 0.0}
+    _print_summary(base, tmp_path, quiet=False)
+    out = capsys.readouterr()
+    assert "3 neurons seeded by infected neuron 2 and its nearest neurons in EA distance" in out.out
+    assert "set aside: 2 candidate score(s)" in out.out and "seeds agreement, neighbours:49" in out.out
+    assert "warning" not in out.err
+    _print_summary(dict(base, combined_seed="agreement", class_lambda=0.92), tmp_path, quiet=False)
+    out = capsys.readouterr()
+    assert "reproduce the infected neurons' flagged set" in out.out
+    assert "every candidate score flags mostly whole classes (the one used: lambda 0.92)" in out.err
