@@ -346,24 +346,33 @@ def neighbourhood(activations: np.ndarray, neuron: int, direction: int, neighbou
     return {n: int(direction) * (1 if r[j] >= 0 else -1) for j, n in enumerate(ids)}
 
 
-def class_lambda(flagged: np.ndarray, classes: Sequence[str | None] | np.ndarray) -> float:
-    """How well the class folders predict a flagged set: Goodman and Kruskal's lambda (0-1).
+def class_lambda(flagged: np.ndarray, classes: Sequence[str | None] | np.ndarray, draws: int = 8) -> float:
+    """How well the class folders predict a flagged set, beyond chance (0-1).
 
-    The share of the errors in guessing flagged / unflagged that knowing each
-    image's class saves: 0 where every class has the same share flagged (an
-    artifact spread over the classes), 1 where each class is all flagged or all
-    unflagged (the content of some classes).
+    Goodman and Kruskal's lambda: the share of the errors in guessing
+    flagged / unflagged that knowing each image's class saves; 0 where every
+    class has the same share flagged (an artifact spread over the classes), 1
+    where each class is all flagged or all unflagged (the content of some
+    classes). Small classes save errors by chance (folders of one image
+    each would give 1 for any flagged set), so the result is corrected
+    for the mean lambda of ``draws`` random flagged sets of the same size
+    (the same draws every time): (lambda - chance) / (1 - chance).
     """
     flagged = np.asarray(flagged, dtype=bool)
-    classes = np.asarray([str(c) for c in classes])
+    _, which = np.unique(np.asarray([str(c) for c in classes]), return_inverse=True)
+    size = np.bincount(which)
     n, k = len(flagged), int(flagged.sum())
     guess = min(k, n - k)
     if guess == 0:
         return 1.0
-    _, which = np.unique(classes, return_inverse=True)
-    per_class = np.bincount(which, weights=flagged, minlength=which.max() + 1)
-    size = np.bincount(which, minlength=which.max() + 1)
-    return float(1 - np.minimum(per_class, size - per_class).sum() / guess)
+
+    def lam(f: np.ndarray) -> float:
+        per_class = np.bincount(which, weights=f, minlength=len(size))
+        return 1 - np.minimum(per_class, size - per_class).sum() / guess
+
+    rng = np.random.default_rng(0)
+    chance = float(np.mean([lam(rng.permutation(flagged)) for _ in range(draws)]))
+    return 0.0 if chance >= 1 else float(max(0.0, (lam(flagged) - chance) / (1 - chance)))
 
 
 @dataclass
