@@ -64,6 +64,7 @@ class Case:
     y: np.ndarray
     relpaths: list[str]
     root: Path
+    classes: list[str | None]  # each image's class folder
 
 
 def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress: bool,
@@ -93,7 +94,8 @@ def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress:
     res = scan_images(lm, root, entries, cache_root() / "scans" / key, 64, [], progress=progress)
     relpaths = [e.relpath for e in res.entries]
     y = np.array([labels[p] for p in relpaths])
-    return Case(arch, artifact, analysis, np.asarray(res.mean_act), np.asarray(res.max_act), y, relpaths, root)
+    return Case(arch, artifact, analysis, np.asarray(res.mean_act), np.asarray(res.max_act), y, relpaths, root,
+                [e.label for e in res.entries])
 
 
 def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "mean",
@@ -118,7 +120,7 @@ def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "
     oracle_dir = 1 if raw[oracle] >= 0.5 else -1
     rank = {n: r + 1 for r, n in enumerate(np.argsort(-two_way))}
     inf = o.infected
-    classes = [case.relpaths[i].split("/")[0] for i in rows]  # the scan set's class folders
+    classes = [case.classes[i] for i in rows]
     neighbours = nearest_neurons(a.distance, a.neurons, inf, exclude=o.dead)
     scores = artifact_scores(mean_act, max_act, inf, pooling, agreement, recruit_auc, classes, neighbours)
     orient, score = scores.orient, scores.score

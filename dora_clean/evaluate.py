@@ -109,14 +109,19 @@ def neuron_aucs(
     labels = np.asarray(labels).astype(bool)
     if len(labels) == 0 or labels.min() == labels.max():
         return np.full(activations.shape[1], np.nan)
-    n1 = int(labels.sum())
-    n0 = len(labels) - n1
     out = np.empty(activations.shape[1])
     for a in range(0, activations.shape[1], block):
         cols = np.asarray(activations[:, a : a + block], dtype=np.float64)
-        ranks = rankdata(cols if rows is None else cols[rows], axis=0)
-        out[a : a + block] = (ranks[labels].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+        out[a : a + block] = rank_aucs(rankdata(cols if rows is None else cols[rows], axis=0), labels)
     return out
+
+
+def rank_aucs(ranks: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The Mann-Whitney AUC of each column from its ranks [N, C] (ties sharing their mean rank)
+    against boolean ``labels`` [N] holding both kinds: [C]."""
+    n1 = int(labels.sum())
+    n0 = len(labels) - n1
+    return (ranks[labels].sum(axis=0, dtype=np.float64) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 @dataclass

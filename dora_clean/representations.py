@@ -50,6 +50,11 @@ def collect_representations(
     return act.view(k, n, -1).permute(0, 2, 1).contiguous()
 
 
+def mean_responses(A: torch.Tensor) -> torch.Tensor:
+    """The layer's mean response to each neuron's s-AMS, in float64: [k, C, n] (or already [k, C]) -> [k, C]."""
+    return (A.mean(dim=2) if A.ndim == 3 else A).double()
+
+
 def standardised_responses(A: torch.Tensor) -> torch.Tensor:
     """The layer's responses to the s-AMS with every responding neuron on one scale: [k, C, n] -> [k, C].
 
@@ -60,7 +65,7 @@ def standardised_responses(A: torch.Tensor) -> torch.Tensor:
     distance between two rows says mostly how those respond; standardised,
     a response counts by how unusual it is for that neuron.
     """
-    R = (A.mean(dim=2) if A.ndim == 3 else A).double()
+    R = mean_responses(A)
     sd = R.std(dim=0)
     varies = sd > 1e-3 * sd.median().clamp_min(1e-12)
     return torch.where(varies, (R - R.mean(dim=0)) / torch.where(varies, sd, 1.0), 0.0)
@@ -85,7 +90,7 @@ def ea_distance(A: torch.Tensor, representation: str = "standardised") -> torch.
     if representation == "standardised" and len(A) >= 3:
         R = standardised_responses(A)
     else:
-        R = (A.mean(dim=2) if A.ndim == 3 else A).double()
+        R = mean_responses(A)
     R = R / R.norm(dim=1, keepdim=True).clamp_min(1e-12)
     cos = (R @ R.T).clamp(-1, 1)
     d = torch.sqrt(((1 - cos) / 2).clamp(0, 1))

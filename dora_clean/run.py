@@ -172,7 +172,8 @@ def scan_dataset(
         scores = artifact_scores(
             result.mean_act, result.max_act, infected, s.pooling, s.agreement, RECRUIT_AUC if s.recruit else None,
             classes=[e.label for e in result.entries] if by_class else None,
-            neighbours=nearest_neurons(analysis.distance, analysis.neurons, infected, exclude=analysis.outliers.dead),
+            neighbours=nearest_neurons(analysis.distance, analysis.neurons, infected, exclude=analysis.outliers.dead)
+            if by_class else None,
         )
         score = scores.score
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else flag_threshold(score))
@@ -341,7 +342,7 @@ def _write_run_dir(
         "separation": round(scores.separation, 4),
         "agreement": s.agreement,
         "recruit": s.recruit,
-        "class_folders": s.class_folders and layout == "classes",
+        "class_folders": scores.class_lambda is not None,  # used: on, and two class folders or more
         "class_content": scores.class_content,
         "class_lambda": scores.class_lambda,
         "heatmap_neuron": int(infected[hm]) if infected else None,

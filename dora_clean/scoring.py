@@ -113,17 +113,13 @@ def flagged_aucs(activations: np.ndarray, score: np.ndarray, ranks: np.ndarray |
     """Every neuron's AUC [C] against a score's label-free flagged set (Otsu) as pseudo-labels;
     None when it flags nothing or everything. One rank pass over the layer ``activations`` [N, C],
     or none where its :func:`column_ranks` are given."""
-    from .evaluate import neuron_aucs
+    from .evaluate import neuron_aucs, rank_aucs
 
     score = np.asarray(score, dtype=np.float64)
     pseudo = score > flag_threshold(score)
     if pseudo.min() == pseudo.max():
         return None
-    if ranks is None:
-        return neuron_aucs(pseudo, activations)
-    n1 = int(pseudo.sum())
-    n0 = len(pseudo) - n1
-    return (ranks[pseudo].sum(axis=0, dtype=np.float64) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return neuron_aucs(pseudo, activations) if ranks is None else rank_aucs(ranks, pseudo)
 
 
 def column_ranks(activations: np.ndarray, block: int = 64) -> np.ndarray:
@@ -346,6 +342,11 @@ def neighbourhood(activations: np.ndarray, neuron: int, direction: int, neighbou
     return {n: int(direction) * (1 if r[j] >= 0 else -1) for j, n in enumerate(ids)}
 
 
+def class_codes(classes: Sequence[str | None]) -> np.ndarray:
+    """Each image's class folder as an integer [N] (None, an image outside the folders, is a class too)."""
+    return np.unique(np.asarray([str(c) for c in classes]), return_inverse=True)[1]
+
+
 def class_lambda(flagged: np.ndarray, classes: Sequence[str | None] | np.ndarray, draws: int = 8) -> float:
     """How well the class folders predict a flagged set, beyond chance (0-1).
 
@@ -357,9 +358,12 @@ def class_lambda(flagged: np.ndarray, classes: Sequence[str | None] | np.ndarray
     each would give 1 for any flagged set), so the result is corrected
     for the mean lambda of ``draws`` random flagged sets of the same size
     (the same draws every time): (lambda - chance) / (1 - chance).
+    ``classes``: the class folders, or their :func:`class_codes`.
     """
     flagged = np.asarray(flagged, dtype=bool)
-    _, which = np.unique(np.asarray([str(c) for c in classes]), return_inverse=True)
+    which = np.asarray(classes)
+    if which.dtype.kind not in "iu":
+        which = class_codes(classes)
     size = np.bincount(which)
     n, k = len(flagged), int(flagged.sum())
     guess = min(k, n - k)
@@ -480,7 +484,8 @@ def artifact_scores(
             seeds["tail"] = (keep, orient)
     starts = {name: {int(n): int(o) for n, o, u in zip(infected, orient, used) if u}
               for name, (used, orient) in seeds.items()}
-    by_class = classes is not None and len({c for c in classes}) >= 2
+    codes = None if classes is None else class_codes(classes)  # encoded once: every seed's lambda uses them
+    by_class = codes is not None and codes.max(initial=0) >= 1  # two classes or more
     if by_class and neighbours and recruit_auc is not None:
         for n, o in zip(infected, own):
             start = neighbourhood(layer, int(n), int(o), neighbours.get(int(n), []))
@@ -494,7 +499,7 @@ def artifact_scores(
         if ranks is not None:
             combined = grow(chosen_on, combined, recruit_auc, ranks)
         score = mean_score(layer, combined)
-        lam = class_lambda(score > flag_threshold(score), classes) if by_class else 0.0
+        lam = class_lambda(score > flag_threshold(score), codes) if by_class else 0.0
         grown.append((separation(score), name, score, combined, lam))
     kept = [g for g in grown if g[4] < CLASS_LAMBDA] or [min(grown, key=lambda g: g[4])]
     best = kept[0]
