@@ -18,6 +18,7 @@ set of defaults, and prints one table row:
     python benchmarks/planted_benchmark.py              # the table (about 10 min on 2 cores the first time)
     python benchmarks/planted_benchmark.py --explore    # also the outlier-detection variants tried
     python benchmarks/planted_benchmark.py --fraction 0.02 --fraction 0.1 --scan-seed 11   # held-out draws
+    python benchmarks/planted_benchmark.py --model-seed 1   # models trained afresh (about 30 s each)
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from dora_clean.representations import REPRESENTATIONS
 from dora_clean.sams import SamsConfig, cache_root
 from dora_clean.scan import scan_images, scan_key
 from dora_clean.scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, flag_threshold, layer_pooled, nearest_neurons, orientation,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, layer_pooled, nearest_neurons, orientation,
 )
 
 ARCHS = ("tiny_resnet", "tiny_cnn")
@@ -65,6 +66,7 @@ class Case:
     relpaths: list[str]
     root: Path
     classes: list[str | None]  # each image's class folder
+    reliance: float  # share of other classes' images the model calls the artifact class once it is added
 
 
 def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress: bool,
@@ -73,7 +75,7 @@ def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress:
     """Train (cached) the case's model, write (cached) its scan set with the artifact on
     ``fraction`` of the images (drawn with ``scan_seed``), analyse the layer and scan the set."""
     train = dict(train or {})
-    model, _ = load_planted_model(arch, artifact, **train)
+    model, metrics = load_planted_model(arch, artifact, **train)
     layer = default_layer(arch)
     n_cls = int(train.get("num_classes", TRAIN_DEFAULTS["num_classes"]))
     name = f"scan-{artifact}-{n_scan}" + ("" if n_cls == 4 else f"-c{n_cls}")
@@ -95,7 +97,7 @@ def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress:
     relpaths = [e.relpath for e in res.entries]
     y = np.array([labels[p] for p in relpaths])
     return Case(arch, artifact, analysis, np.asarray(res.mean_act), np.asarray(res.max_act), y, relpaths, root,
-                [e.label for e in res.entries])
+                [e.label for e in res.entries], float(metrics["reliance"]))
 
 
 def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "mean",
@@ -126,7 +128,7 @@ def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "
     orient, score = scores.orient, scores.score
     used = [raw[n] if d > 0 else 1 - raw[n] for n, d in zip(inf, orient)]
     best = int(np.argmax(used)) if inf else None
-    flagged = score > flag_threshold(score)
+    flagged = score > scores.threshold
     p, r = precision_recall(y, flagged)
     return {
         "oracle_auc": two_way[oracle], "oracle": oracle,
@@ -204,7 +206,7 @@ def goals(e: dict, b: dict) -> list[str]:
 
 def table(cases: list[Case], method: str, pooling: str, with_uniqueness: bool) -> int:
     """Print one row per case; return how many cases miss a goal."""
-    head = (f"{'case':<20} {'#det':>4} {'oracle':>6} {'BE':>5} | {'inf':>5} {'rank':>4} {'#inf':>4} {'dead':>4} {'comb':>5} "
+    head = (f"{'case':<20} {'rel':>4} {'#det':>4} {'oracle':>6} {'BE':>5} | {'inf':>5} {'rank':>4} {'#inf':>4} {'dead':>4} {'comb':>5} "
             f"{'prec':>5} {'rec':>5} | {'iforest':>7} {'lof':>5} {'uniq':>5} {'rand':>5} | goals")
     print(head)
     print("-" * len(head))
@@ -216,13 +218,14 @@ def table(cases: list[Case], method: str, pooling: str, with_uniqueness: bool) -
         n_fail += bool(miss)
         n_auc += e["combined_auc"] >= 0.95
         n_pr += e["precision"] >= 0.9 and e["recall"] >= 0.9
-        print(f"{c.arch + '/' + c.artifact:<20} {e['n_detectors']:4d} {e['oracle_auc']:6.3f} {e['break_even']:5.2f} | "
+        print(f"{c.arch + '/' + c.artifact:<20} {c.reliance:4.2f} {e['n_detectors']:4d} {e['oracle_auc']:6.3f} {e['break_even']:5.2f} | "
               f"{e['best_inf_auc']:5.3f} {e['rank']:4d} {e['n_inf']:4d} {e['dead']:4d} {e['combined_auc']:5.3f} "
               f"{e['precision']:5.2f} {e['recall']:5.2f} | {b['iforest']:7.3f} {b['lof']:5.3f} "
               f"{b.get('uniqueness', float('nan')):5.3f} {b['random_neuron']:5.3f} | {'ok' if not miss else ', '.join(miss)}")
     print(f"\n{len(cases) - n_fail}/{len(cases)} cases meet every goal; combined AUC >= 0.95 in {n_auc}, precision "
-          f"and recall >= 0.9 in {n_pr}. #det: neurons with AUC > 0.9 (either direction); inf: best infected "
-          "neuron's AUC, rank: its rank among all neurons; comb: combined score")
+          f"and recall >= 0.9 in {n_pr}. rel: the model's reliance on the artifact (the share of other "
+          "classes' images it calls the artifact's class once the artifact is added); #det: neurons with AUC > 0.9 "
+          "(either direction); inf: best infected neuron's AUC, rank: its rank among all neurons; comb: combined score")
     return n_fail
 
 
@@ -264,6 +267,9 @@ def main() -> int:
                          "default 0.2)")
     ap.add_argument("--scan-seed", type=int, default=7,
                     help="seed of the scan sets' draw (7: the benchmark's; another gives a held-out draw)")
+    ap.add_argument("--model-seed", type=int, default=TRAIN_DEFAULTS["seed"],
+                    help="seed of the models' training data and weights (0: the benchmark's; another trains "
+                         "a fresh set of models, about 30 s each on 2 cores)")
     ap.add_argument("--arch", choices=ARCHS, action="append")
     ap.add_argument("--artifact", choices=ARTIFACTS, action="append")
     ap.add_argument("--signals", type=int, default=4)
@@ -279,7 +285,8 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=BENCH_TRAIN["widths"][2] if BENCH_TRAIN["widths"] else 64,
                     help="channels of the analysed (last) conv stage")
     args = ap.parse_args()
-    train = {"num_classes": args.classes, "widths": None if args.width == 64 else (16, 32, args.width)}
+    train = {"num_classes": args.classes, "widths": None if args.width == 64 else (16, 32, args.width),
+             "seed": args.model_seed}
     torch.manual_seed(0)
     config = SamsConfig(n_signals=args.signals, steps=args.steps, size=64)
     n_fail = 0
@@ -292,7 +299,8 @@ def main() -> int:
             print(f"prepared {arch}/{art} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         print(f"\ndefaults: method={args.method} representation={args.representation} pooling={args.pooling} "
               f"signals={args.signals} steps={args.steps}; {args.images} scan images (draw {args.scan_seed}), "
-              f"{fraction:.0%} artifact; task: {args.classes} classes, analysed layer {args.width} channels\n")
+              f"{fraction:.0%} artifact; task: {args.classes} classes, analysed layer {args.width} channels, "
+              f"models of seed {args.model_seed}\n")
         n_fail += table(cases, args.method, args.pooling, not args.no_uniqueness)
         if args.explore:
             explore(cases, args.pooling)

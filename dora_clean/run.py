@@ -30,7 +30,7 @@ from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
 from .scan import scan_images, scan_key
 from .scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, artifact_scores, flag_threshold, flags, layer_pooled,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, artifact_scores, flags, layer_pooled,
     nearest_neurons,
 )
 
@@ -176,7 +176,7 @@ def scan_dataset(
             if by_class else None,
         )
         score = scores.score
-        threshold = s.threshold if s.threshold is not None else (None if s.flag_top else flag_threshold(score))
+        threshold = s.threshold if s.threshold is not None else (None if s.flag_top else scores.threshold)
         flagged = flags(score, threshold, s.flag_top)
         relpaths = [e.relpath for e in result.entries]
         aucs: dict[str, float] = {}
