@@ -119,9 +119,14 @@ def neuron_aucs(
 def rank_aucs(ranks: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The Mann-Whitney AUC of each column from its ranks [N, C] (ties sharing their mean rank)
     against boolean ``labels`` [N] holding both kinds: [C]."""
+    n = len(labels)
     n1 = int(labels.sum())
-    n0 = len(labels) - n1
-    return (ranks[labels].sum(axis=0, dtype=np.float64) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    n0 = n - n1
+    if n1 <= n0:
+        rank_sum = ranks[labels].sum(axis=0, dtype=np.float64)
+    else:  # from the smaller side: each column's ranks add up to n(n+1)/2
+        rank_sum = n * (n + 1) / 2 - ranks[~labels].sum(axis=0, dtype=np.float64)
+    return (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 @dataclass
