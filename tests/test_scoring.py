@@ -84,6 +84,8 @@ def test_recruiting_decides_on_a_sample_and_scores_every_image(monkeypatch):
     sampled = artifact_scores(layer, layer, [0])
     assert sampled.combined == full.combined and len(sampled.score) == len(y)
     assert np.allclose(sampled.score, full.score)  # the score itself covers every image
+    # the threshold found on the sample flags (nearly) the images the full one does
+    assert np.mean((sampled.score > sampled.threshold) != (full.score > full.threshold)) < 0.005
     rows = scoring.sample_rows(len(y), 500)
     assert len(rows) == 500 and np.all(np.diff(rows) > 0) and np.array_equal(rows, scoring.sample_rows(len(y), 500))
     assert scoring.sample_rows(len(y), len(y)) is None
