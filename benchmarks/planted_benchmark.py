@@ -38,7 +38,7 @@ from dora_clean.evaluate import auc, break_even, neuron_aucs, precision_recall
 from dora_clean.images import list_images
 from dora_clean.models import LayerModel, weights_hash
 from dora_clean.nets import default_layer
-from dora_clean.outliers import find_infected
+from dora_clean.outliers import DEFAULT_METHOD, find_infected
 from dora_clean.planted import ARTIFACTS, TRAIN_DEFAULTS, load_planted_model, write_scan_set
 from dora_clean.representations import REPRESENTATIONS
 from dora_clean.sams import SamsConfig, cache_root
@@ -100,7 +100,7 @@ def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress:
                 [e.label for e in res.entries], float(metrics["reliance"]))
 
 
-def evaluate(case: Case, method: str = "knn", n_neighbors=None, pooling: str = "mean",
+def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling: str = "mean",
              agreement: float = DEFAULT_AGREEMENT, recruit_auc: float | None = RECRUIT_AUC,
              rows: np.ndarray | None = None) -> dict:
     """dora-clean's infected set and scores against the labels, and the oracle.
@@ -274,7 +274,7 @@ def main() -> int:
     ap.add_argument("--artifact", choices=ARTIFACTS, action="append")
     ap.add_argument("--signals", type=int, default=4)
     ap.add_argument("--steps", type=int, default=128)
-    ap.add_argument("--method", default="knn")
+    ap.add_argument("--method", default=DEFAULT_METHOD)
     ap.add_argument("--pooling", default="mean")
     ap.add_argument("--representation", choices=REPRESENTATIONS, default="standardised",
                     help="how the EA distance sees the layer's responses (raw: the DORA paper's)")

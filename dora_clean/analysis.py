@@ -11,7 +11,7 @@ import torch
 from .device import prepare_model, resolve_device
 from .errors import DoraError
 from .models import LayerModel, weights_hash
-from .outliers import OutlierResult, find_infected
+from .outliers import DEFAULT_METHOD, OutlierResult, find_infected
 from .representations import collect_representations, ea_distance, self_activation
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, generate_sams, sams_key
 
@@ -81,7 +81,7 @@ def analyse_layer(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     device: str | torch.device = "auto",
-    method: str = "knn",
+    method: str = DEFAULT_METHOD,
     n_infected: int | None = None,
     n_neighbors: int | None = None,
     max_fraction: float = 0.05,

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .errors import DoraError
+from .outliers import DEFAULT_METHOD, METHODS
 from .scoring import CLASS_LAMBDA, DEFAULT_AGREEMENT
 
 _DEBUG = {"on": False}
@@ -129,14 +130,17 @@ def _scan_options(fn):
         click.option("--sams-batch-size", type=click.IntRange(1, None), default=256, show_default=True,
                      help="s-AMS images optimised at once (lower it if memory runs short)."),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--outlier-method", type=click.Choice(["knn", "lof", "pca", "iforest"]), default="knn",
-                     show_default=True, help="Outlier detector on the EA distance (knn: mean distance to the 5 "
-                                             "nearest neurons; lof: the DORA notebooks' LocalOutlierFactor)."),
+        click.option("--outlier-method", type=click.Choice(list(METHODS)), default=DEFAULT_METHOD,
+                     show_default=True, help="Outlier score on the EA distance (knn: mean distance to the 5 nearest "
+                                             "neurons; group: to the 9th-13th nearest, so a small group of detectors "
+                                             "counts; knn+group: both in turns; lof: the DORA notebooks' "
+                                             "LocalOutlierFactor)."),
         click.option("--representation", type=click.Choice(["standardised", "raw"]), default="standardised",
                      show_default=True, help="How the EA distance sees the layer's responses to the s-AMS: each "
                                              "responding neuron z-scored over the s-AMS, or raw (the DORA paper's)."),
         click.option("--infected", "n_infected", type=click.IntRange(0, None), default=None,
-                     help="How many infected neurons to take. Default: the clear outliers (at most 5%, at least 1)."),
+                     help="How many infected neurons to take. Default: 5% of the layer (at least 1); with another "
+                          "--outlier-method than knn+group, its clear outliers (at most 5%)."),
         click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
                      help="How a neuron's activation map becomes an image score."),
         click.option("--flag-top", type=click.IntRange(0, None), default=None,
@@ -284,7 +288,7 @@ def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: boo
     o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=None,
              no_fiftyone=no_fiftyone, trust_model_file=False, signals=4, steps=128, lr=0.05, seed=0,
              sams_batch_size=256,
-             outlier_method="knn", representation="standardised", pooling="mean", agreement=DEFAULT_AGREEMENT,
+             outlier_method=DEFAULT_METHOD, representation="standardised", pooling="mean", agreement=DEFAULT_AGREEMENT,
              recruit=True, class_folders=True, quiet=quiet)
     _scan(str(data), o)
 

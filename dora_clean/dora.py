@@ -168,7 +168,7 @@ class Dora:
     ) -> OutlierDetectionResult:
         """Rank ``neuron_idx`` by how far their representations lie from the rest.
 
-        ``method``: LOF, kNN, PCA or IForest (any case); the top
+        ``method``: LOF, kNN, group, kNN+group (dora-clean's default), PCA or IForest (any case); the top
         ``outliers_fraction`` of the live neurons are returned as outliers.
         ``representation``: "standardised" (dora-clean's default) or "raw" (the
         DORA paper's), as :func:`~dora_clean.representations.ea_distance` takes it.
@@ -185,7 +185,7 @@ class Dora:
         distance = ea_distance(A, representation).numpy()
         m = method.lower()
         if m not in METHODS:
-            raise DoraError(f"unknown method {method!r}: use one of LOF, kNN, PCA, IForest")
+            raise DoraError(f"unknown method {method!r}: use one of LOF, kNN, group, kNN+group, PCA, IForest")
         dead = find_dead(self_activation(A, neurons).numpy())
         live = np.flatnonzero(~dead)
         scores = np.full(len(neurons), np.nan)

@@ -9,8 +9,13 @@ import numpy as np
 
 from .errors import DoraError
 
-METHODS = ("knn", "lof", "pca", "iforest")
-DEFAULT_METHOD = "knn"
+METHODS = ("knn+group", "knn", "group", "lof", "pca", "iforest")
+DEFAULT_METHOD = "knn+group"
+#: The group score skips this many nearest neurons: a group of up to this many
+#: and one more, far from the rest, scores like a lone outlier.
+GROUP = 8
+#: Outlier scores this many robust standard deviations above the median are clear outliers.
+Z_THRESHOLD = 3.0
 
 
 @dataclass
@@ -55,7 +60,7 @@ def find_dead(self_act: np.ndarray, rel: float = 0.1) -> np.ndarray:
 
 def outlier_scores(
     distance: np.ndarray,
-    method: str = "knn",
+    method: str = DEFAULT_METHOD,
     n_neighbors: int | None = None,
     representations: np.ndarray | None = None,
     seed: int = 0,
@@ -63,8 +68,16 @@ def outlier_scores(
     """An outlier score per neuron from the EA distance matrix (higher is more anomalous).
 
     Methods:
+        knn: the mean distance to the ``n_neighbors`` nearest neurons: a lone outlier.
+        group: the mean distance to the ``n_neighbors`` nearest neurons after the
+            :data:`GROUP` nearest: how far the neuron's group of similar neurons
+            lies from the rest. A layer's detectors of one artifact often form a
+            small group; within it each one's nearest neurons are its group-mates,
+            so the kNN distance sees a dense spot.
+        knn+group: both, in turns: 1 - r / k, where r is the better of the
+            neuron's two ranks (0 the most anomalous; a kNN rank before an equal
+            group rank).
         lof: LocalOutlierFactor on the precomputed distance (the DORA notebooks' choice).
-        knn: the mean distance to the ``n_neighbors`` nearest neurons.
         pca: the distance from the median in the space of the representations' top
             principal components (90% of the variance; the seed README's "PCA");
             needs ``representations`` [k, C].
@@ -82,8 +95,13 @@ def outlier_scores(
             warnings.simplefilter("ignore")
             lof.fit(np.asarray(distance, dtype=np.float64))
         return -lof.negative_outlier_factor_
-    if method == "knn":
-        d = np.sort(np.asarray(distance, dtype=np.float64), axis=1)[:, 1 : n_neighbors + 1]
+    if method == "knn+group":
+        ranks = [np.argsort(np.argsort(-outlier_scores(distance, m, n_neighbors), kind="stable"), kind="stable")
+                 for m in ("knn", "group")]
+        return 1 - np.minimum(ranks[0], ranks[1] + 0.5) / k
+    if method in ("knn", "group"):
+        skip = 0 if method == "knn" else min(GROUP, k - 1 - n_neighbors)
+        d = np.sort(np.asarray(distance, dtype=np.float64), axis=1)[:, 1 + skip : 1 + skip + n_neighbors]
         return d.mean(axis=1)
     if method in ("pca", "iforest"):
         if representations is None:
@@ -102,9 +120,9 @@ def outlier_scores(
     raise DoraError(f"unknown outlier method {method!r}: use one of {', '.join(METHODS)}")
 
 
-def default_neighbors(k: int, method: str = "knn") -> int:
-    """Neighbours: 5 for kNN (the planted-artifact benchmark's best); for LOF 15% of the layer."""
-    return 5 if method == "knn" else int(max(5, round(0.15 * k)))
+def default_neighbors(k: int, method: str = DEFAULT_METHOD) -> int:
+    """Neighbours: 5 for kNN and group (the planted-artifact benchmark's best); for LOF 15% of the layer."""
+    return 5 if method in ("knn", "group", "knn+group") else int(max(5, round(0.15 * k)))
 
 
 def select_infected(
@@ -113,14 +131,15 @@ def select_infected(
     dead: np.ndarray,
     n_infected: int | None = None,
     max_fraction: float = 0.05,
-    z_threshold: float = 3.0,
+    z_threshold: float | None = Z_THRESHOLD,
 ) -> list[int]:
     """The infected neurons, most anomalous first.
 
     With ``n_infected`` given, the top that many live neurons. Otherwise the
     live neurons whose score lies more than ``z_threshold`` robust standard
     deviations (median absolute deviation) above the median, at most
-    ``max_fraction`` of the layer and at least one.
+    ``max_fraction`` of the layer and at least one; with ``z_threshold``
+    None, ``max_fraction`` of the layer (DORA's ``outliers_fraction``).
     """
     scores = np.asarray(scores, dtype=float)
     live = np.flatnonzero(~dead)
@@ -134,7 +153,7 @@ def select_infected(
     mad = 1.4826 * np.median(np.abs(s - med)) or np.std(s) or 1.0
     z = (scores[order] - med) / mad
     cap = max(1, int(np.floor(max_fraction * len(scores))))
-    n = int(np.clip(np.sum(z > z_threshold), 1, cap))
+    n = cap if z_threshold is None else int(np.clip(np.sum(z > z_threshold), 1, cap))
     return [int(neurons[i]) for i in order[:n]]
 
 
@@ -162,7 +181,7 @@ def find_infected(
     distance: np.ndarray,
     self_act: np.ndarray,
     neurons: Sequence[int],
-    method: str = "knn",
+    method: str = DEFAULT_METHOD,
     n_infected: int | None = None,
     n_neighbors: int | None = None,
     representations: np.ndarray | None = None,
@@ -170,7 +189,11 @@ def find_infected(
     with_atlas: bool = True,
     seed: int = 0,
 ) -> OutlierResult:
-    """Dead neurons out, outlier scores on the rest, the infected set and the atlas."""
+    """Dead neurons out, outlier scores on the rest, the infected set and the atlas.
+
+    ``knn+group`` ranks have no scale for a z cut-off: its infected set is
+    ``max_fraction`` of the layer, taken in turns from the kNN and the group ranking.
+    """
     distance = np.asarray(distance, dtype=np.float64)
     dead = find_dead(self_act)
     live = np.flatnonzero(~dead)
@@ -178,7 +201,8 @@ def find_infected(
     if len(live) >= 3:
         reps = None if representations is None else np.asarray(representations)[live]
         scores[live] = outlier_scores(distance[np.ix_(live, live)], method, n_neighbors, reps, seed)
-    infected = select_infected(np.nan_to_num(scores, nan=-np.inf), neurons, dead, n_infected, max_fraction)
+    infected = select_infected(np.nan_to_num(scores, nan=-np.inf), neurons, dead, n_infected, max_fraction,
+                               None if method == "knn+group" else Z_THRESHOLD)
     return OutlierResult(
         neurons=[int(i) for i in neurons],
         scores=scores,

@@ -25,6 +25,7 @@ from .errors import DoraError
 from .evaluate import auc, neuron_aucs, read_labels, roc_curves
 from .images import list_images, load_image
 from .models import LayerModel, default_layer, get_layer, load_model, weights_hash
+from .outliers import DEFAULT_METHOD
 from .review import update_summary
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
@@ -56,7 +57,7 @@ class ScanSettings:
     trust_model_file: bool = False
     neurons: Sequence[int] | None = None
     sams: SamsConfig = field(default_factory=lambda: SamsConfig(size=0))  # size 0: the image size, at most 128
-    outlier_method: str = "knn"
+    outlier_method: str = DEFAULT_METHOD
     representation: str = "standardised"
     n_infected: int | None = None
     n_neighbors: int | None = None

@@ -15,7 +15,7 @@ from dora_clean.models import LayerModel
 from dora_clean.planted import load_demo_model, write_scan_set
 from dora_clean.sams import SamsConfig
 from dora_clean.scan import scan_images
-from dora_clean.scoring import combined_score, orientation, pooled
+from dora_clean.scoring import artifact_scores, nearest_neurons
 
 
 @pytest.mark.slow
@@ -35,5 +35,8 @@ def test_infected_neurons_detect_the_planted_artifact(tmp_path):
     infected = analysis.infected
     assert 1 <= len(infected) <= 3
     assert detectors & set(infected), (infected, sorted(detectors))
-    per = pooled(res.mean_act, res.max_act, infected, "mean")
-    assert auc(y, combined_score(per, orientation(per))) >= 0.95
+    scores = artifact_scores(res.mean_act, res.max_act, infected, classes=[e.label for e in res.entries],
+                             neighbours=nearest_neurons(analysis.distance, analysis.neurons, infected))
+    assert auc(y, scores.score) >= 0.95
+    flagged = scores.score > scores.threshold
+    assert y[flagged].mean() >= 0.9 and flagged[y == 1].mean() >= 0.9  # the label-free flags: precision, recall

@@ -55,7 +55,7 @@ def test_summary_contract(run):
                 "best_infected_auc", "fiftyone_dataset", "timings"):
         assert key in summary, key
     assert summary["layer"] == "layer3" and summary["n_neurons"] == 64
-    assert summary["representation"] == "standardised" and summary["outlier_method"] == "knn"
+    assert summary["representation"] == "standardised" and summary["outlier_method"] == "knn+group"
     assert summary["layout"] == "classes" and summary["class_folders"] is True  # the veto was on
     assert all(v >= 0.5 for v in summary["class_content"].values())
     rows = read_csv(out / "scores.csv")  # the combined score's lambda is that of the flagged column
