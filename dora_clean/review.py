@@ -11,7 +11,9 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
+import threading
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -431,6 +433,9 @@ def launch_review(run_dir: str | os.PathLike, address: str = "127.0.0.1", port: 
           f"'{REMOVE_TAG}' or '{KEEP_TAG}', then run `dora-clean export {run_dir} --to DIR`.")
     if wait:
         print("Press Ctrl-C to stop the App.")
+        if threading.current_thread() is threading.main_thread():
+            # a job started in the background by a script inherits SIGINT ignored: Ctrl-C / kill -INT must still stop it
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             session.wait(-1)
         except KeyboardInterrupt:
