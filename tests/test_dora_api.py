@@ -28,6 +28,8 @@ def test_seed_readme_flow(tmp_path, cache_dir):
     assert result.embeddings.shape == (4, 2)
     ranked = d.run_outlier_detection(experiment_name="model.1", method="kNN", outliers_fraction=1.0)
     assert sorted(ranked.outlier_neuron_idx) == neuron_indices
+    both = d.run_outlier_detection(experiment_name="model.1", method="kNN+group", outliers_fraction=0.5)
+    assert len(both.outlier_neuron_idx) == 2 and set(both.outlier_neuron_idx) <= set(neuron_indices)
     path = result.visualize(tmp_path / "atlas.png")
     assert path.stat().st_size > 1000
     # a second generation with the same settings reuses the cache (no new files)
