@@ -95,14 +95,15 @@ def outlier_scores(
             warnings.simplefilter("ignore")
             lof.fit(np.asarray(distance, dtype=np.float64))
         return -lof.negative_outlier_factor_
-    if method == "knn+group":
-        ranks = [np.argsort(np.argsort(-outlier_scores(distance, m, n_neighbors), kind="stable"), kind="stable")
-                 for m in ("knn", "group")]
+    if method in ("knn", "group", "knn+group"):
+        d = np.sort(np.asarray(distance, dtype=np.float64), axis=1)  # one sort for both bands
+        knn = d[:, 1 : 1 + n_neighbors].mean(axis=1)
+        skip = min(GROUP, k - 1 - n_neighbors)
+        group = d[:, 1 + skip : 1 + skip + n_neighbors].mean(axis=1)
+        if method != "knn+group":
+            return knn if method == "knn" else group
+        ranks = [np.argsort(np.argsort(-s, kind="stable"), kind="stable") for s in (knn, group)]
         return 1 - np.minimum(ranks[0], ranks[1] + 0.5) / k
-    if method in ("knn", "group"):
-        skip = 0 if method == "knn" else min(GROUP, k - 1 - n_neighbors)
-        d = np.sort(np.asarray(distance, dtype=np.float64), axis=1)[:, 1 + skip : 1 + skip + n_neighbors]
-        return d.mean(axis=1)
     if method in ("pca", "iforest"):
         if representations is None:
             raise DoraError(f"outlier method {method!r} needs the representations")
