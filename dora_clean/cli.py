@@ -132,7 +132,7 @@ def _scan_options(fn):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--outlier-method", type=click.Choice(list(METHODS)), default=DEFAULT_METHOD,
                      show_default=True, help="Outlier score on the EA distance (knn: mean distance to the 5 nearest "
-                                             "neurons; group: to the 5 after the nearest 18% of the layer, so a group of detectors "
+                                             "neurons; group: to the 9th-13th nearest, so a small group of detectors "
                                              "counts; knn+group: both in turns; lof: the DORA notebooks' "
                                              "LocalOutlierFactor)."),
         click.option("--representation", type=click.Choice(["standardised", "raw"]), default="standardised",
