@@ -11,9 +11,9 @@ from .errors import DoraError
 
 METHODS = ("knn+group", "knn", "group", "lof", "pca", "iforest")
 DEFAULT_METHOD = "knn+group"
-#: The group score skips this fraction of the layer's nearest neurons: a group of
-#: up to that many and one more, far from the rest, scores like a lone outlier.
-GROUP_FRACTION = 0.18
+#: The group score skips this many nearest neurons: a group of up to this many
+#: and one more, far from the rest, scores like a lone outlier.
+GROUP = 8
 #: Outlier scores this many robust standard deviations above the median are clear outliers.
 Z_THRESHOLD = 3.0
 
@@ -70,7 +70,7 @@ def outlier_scores(
     Methods:
         knn: the mean distance to the ``n_neighbors`` nearest neurons: a lone outlier.
         group: the mean distance to the ``n_neighbors`` nearest neurons after the
-            nearest :data:`GROUP_FRACTION` of the layer: how far the neuron's group of similar neurons
+            :data:`GROUP` nearest: how far the neuron's group of similar neurons
             lies from the rest. A layer's detectors of one artifact often form a
             small group; within it each one's nearest neurons are its group-mates,
             so the kNN distance sees a dense spot.
@@ -98,7 +98,7 @@ def outlier_scores(
     if method in ("knn", "group", "knn+group"):
         d = np.sort(np.asarray(distance, dtype=np.float64), axis=1)  # one sort for both bands
         knn = d[:, 1 : 1 + n_neighbors].mean(axis=1)
-        skip = min(int(round(GROUP_FRACTION * k)), k - 1 - n_neighbors)
+        skip = min(GROUP, k - 1 - n_neighbors)
         group = d[:, 1 + skip : 1 + skip + n_neighbors].mean(axis=1)
         if method != "knn+group":
             return knn if method == "knn" else group
