@@ -11,6 +11,8 @@ from .errors import DoraError
 
 METHODS = ("knn+group", "knn", "group", "lof", "pca", "iforest")
 DEFAULT_METHOD = "knn+group"
+#: The methods that score a neuron by its distances to its nearest neurons (bands of one sort).
+NEIGHBOUR_METHODS = ("knn", "group", "knn+group")
 #: The group score skips this many nearest neurons: a group of up to this many
 #: and one more, far from the rest, scores like a lone outlier.
 GROUP = 8
@@ -95,7 +97,7 @@ def outlier_scores(
             warnings.simplefilter("ignore")
             lof.fit(np.asarray(distance, dtype=np.float64))
         return -lof.negative_outlier_factor_
-    if method in ("knn", "group", "knn+group"):
+    if method in NEIGHBOUR_METHODS:
         d = np.sort(np.asarray(distance, dtype=np.float64), axis=1)  # one sort for both bands
         knn = d[:, 1 : 1 + n_neighbors].mean(axis=1)
         skip = min(GROUP, k - 1 - n_neighbors)
@@ -123,7 +125,7 @@ def outlier_scores(
 
 def default_neighbors(k: int, method: str = DEFAULT_METHOD) -> int:
     """Neighbours: 5 for kNN and group (the planted-artifact benchmark's best); for LOF 15% of the layer."""
-    return 5 if method in ("knn", "group", "knn+group") else int(max(5, round(0.15 * k)))
+    return 5 if method in NEIGHBOUR_METHODS else int(max(5, round(0.15 * k)))
 
 
 def select_infected(
