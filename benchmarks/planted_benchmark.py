@@ -18,7 +18,7 @@ set of defaults, and prints one table row:
     python benchmarks/planted_benchmark.py              # the table (about 10 min on 2 cores the first time)
     python benchmarks/planted_benchmark.py --explore    # also the outlier-detection variants tried
     python benchmarks/planted_benchmark.py --fraction 0.02 --fraction 0.1 --scan-seed 11   # held-out draws
-    python benchmarks/planted_benchmark.py --model-seed 1   # models trained afresh (about 30 s each)
+    python benchmarks/planted_benchmark.py --model-seed 1   # models trained afresh (35-55 s each on 2 cores)
 """
 from __future__ import annotations
 
@@ -269,7 +269,8 @@ def main() -> int:
                     help="seed of the scan sets' draw (7: the benchmark's; another gives a held-out draw)")
     ap.add_argument("--model-seed", type=int, default=TRAIN_DEFAULTS["seed"],
                     help="seed of the models' training data and weights (0: the benchmark's; another trains "
-                         "a fresh set of models, about 30 s each on 2 cores)")
+                         "a fresh set of models, 35-55 s each on 2 cores with 4 classes, 2-3 min with "
+                         "--classes 10)")
     ap.add_argument("--arch", choices=ARCHS, action="append")
     ap.add_argument("--artifact", choices=ARTIFACTS, action="append")
     ap.add_argument("--signals", type=int, default=4)
