@@ -295,7 +295,7 @@ def test_a_score_the_classes_partly_explain_needs_a_cleaner_split_to_win(monkeyp
     kind = (cls == 0) & (rng.random(n) < 0.6)  # a kind of class 0's content: most of class 0, nothing else
     layer = np.c_[3.0 * y[:, None] + rng.normal(size=(n, 6)), 2.0 * kind[:, None] + rng.normal(size=(n, 10))]
     classes = np.array([f"class{c}" for c in cls])
-    near = {0: [1, 2, 3, 4, 5, 6], 6: list(range(7, 16))}  # each infected neuron's group in EA space
+    near = {0: [1, 2, 3, 4, 5], 6: list(range(7, 16))}  # each infected neuron's group in EA space
     s = artifact_scores(layer, layer, [0, 6], classes=classes, neighbours=near)
     assert s.seed == "neighbours:0" and s.class_lambda == 0.0 and auc(y, s.score) > 0.999
     monkeypatch.setattr("dora_clean.scoring.LAMBDA_WEIGHT", 0.0)  # separation alone: the content's split wins
