@@ -446,8 +446,9 @@ class ArtifactScores:
         score: [N] the combined score.
         combined: neuron id -> direction, for the neurons the combined score averages.
         seed: how the neurons that seed the score were chosen: "agreement"
-            (:func:`agreeing`), "tail" (:func:`tail_pursuit`) or "neighbours:N"
-            (infected neuron N and its EA neighbours, :func:`neighbourhood`).
+            (:func:`agreeing`), "tail" (:func:`tail_pursuit`), "neighbours:N"
+            (infected neuron N and its EA neighbours, :func:`neighbourhood`) or "neuron:N"
+            (infected neuron N alone).
         separation: the combined score's :func:`separation`.
         class_content: seed -> :func:`class_lambda`, for the grown scores set aside
             because the class folders explain their flagged sets.
@@ -520,7 +521,9 @@ def artifact_scores(
     tail together (:func:`tail_pursuit`, which finds rare ones). Where the
     images have ``classes`` (their class folders, two or more) and
     ``neighbours`` are given (:func:`nearest_neurons`), each infected neuron
-    with its EA neighbours seeds a score too (:func:`neighbourhood`). Each
+    with its EA neighbours seeds a score too (:func:`neighbourhood`), and, where
+    there are ``classes``, each infected neuron alone (its neighbours may see
+    other things; the class rule below guards these seeds). Each
     seed is joined, unless ``recruit_auc`` is None, by the layer's neurons
     that reproduce its flagged set and then by those that nearly do and
     sharpen it (:func:`grow`); a score's flagged set is then the split of
@@ -552,6 +555,10 @@ def artifact_scores(
             start = neighbourhood(layer, int(n), int(o), neighbours.get(int(n), []))
             if start not in starts.values():
                 starts[f"neighbours:{int(n)}"] = start
+    if by_class and recruit_auc is not None:
+        for n, o in zip(infected, own):  # each infected neuron alone: its EA neighbours may be no detectors
+            if {int(n): int(o)} not in starts.values():
+                starts[f"neuron:{int(n)}"] = {int(n): int(o)}
     rows = sample_rows(len(per_neuron), SELECT_ROWS)  # the images on which recruiting decides
     chosen_on = layer if rows is None or recruit_auc is None else np.asarray(layer[rows])
     ranks = column_ranks(chosen_on) if recruit_auc is not None and len(infected) else None  # one rank pass for all

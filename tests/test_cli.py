@@ -169,6 +169,8 @@ def test_the_summary_names_the_seed_and_what_was_set_aside_as_class_content(caps
     assert "3 neurons seeded by infected neuron 2 and its nearest neurons in EA distance" in out.out
     assert "set aside: 2 candidate score(s)" in out.out and "seeds agreement, neighbours:49" in out.out
     assert "warning" not in out.err
+    _print_summary(dict(base, combined_seed="neuron:2"), tmp_path, quiet=False)
+    assert "3 neurons that reproduce infected neuron 2's flagged set" in capsys.readouterr().out
     _print_summary(dict(base, combined_seed="agreement", class_lambda=0.92), tmp_path, quiet=False)
     out = capsys.readouterr()
     assert "reproduce the infected neurons' flagged set" in out.out

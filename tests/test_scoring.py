@@ -301,3 +301,20 @@ def test_a_score_the_classes_partly_explain_needs_a_cleaner_split_to_win(monkeyp
     monkeypatch.setattr("dora_clean.scoring.LAMBDA_WEIGHT", 0.0)  # separation alone: the content's split wins
     content = artifact_scores(layer, layer, [0, 6], classes=classes, neighbours=near)
     assert content.seed == "neighbours:6" and 0.2 < content.class_lambda < 0.5 and content.separation > s.separation
+
+
+def test_an_infected_detector_whose_ea_neighbours_see_other_things_seeds_a_score_alone():
+    rng = np.random.default_rng(0)
+    n = 4000
+    y = rng.random(n) < 0.2  # an artifact on 20% of every class
+    rare = rng.random(n) < 0.03  # something else rare (the tail seed starts there), on 3% of every class
+    texture = rng.normal(size=(n, 1))  # a texture that eight neurons share: a Gaussian, no two groups
+    layer = np.c_[4.0 * y + rng.normal(size=n), texture + 0.5 * rng.normal(size=(n, 8)), 6.0 * rare + rng.normal(size=n)]
+    classes = np.array([f"class{c}" for c in rng.integers(0, 4, n)])
+    near = {0: list(range(1, 9)), 1: list(range(2, 9)) + [0], 9: list(range(1, 9))}  # the texture crowds the detector
+    s = artifact_scores(layer, layer, [0, 1, 9], classes=classes, neighbours=near)
+    assert s.seed == "neuron:0" and s.combined == {0: 1} and auc(y, s.score) > 0.99
+    flagged = s.score > s.threshold
+    assert y[flagged].mean() > 0.9 and flagged[y].mean() > 0.9
+    flat = artifact_scores(layer, layer, [0, 1, 9])  # no class folders: no lambda to guard single neurons
+    assert not flat.seed.startswith("neuron:")
