@@ -41,6 +41,7 @@ from dora_clean.nets import default_layer
 from dora_clean.outliers import DEFAULT_METHOD, find_infected
 from dora_clean.planted import ARTIFACTS, TRAIN_DEFAULTS, load_planted_model, write_scan_set
 from dora_clean.representations import REPRESENTATIONS
+from dora_clean.review import import_fiftyone
 from dora_clean.sams import SamsConfig, cache_root
 from dora_clean.scan import scan_images, scan_key
 from dora_clean.scoring import (
@@ -167,7 +168,7 @@ def random_neuron_auc(y: np.ndarray, feats: np.ndarray) -> float:
 def uniqueness_auc(case: Case, feats: np.ndarray) -> float:
     import logging
 
-    import fiftyone as fo
+    fo = import_fiftyone(None, otherwise="pass --no-uniqueness")  # one start of its database at a time
     import fiftyone.brain as fob
 
     logging.getLogger("fiftyone").setLevel(logging.WARNING)  # no progress lines between the table's rows

@@ -15,9 +15,10 @@ import signal
 import socket
 import threading
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -129,11 +130,15 @@ def default_name(run_dir: str | os.PathLike, kind: str = "dora-clean") -> str:
 # --- FiftyOne and its database -----------------------------------------------
 
 
-def _db_error(run_dir: str | os.PathLike, e: BaseException, otherwise: str) -> DoraError:
+def _on_disk(run_dir: str | os.PathLike | None) -> str:
+    return "" if run_dir is None else f"; the scan's results are on disk in {run_dir}"
+
+
+def _db_error(run_dir: str | os.PathLike | None, e: BaseException, otherwise: str) -> DoraError:
     why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     return DoraError(
-        f"FiftyOne could not reach its database ({type(e).__name__}: {why}); "
-        f"the scan's results are on disk in {run_dir}. To fix: set FIFTYONE_DATABASE_URI "
+        f"FiftyOne could not reach its database ({type(e).__name__}: {why}){_on_disk(run_dir)}. "
+        "To fix: set FIFTYONE_DATABASE_URI "
         "to a running MongoDB, or on Debian/Ubuntu `pip install 'dora-clean[mongod-ubuntu2204]'`, "
         f"or {otherwise}"
     )
@@ -162,24 +167,50 @@ def _check_uri(uri: str) -> None:
         client.close()
 
 
-def import_fiftyone(run_dir: str | os.PathLike, otherwise: str = "scan with --no-fiftyone"):
+def import_fiftyone(run_dir: str | os.PathLike | None, otherwise: str = "scan with --no-fiftyone"):
     """``import fiftyone`` and connect to its database, or raise a DoraError.
 
+    ``run_dir``: the run whose results are safe on disk, for the error (None: no run);
     ``otherwise`` ends the error's list of fixes (what to do without FiftyOne).
     """
     try:
         import fiftyone as fo
         import fiftyone.core.odm as foo
     except ImportError as e:
-        raise DoraError(f"cannot import fiftyone ({e}); `pip install fiftyone`, "
-                        f"the scan's results are on disk in {run_dir}") from e
+        raise DoraError(f"cannot import fiftyone ({e}); `pip install fiftyone`{_on_disk(run_dir)}") from e
     try:
         if fo.config.database_uri:
             _check_uri(fo.config.database_uri)
-        foo.get_db_conn()
+            foo.get_db_conn()
+        else:
+            with _one_start_at_a_time(fo.config.database_dir):
+                foo.get_db_conn()
     except Exception as e:  # ConnectionError, FiftyOneConfigError, a mongod that will not start
         raise _db_error(run_dir, e, otherwise) from e
     return fo
+
+
+@contextmanager
+def _one_start_at_a_time(database_dir: str) -> Iterator[None]:
+    """Hold a lock in FiftyOne's own database folder while connecting to it.
+
+    Processes that start FiftyOne's ``mongod`` at the same moment collide:
+    all but one fail after a minute (``ServiceListenTimeout``: two scans started
+    together). One at a time, the later ones find the ``mongod`` the first started.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    folder = Path(database_dir).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".dora-clean-connect.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _open_dataset(fo, name: str, run_dir: Path) -> "fo.Dataset":

@@ -203,6 +203,29 @@ def test_database_down_fails_fast_and_clearly(tmp_path):
     assert read_summary(run.run_dir)["fiftyone_dataset"] is None
 
 
+@pytest.mark.slow
+def test_scans_that_start_the_database_together_all_reach_it(tmp_path):
+    """Three processes start FiftyOne's own mongod at once (a fresh database folder): without a
+    lock all but one fail after a minute (ServiceListenTimeout); with it each connects in turn."""
+    code = textwrap.dedent("""
+        import sys
+        from dora_clean.review import import_fiftyone
+        fo = import_fiftyone(None)
+        print("CONNECTED", fo.list_datasets())
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("FIFTYONE_DATABASE_URI", "FIFTYONE_PRIVATE_DATABASE_PORT")}
+    env.update(PYTHONPATH=str(REPO), FIFTYONE_DATABASE_DIR=str(tmp_path / "db"),
+               FIFTYONE_DATABASE_NAME="dora_clean_test_together")
+    logs = [tmp_path / f"process{i}.log" for i in range(3)]  # files, not pipes: mongod inherits them
+    procs = []
+    for log in logs:
+        with open(log, "w") as f:
+            procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, stdout=f, stderr=subprocess.STDOUT))
+    for p, log in zip(procs, logs):
+        p.wait(timeout=240)
+        assert p.returncode == 0 and "CONNECTED []" in log.read_text(), log.read_text()[-2000:]
+
+
 def test_fiftyone_is_imported_lazily():
     code = ("import sys, dora_clean.review, dora_clean.export; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fiftyone', 'pymongo')))")
