@@ -87,10 +87,11 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
 
 @contextlib.contextmanager
 def locked(directory: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on a cache directory (other processes wait).
+    """Hold an exclusive lock on a directory (a ``.lock`` file in it; other processes wait).
 
     Two runs that share a cache entry (two scans of one dataset at once) take
-    turns: the second finds the first one's finished work and reuses it.
+    turns: the second finds the first one's finished work and reuses it. So do
+    two that start FiftyOne's own database at once.
     """
     import fcntl
 

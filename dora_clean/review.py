@@ -15,14 +15,13 @@ import signal
 import socket
 import threading
 import urllib.request
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .atomic import atomic_write
+from .atomic import atomic_write, locked
 from .errors import DoraError
 
 if TYPE_CHECKING:
@@ -182,35 +181,13 @@ def import_fiftyone(run_dir: str | os.PathLike | None, otherwise: str = "scan wi
         if fo.config.database_uri:
             _check_uri(fo.config.database_uri)
             foo.get_db_conn()
-        else:
-            with _one_start_at_a_time(fo.config.database_dir):
+        else:  # processes that start FiftyOne's own mongod at the same moment collide (all but one
+            # fail after a minute, ServiceListenTimeout): one at a time, the later ones find it running
+            with locked(fo.config.database_dir):
                 foo.get_db_conn()
     except Exception as e:  # ConnectionError, FiftyOneConfigError, a mongod that will not start
         raise _db_error(run_dir, e, otherwise) from e
     return fo
-
-
-@contextmanager
-def _one_start_at_a_time(database_dir: str) -> Iterator[None]:
-    """Hold a lock in FiftyOne's own database folder while connecting to it.
-
-    Processes that start FiftyOne's ``mongod`` at the same moment collide:
-    all but one fail after a minute (``ServiceListenTimeout``: two scans started
-    together). One at a time, the later ones find the ``mongod`` the first started.
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    folder = Path(database_dir).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".dora-clean-connect.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _open_dataset(fo, name: str, run_dir: Path) -> "fo.Dataset":
