@@ -194,10 +194,10 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     joined = [n for n in combined if n not in inf]
     seed = str(summary.get("combined_seed", ""))
     if joined:
-        how = (f"seeded by infected neuron {seed.split(':')[1]} and its nearest neurons in EA distance"
-               if seed.startswith("neighbours:") else
-               f"that reproduce infected neuron {seed.split(':')[1]}'s flagged set" if seed.startswith("neuron:") else
-               "that reproduce the infected neurons' flagged set")
+        kind, _, neuron = seed.partition(":")
+        how = {"neighbours": f"seeded by infected neuron {neuron} and its nearest neurons in EA distance",
+               "neuron": f"that reproduce infected neuron {neuron}'s flagged set"}.get(
+                   kind, "that reproduce the infected neurons' flagged set")
         echo(f"combined score: {len(combined)} neurons {how} "
              f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")
     if summary.get("class_content"):

@@ -208,7 +208,6 @@ def test_scans_that_start_the_database_together_all_reach_it(tmp_path):
     """Three processes start FiftyOne's own mongod at once (a fresh database folder): without a
     lock all but one fail after a minute (ServiceListenTimeout); with it each connects in turn."""
     code = textwrap.dedent("""
-        import sys
         from dora_clean.review import import_fiftyone
         fo = import_fiftyone(None)
         print("CONNECTED", fo.list_datasets())
