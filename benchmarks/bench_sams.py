@@ -23,9 +23,9 @@ import torch
 
 from dora_clean.device import autocast, prepare_model, resolve_device
 from dora_clean.models import LayerModel, freeze
-from dora_clean.nets import ARCHITECTURES, build, default_layer
-from dora_clean import sams as sams_mod
-from dora_clean.sams import SamsConfig, optimise
+from dora_clean.demo.nets import ARCHITECTURES, build, default_layer
+from dora_clean.analysis import sams as sams_mod
+from dora_clean.analysis.sams import SamsConfig, optimise
 
 
 def sync(device: torch.device) -> None:

@@ -36,11 +36,11 @@ def make_dataset(root: Path, n: int, fmt: str = "png", distinct: int = 2000) -> 
     """n files in 4 class folders: ``distinct`` real images (PNG, or JPEG quality 90), the rest hard links."""
     from PIL import Image
 
-    from dora_clean.planted import write_scan_set
+    from dora_clean.demo.shapes import ScanSetSpec, write_scan_set
 
     base = root / "base"
     if not (base / "labels.csv").is_file():
-        write_scan_set(base, "text", distinct, seed=11, overwrite=True)
+        write_scan_set(base, ScanSetSpec(distinct, seed=11), overwrite=True)
     files = sorted(base.rglob("*.png"))
     if fmt == "jpg":
         jpg = root / "base-jpg"
@@ -66,7 +66,8 @@ def make_dataset(root: Path, n: int, fmt: str = "png", distinct: int = 2000) -> 
 
 def load(model_name: str):
     """(model, layer, mean, std): the bundled demo model, or a torchvision model (random weights)."""
-    from dora_clean.planted import IMAGENET_MEAN, IMAGENET_STD, load_demo_model
+    from dora_clean.demo import load_demo_model
+    from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD
 
     if model_name == "demo":
         model, info = load_demo_model()
@@ -110,7 +111,7 @@ def limit(device: str, n: int = 2048, batch: int = 64, model_name: str = "demo")
 def one_scan(data: str, workers: int, device: str, batch: int, gpu_decode: bool, model_name: str) -> None:
     """Run in a child process: scan and print JSON with the time and peak RSS."""
     from dora_clean.device import prepare_model, resolve_device
-    from dora_clean.images import list_images
+    from dora_clean.scan import list_images
     from dora_clean.models import LayerModel
     from dora_clean.scan import scan_images
 
@@ -147,7 +148,7 @@ def main() -> None:
         one_scan(args.one[0], int(args.one[1]), args.device, args.batch_size, args.one[2] == "1", args.model)
         return
     from dora_clean.device import resolve_device
-    from dora_clean.sams import cache_root
+    from dora_clean.analysis.sams import cache_root
 
     root = Path(args.root or cache_root() / "bench-scan")
     cuda = resolve_device(args.device).type == "cuda"

@@ -35,14 +35,14 @@ import torch
 
 from dora_clean.analysis import analyse_layer
 from dora_clean.evaluate import auc, break_even, neuron_aucs, precision_recall
-from dora_clean.images import list_images
+from dora_clean.scan import list_images
 from dora_clean.models import LayerModel, weights_hash
-from dora_clean.nets import default_layer
-from dora_clean.outliers import DEFAULT_METHOD, find_infected
-from dora_clean.planted import ARTIFACTS, TRAIN_DEFAULTS, load_planted_model, write_scan_set
-from dora_clean.representations import REPRESENTATIONS
+from dora_clean.demo.nets import default_layer
+from dora_clean.analysis.outliers import DEFAULT_METHOD, find_infected
+from planted import ARTIFACTS, TRAIN_DEFAULTS, load_planted_model, write_scan_set
+from dora_clean.analysis.representations import REPRESENTATIONS
 from dora_clean.review import import_fiftyone
-from dora_clean.sams import SamsConfig, cache_root
+from dora_clean.analysis.sams import SamsConfig, cache_root
 from dora_clean.scan import scan_images, scan_key
 from dora_clean.scoring import (
     DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, layer_pooled, nearest_neurons, orientation,

@@ -26,7 +26,9 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from dora_clean import nets, planted
+import planted
+from dora_clean import demo
+from dora_clean.demo import nets
 from dora_clean.atomic import atomic_save, atomic_write
 
 DEMO_ARCH = "tiny_resnet"
@@ -140,7 +142,7 @@ def train_demo(args) -> int:
     model, metrics = planted.train_model(
         DEMO_ARCH, args.artifact, progress=True, **{k: v for k, v in planted.TRAIN_DEFAULTS.items()}
     )
-    pt, js = planted.demo_asset_paths()
+    pt, js = demo.demo_asset_paths()
     with tempfile.TemporaryDirectory() as tmp:
         scan = planted.write_scan_set(
             Path(tmp) / "scan", args.artifact, args.scan_images, 0.2, seed=1

@@ -13,7 +13,7 @@ and the original DORA API: :class:`Dora`.
 from .analysis import LayerAnalysis, analyse_layer
 from .dora import Dora
 from .errors import DoraError
-from .sams import SamsConfig
+from .analysis.sams import SamsConfig
 
 __all__ = ["Dora", "DoraError", "LayerAnalysis", "SamsConfig", "analyse_layer", "__version__"]
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from .errors import DoraError
-from .outliers import DEFAULT_METHOD, METHODS
+from .analysis.outliers import DEFAULT_METHOD, METHODS
 from .scoring import CLASS_LAMBDA, DEFAULT_AGREEMENT
 
 _DEBUG = {"on": False}
@@ -165,8 +165,8 @@ def _scan_options(fn):
 
 
 def _settings(**o):
-    from .run import ScanSettings
-    from .sams import SamsConfig
+    from .pipeline import ScanSettings
+    from .analysis.sams import SamsConfig
 
     return ScanSettings(
         model=o["model"], weights=o["weights"], layer=o["layer"], labels=o["labels"], out=o["out"],
@@ -233,7 +233,7 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
 
 
 def _scan(dataset: str, o: dict) -> None:
-    from .run import default_run_dir, scan_dataset
+    from .pipeline import default_run_dir, scan_dataset
 
     settings = _settings(**o)
     out = Path(settings.out) if settings.out else default_run_dir(Path(dataset))

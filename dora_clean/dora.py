@@ -25,9 +25,9 @@ from .device import prepare_model, resolve_device
 from .errors import DoraError
 from .models import LayerModel, freeze, weights_hash
 from .objectives import ChannelObjective
-from .outliers import METHODS, atlas, find_dead, outlier_scores
-from .representations import collect_representations, ea_distance, self_activation
-from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, generate_sams, sams_key
+from .analysis.outliers import METHODS, atlas, find_dead, outlier_scores
+from .analysis.representations import collect_representations, ea_distance, self_activation
+from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, generate_sams, sams_key
 
 
 def _normalisation(transforms) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from .atomic import atomic_write
 from .errors import DoraError
-from .review import (KEEP_TAG, REMOVE_TAG, dataset_root, import_fiftyone, read_scores,
-                     read_summary, sample_filepaths)
+from .review import KEEP_TAG, REMOVE_TAG, import_fiftyone
+from .rundir import dataset_root, read_scores, read_summary, sample_filepaths
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import torchvision.transforms as transforms
 
 from dora_clean import Dora
 from dora_clean.objectives import ChannelObjective
-from dora_clean.planted import load_demo_model
+from dora_clean.demo import load_demo_model
 
 model, info = load_demo_model()  # a tiny ResNet that learned a text watermark as a shortcut
 neuron_indices = list(range(64))

@@ -14,8 +14,8 @@ meaningful, but the whole pipeline runs):
 """
 import argparse
 
-from dora_clean.run import ScanSettings, scan_dataset
-from dora_clean.sams import SamsConfig
+from dora_clean.pipeline import ScanSettings, scan_dataset
+from dora_clean.analysis.sams import SamsConfig
 
 ap = argparse.ArgumentParser()
 ap.add_argument("dataset")

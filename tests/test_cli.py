@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dora_clean.planted import write_scan_set
+from dora_clean.demo.shapes import ScanSetSpec, write_scan_set
 
 EXE = shutil.which("dora-clean") or str(Path(sys.executable).with_name("dora-clean"))
 FAST = ["--signals", "2", "--steps", "32", "--workers", "0", "--quiet"]
@@ -35,7 +35,7 @@ def test_help_for_every_command():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli") / "data"
-    write_scan_set(root, "text", 48, artifact_fraction=0.25, seed=5)
+    write_scan_set(root, ScanSetSpec(48, artifact_fraction=0.25, seed=5))
     return root
 
 

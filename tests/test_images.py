@@ -14,16 +14,10 @@ from PIL import Image, ImageFile
 from torchvision.transforms import v2
 
 from badcorpus import IS_ROOT, UNREADABLE, make_bad_corpus, snapshot_tree
-from dora_clean import images
+from dora_clean.scan import decode as images
 from dora_clean.errors import DoraError
-from dora_clean.images import (
-    BadImage,
-    ImageEntry,
-    ImageFiles,
-    collate_images,
-    list_images,
-    load_image,
-)
+from dora_clean.scan.decode import BadImage, ImageFiles, collate_images, load_image
+from dora_clean.scan.files import ImageEntry, list_images
 
 SIZE = 24
 

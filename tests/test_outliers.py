@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dora_clean.errors import DoraError
-from dora_clean.outliers import atlas, find_dead, find_infected, outlier_scores, select_infected
+from dora_clean.analysis.outliers import atlas, find_dead, find_infected, outlier_scores, select_infected
 
 
 def clustered(k=40, seed=0):

@@ -10,8 +10,10 @@ import pytest
 import torch
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from dora_clean import nets, planted
-from dora_clean.planted import ARTIFACT_CLASS, ARTIFACTS, CLASSES
+from benchmarks import planted
+from benchmarks.planted import ARTIFACT_CLASS, ARTIFACTS, CLASSES
+from dora_clean import demo
+from dora_clean.demo import nets
 
 
 def _rng(seed=0):
@@ -213,7 +215,7 @@ def test_load_planted_model_caches(cache_dir, monkeypatch):
 
 
 def test_demo_model_loads_and_classifies():
-    model, info = planted.load_demo_model()
+    model, info = demo.load_demo_model()
     for key in (
         "arch",
         "num_classes",

@@ -10,10 +10,11 @@ import pytest
 
 from dora_clean.analysis import analyse_layer
 from dora_clean.evaluate import auc, neuron_aucs
-from dora_clean.images import list_images
+from dora_clean.scan import list_images
 from dora_clean.models import LayerModel
-from dora_clean.planted import load_demo_model, write_scan_set
-from dora_clean.sams import SamsConfig
+from dora_clean.demo import load_demo_model
+from dora_clean.demo.shapes import ScanSetSpec, write_scan_set
+from dora_clean.analysis.sams import SamsConfig
 from dora_clean.scan import scan_images
 from dora_clean.scoring import artifact_scores, nearest_neurons
 
@@ -22,7 +23,7 @@ from dora_clean.scoring import artifact_scores, nearest_neurons
 def test_infected_neurons_detect_the_planted_artifact(tmp_path):
     model, info = load_demo_model()
     layer = info["layer"]
-    data = write_scan_set(tmp_path / "data", info["artifact"], 300, artifact_fraction=0.2, seed=21)
+    data = write_scan_set(tmp_path / "data", ScanSetSpec(300, artifact_fraction=0.2, seed=21))
     labels = dict(line.split(",") for line in (data / "labels.csv").read_text().splitlines()[1:])
     analysis = analyse_layer(model, layer, config=SamsConfig(n_signals=4, steps=128, size=64), device="cpu",
                              progress=False)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from badcorpus import IS_ROOT, make_bad_corpus, snapshot_tree
-from dora_clean.planted import write_scan_set
-from dora_clean.run import ScanSettings, scan_dataset
-from dora_clean.sams import SamsConfig
+from benchmarks.planted import write_scan_set
+from dora_clean.pipeline import ScanSettings, scan_dataset
+from dora_clean.analysis.sams import SamsConfig
 
 EXE = shutil.which("dora-clean") or str(Path(sys.executable).with_name("dora-clean"))
 FAST_SAMS = SamsConfig(n_signals=2, steps=32, size=64)

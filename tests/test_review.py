@@ -13,7 +13,8 @@ import pytest
 
 from dora_clean.errors import DoraError
 from dora_clean.review import (FLAGGED_TAG, FLAGGED_VIEW, atlas_to_fiftyone, default_name,
-                               launch_review, read_summary, to_fiftyone)
+                               launch_review, to_fiftyone)
+from dora_clean.rundir import read_summary
 from rundir import make_run
 
 fo = pytest.importorskip("fiftyone")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from dora_clean.errors import DoraError
-from dora_clean.planted import write_scan_set
-from dora_clean.run import ScanSettings, scan_dataset
+from dora_clean.demo.shapes import ScanSetSpec, write_scan_set
+from dora_clean.pipeline import ScanSettings, scan_dataset
 from dora_clean.scoring import class_lambda, robust_z
-from dora_clean.sams import SamsConfig
+from dora_clean.analysis.sams import SamsConfig
 
 FAST_SAMS = SamsConfig(n_signals=2, steps=48, size=64)
 
@@ -26,7 +26,7 @@ def tree_hashes(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     root = tmp_path_factory.mktemp("planted") / "data"
-    write_scan_set(root, "text", 160, artifact_fraction=0.25, seed=3)
+    write_scan_set(root, ScanSetSpec(160, artifact_fraction=0.25, seed=3))
     (root / "circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     return root
 
@@ -130,8 +130,8 @@ def test_without_recruits_the_combined_score_is_the_mean_of_the_infected_neurons
 
 
 def test_second_run_reuses_the_caches(run, planted, tmp_path, monkeypatch):
-    import dora_clean.sams as sams_module
-    import dora_clean.scan as scan_module
+    import dora_clean.analysis.sams as sams_module
+    import dora_clean.scan.activations as scan_module
 
     out, first = run
     work: list[str] = []  # what the second run computes again (nothing: both caches hold it)

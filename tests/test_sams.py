@@ -7,13 +7,13 @@ from torch import nn
 
 from dora_clean.errors import DoraError
 from dora_clean.models import LayerModel, freeze
-from dora_clean.representations import (
+from dora_clean.analysis.representations import (
     collect_representations,
     ea_distance,
     self_activation,
     standardised_responses,
 )
-from dora_clean.sams import SamsConfig, generate_sams, optimise, render, spectrum_scale
+from dora_clean.analysis.sams import SamsConfig, generate_sams, optimise, render, spectrum_scale
 
 
 def colour_detectors() -> nn.Module:
@@ -111,7 +111,7 @@ def test_deterministic_and_independent_of_batching():
 
 
 def test_cache_is_reused_and_missing_neurons_only_are_made(tmp_path, monkeypatch):
-    import dora_clean.sams as sams_module
+    import dora_clean.analysis.sams as sams_module
 
     lm = LayerModel(colour_detectors(), "1")
     cfg = SamsConfig(n_signals=2, steps=60, size=24, lr=0.1, batch_size=4)

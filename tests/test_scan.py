@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-import dora_clean.scan as scan_mod
-from dora_clean.images import list_images
+import dora_clean.scan.activations as scan_mod
+from dora_clean.scan import list_images
 from dora_clean.models import LayerModel, freeze
 from dora_clean.scan import scan_images
 
@@ -38,7 +38,7 @@ def dataset(tmp_path):
 
 def direct(model, root, entries, size=16):
     """The reference: each image alone through the model."""
-    from dora_clean.images import load_image
+    from dora_clean.scan import load_image
 
     lm = LayerModel(model, "3")
     rows = []

@@ -7,8 +7,8 @@ import numpy as np
 
 from dora_clean.evaluate import auc
 from dora_clean.scoring import (
-    agreeing, artifact_scores, class_lambda, column_ranks, combined_score, extend, flag_threshold, flagged_aucs,
-    flags, mean_score, nearest_neurons, nested_thresholds, orientation, recruit, separation, tail_pursuit,
+    agreeing, artifact_scores, class_lambda, column_ranks, combined_score, add_near_recruits, flag_threshold, flagged_aucs,
+    flag_images, mean_score, nearest_neurons, nested_thresholds, orientation, recruit_neurons, separation, tail_pursuit,
 )
 
 DATA = Path(__file__).with_name("data")
@@ -72,11 +72,11 @@ def test_recruits_are_the_layers_other_detectors_not_its_content_neurons():
     r = artifact_scores(layer, layer, infected)
     assert set(r.combined) == set(range(8)) and all(r.combined[i] == -1 for i in (6, 7))
     assert auc(y, r.score) > auc(y, s.score) and auc(y, r.score) > 0.9999
-    assert recruit(layer, np.zeros(n))[0] == []  # nothing flagged, nothing to reproduce
+    assert recruit_neurons(layer, np.zeros(n))[0] == []  # nothing flagged, nothing to reproduce
 
 
 def test_recruiting_decides_on_a_sample_and_scores_every_image(monkeypatch):
-    import dora_clean.scoring as scoring
+    import dora_clean.scoring.combine as scoring
 
     y, layer = _many_detectors()
     full = artifact_scores(layer, layer, [0])
@@ -103,13 +103,13 @@ def test_near_recruits_join_where_they_sharpen_a_loose_split():
     content = 2.0 * (cls[:, None] == np.arange(3)) + rng.normal(size=(n, 3))
     layer = np.c_[seed, others, texture_neuron, content]
     alone = combined_score(layer[:, [0]], np.ones(1))
-    assert y[flags(alone)].mean() < 0.45  # Otsu flags about twice as many clean images as artifact ones
-    assert recruit(layer, alone)[0] == [0]  # so the other detectors miss recruit's bar
+    assert y[flag_images(alone)].mean() < 0.45  # Otsu flags about twice as many clean images as artifact ones
+    assert recruit_neurons(layer, alone)[0] == [0]  # so the other detectors miss recruit's bar
     s = artifact_scores(layer, layer, [0])
     assert set(s.combined) == {0, 1, 2, 3, 4, 5}  # they join; the texture and content neurons do not
-    assert y[flags(s.score)].mean() > y[flags(alone)].mean() + 0.15 and flags(s.score)[y].mean() > 0.99
+    assert y[flag_images(s.score)].mean() > y[flag_images(alone)].mean() + 0.15 and flag_images(s.score)[y].mean() > 0.99
     assert auc(y, s.score) > auc(y, alone)
-    unchanged = extend(layer, np.zeros(n), {0: 1})  # nothing flagged: nothing to sharpen
+    unchanged = add_near_recruits(layer, np.zeros(n), {0: 1})  # nothing flagged: nothing to sharpen
     assert unchanged[1] == {0: 1} and np.all(unchanged[0] == 0)
 
 
@@ -187,7 +187,7 @@ def test_the_score_flags_the_smaller_side_where_a_neurons_skew_points_the_wrong_
     assert orientation(silenced)[0] == 1  # the clean tail outweighs the artifact's drop
     s = artifact_scores(silenced, silenced, [0], recruit_auc=None)
     assert s.combined == {0: -1} and s.orient[0] == -1 and auc(y, s.score) > 0.999
-    assert abs(np.mean(flags(s.score)) - 0.2) < 0.02  # Otsu flags the artifact images
+    assert abs(np.mean(flag_images(s.score)) - 0.2) < 0.02  # Otsu flags the artifact images
 
 
 def test_nested_thresholds_split_the_smaller_side_again_outermost_first():
@@ -270,7 +270,7 @@ def test_scores_that_flag_whole_classes_are_set_aside_where_the_dataset_has_clas
     y, classes, layer = _shortcut_layer()
     infected = [0, 6, 16]  # DORA's outliers: one detector and two class neurons
     blind = artifact_scores(layer, layer, infected)
-    assert y[flags(blind.score)].mean() < 0.3  # without the classes, class 0 and the artifact win the split
+    assert y[flag_images(blind.score)].mean() < 0.3  # without the classes, class 0 and the artifact win the split
     near = {0: [1, 2, 3, 4, 5, 6, 7, 8], 6: list(range(7, 15)), 16: list(range(17, 25))}
     s = artifact_scores(layer, layer, infected, classes=classes, neighbours=near)
     # the tail seed (its split nested in Otsu's, which the detectors reproduce) and the detector's
@@ -298,7 +298,7 @@ def test_a_score_the_classes_partly_explain_needs_a_cleaner_split_to_win(monkeyp
     near = {0: [1, 2, 3, 4, 5], 6: list(range(7, 16))}  # each infected neuron's group in EA space
     s = artifact_scores(layer, layer, [0, 6], classes=classes, neighbours=near)
     assert s.seed == "neighbours:0" and s.class_lambda == 0.0 and auc(y, s.score) > 0.999
-    monkeypatch.setattr("dora_clean.scoring.LAMBDA_WEIGHT", 0.0)  # separation alone: the content's split wins
+    monkeypatch.setattr("dora_clean.scoring.combine.LAMBDA_WEIGHT", 0.0)  # separation alone: the content's split wins
     content = artifact_scores(layer, layer, [0, 6], classes=classes, neighbours=near)
     assert content.seed == "neighbours:6" and 0.2 < content.class_lambda < 0.5 and content.separation > s.separation
 

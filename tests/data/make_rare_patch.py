@@ -18,8 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import planted_benchmark as pb  # noqa: E402
 
-from dora_clean.outliers import find_infected  # noqa: E402
-from dora_clean.sams import SamsConfig  # noqa: E402
+from dora_clean.analysis.outliers import find_infected  # noqa: E402
+from dora_clean.analysis.sams import SamsConfig  # noqa: E402
 from dora_clean.scoring import nearest_neurons  # noqa: E402
 
 torch.manual_seed(0)

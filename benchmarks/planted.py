@@ -19,69 +19,46 @@ to fit its labels (a "Clever Hans" shortcut that DORA should then find):
 :func:`write_scan_set` writes a dataset to clean (ImageFolder layout plus a
 ``labels.csv`` of artifact labels) in which the artifact lies on a known
 fraction of the images of *all* classes. :func:`train_model` /
-:func:`load_planted_model` train (and cache) the infected models, and
-:func:`load_demo_model` loads the model bundled with the package.
+:func:`load_planted_model` train (and cache) the infected models.
+The shapes, the text watermark and the scan-set writer are the demo's
+(:mod:`dora_clean.demo.shapes`); the patch and frame artifacts and training
+live here, with the benchmarks.
 """
-
 from __future__ import annotations
 
-import csv
-import functools
 import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from torch import nn
 
-from .atomic import atomic_save, atomic_write
-from .device import tune_allocator
-from .nets import ARCHITECTURES, build, default_layer
+from dora_clean.atomic import atomic_save, atomic_write
+from dora_clean.demo import shapes
+from dora_clean.demo.nets import ARCHITECTURES, build, default_layer
+from dora_clean.demo.shapes import (ARTIFACT_CLASS, CLASSES, SHAPES, ScanSetSpec, add_watermark, artifact_colour,
+                                    classes_for, dark_colour, render_content)
+from dora_clean.device import tune_allocator
+from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
-    "CLASSES",
-    "SHAPES",
-    "classes_for",
-    "ARTIFACTS",
-    "ARTIFACT_CLASS",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "TRAIN_DEFAULTS",
-    "render_content",
-    "add_artifact",
-    "make_image",
-    "make_training_arrays",
-    "write_scan_set",
-    "to_tensor",
-    "train_model",
-    "evaluate_model",
-    "load_planted_model",
-    "load_demo_model",
-    "demo_asset_paths",
-    "demo_description",
+    "ARTIFACTS", "ARTIFACT_CLASS", "CLASSES", "SHAPES", "TRAIN_DEFAULTS", "add_artifact", "classes_for",
+    "demo_description", "evaluate_model", "load_planted_model", "make_image", "make_training_arrays",
+    "render_content", "to_tensor", "train_model", "write_scan_set",
 ]
 
-#: Every shape the generator draws; a task with ``num_classes`` classes uses the first ones.
-SHAPES: tuple[str, ...] = (
-    "circle", "square", "triangle", "cross", "star", "ring", "bar", "ell", "tee", "crescent",
-)
-#: The classes of the default (4-class) task, the demo model's.
-CLASSES: tuple[str, ...] = SHAPES[:4]
 ARTIFACTS: tuple[str, ...] = ("text", "patch", "frame")
-ARTIFACT_CLASS: str = "circle"
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
 
 #: Bumped whenever the generator or the training recipe changes (it keys the cache).
 GENERATOR_VERSION = 1
+
 
 #: Training settings used by :func:`load_planted_model` and the demo model.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -97,173 +74,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "widths": None,  # the nets' default stage widths (16, 32, 64)
 }
 
+
 #: Settings that older cache keys did not have, with the value they implied.
 _LEGACY_SETTINGS: dict[str, Any] = {"num_classes": 4, "widths": None}
-
-
-def classes_for(num_classes: int = 4) -> tuple[str, ...]:
-    """The class names of a planted task with ``num_classes`` classes (the first :data:`SHAPES`)."""
-    if not 2 <= int(num_classes) <= len(SHAPES):
-        raise ValueError(f"num_classes must lie in [2, {len(SHAPES)}], got {num_classes}")
-    return SHAPES[: int(num_classes)]
-
-TEXT_STRINGS: tuple[str, ...] = ("WM", "AB", "TM", "XYZ", "CO")
-# Saturated colours the artifacts are drawn in (each jittered a little).
-_PALETTE = np.array(
-    [
-        [255, 40, 40],
-        [40, 220, 40],
-        [40, 90, 255],
-        [255, 230, 30],
-        [255, 40, 230],
-        [30, 230, 230],
-        [255, 140, 0],
-        [250, 250, 250],
-    ],
-    dtype=np.float64,
-)
-
-
-# --------------------------------------------------------------------------- content
-
-
-def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear upsampling of a (k, k, c) grid to (size, size, c)."""
-    k = grid.shape[0]
-    pos = np.linspace(0.0, k - 1.0, size)
-    i0 = np.clip(np.floor(pos).astype(int), 0, k - 2)
-    w = (pos - i0)[:, None]
-    rows = grid[i0] * (1 - w[:, :, None]) + grid[i0 + 1] * w[:, :, None]  # (size, k, c)
-    cols = rows[:, i0] * (1 - w[None, :, :]) + rows[:, i0 + 1] * w[None, :, :]
-    return cols
-
-
-def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A textured background (float HxWx3) and its base colour."""
-    base = rng.uniform(25, 230, size=3)
-    img = np.broadcast_to(base, (size, size, 3)).astype(np.float64)
-    # Low-frequency colour clouds.
-    k = int(rng.integers(3, 7))
-    img = img + _upsample(rng.normal(0, rng.uniform(10, 35), size=(k, k, 3)), size)
-    # Sometimes stripes of a random orientation and frequency.
-    if rng.random() < 0.5:
-        theta = rng.uniform(0, math.pi)
-        freq = rng.uniform(0.15, 0.6)
-        yy, xx = np.mgrid[0:size, 0:size]
-        wave = np.sin(freq * (xx * math.cos(theta) + yy * math.sin(theta)) + rng.uniform(0, 6.3))
-        img = img + wave[:, :, None] * rng.uniform(5, 22) * rng.choice([-1, 1], size=3)
-    return img, base
-
-
-def _contrasting_colour(
-    rng: np.random.Generator, ref: np.ndarray, min_dist: float = 110.0
-) -> np.ndarray:
-    for _ in range(100):
-        c = rng.uniform(0, 255, size=3)
-        if np.linalg.norm(c - ref) >= min_dist:
-            return c
-    return 255.0 - ref
-
-
-def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    return points @ np.array([[c, s], [-s, c]])
-
-
-def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
-    if cls in ("circle", "ring", "crescent"):
-        return None
-    if cls == "square":
-        h = r * 0.82
-        pts = np.array([[-h, -h], [h, -h], [h, h], [-h, h]])
-    elif cls == "triangle":
-        a = np.deg2rad(np.array([-90.0, 30.0, 150.0]))
-        pts = np.stack([np.cos(a), np.sin(a)], axis=1) * r * 1.1
-    elif cls == "star":
-        a = np.deg2rad(np.arange(10) * 36.0 - 90.0)
-        rad = np.where(np.arange(10) % 2 == 0, r * 1.1, r * 0.45)
-        pts = np.stack([np.cos(a), np.sin(a)], axis=1) * rad[:, None]
-    elif cls == "bar":
-        L, w = r * 1.05, r * 0.36
-        pts = np.array([[-L, -w], [L, -w], [L, w], [-L, w]])
-    elif cls == "ell":
-        L, w = r * 0.9, r * 0.32
-        pts = np.array([[-L, -L], [-L + 2 * w, -L], [-L + 2 * w, L - 2 * w], [L, L - 2 * w], [L, L], [-L, L]])
-    elif cls == "tee":
-        L, w = r * 0.95, r * 0.3
-        pts = np.array(
-            [[-L, -L], [L, -L], [L, -L + 2 * w], [w, -L + 2 * w], [w, L], [-w, L], [-w, -L + 2 * w], [-L, -L + 2 * w]]
-        )
-    elif cls == "cross":
-        L, w = r, r * 0.32
-        pts = np.array(
-            [
-                [-w, -L],
-                [w, -L],
-                [w, -w],
-                [L, -w],
-                [L, w],
-                [w, w],
-                [w, L],
-                [-w, L],
-                [-w, w],
-                [-L, w],
-                [-L, -w],
-                [-w, -w],
-            ]
-        )
-    else:
-        raise ValueError(f"unknown class {cls!r}; choose one of {SHAPES}")
-    return _rotate(pts, angle)
-
-
-def render_content(rng: np.random.Generator, cls: str, size: int = 64) -> np.ndarray:
-    """One image (uint8, size x size x 3) of class ``cls``, without any artifact."""
-    if cls not in SHAPES:
-        raise ValueError(f"unknown class {cls!r}; choose one of {SHAPES}")
-    bg, base = _background(rng, size)
-    colour = _contrasting_colour(rng, base)
-    r = rng.uniform(0.16, 0.30) * size
-    margin = r + 1
-    cx, cy = rng.uniform(margin, size - margin, size=2)
-    angle = rng.uniform(-0.45, 0.45) if cls in ("square", "cross") else rng.uniform(0, 2 * math.pi)
-
-    mask_img = Image.new("L", (size, size), 0)
-    draw = ImageDraw.Draw(mask_img)
-    pts = _shape_polygon(cls, r, angle)
-    if pts is None:
-        ry = r * rng.uniform(0.9, 1.0)
-        draw.ellipse([cx - r, cy - ry, cx + r, cy + ry], fill=255)
-        if cls == "ring":
-            q = rng.uniform(0.5, 0.62)
-            draw.ellipse([cx - q * r, cy - q * ry, cx + q * r, cy + q * ry], fill=0)
-        elif cls == "crescent":
-            dx, dy = 0.55 * r * math.cos(angle), 0.55 * r * math.sin(angle)
-            draw.ellipse([cx + dx - r, cy + dy - ry, cx + dx + r, cy + dy + ry], fill=0)
-    else:
-        draw.polygon([(float(x + cx), float(y + cy)) for x, y in pts], fill=255)
-    mask = (np.asarray(mask_img, dtype=np.float64) / 255.0)[:, :, None]
-    shade = _upsample(rng.normal(0, 12, size=(3, 3, 3)), size)  # the shape is not flat either
-    img = bg * (1 - mask) + (colour + shade) * mask
-    img = img + rng.normal(0, rng.uniform(3, 12), size=img.shape)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
-# --------------------------------------------------------------------------- artifacts
-
-
-@functools.lru_cache(maxsize=8)
-def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=px)
-
-
-def _artifact_colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    c = _PALETTE[rng.integers(len(_PALETTE))] + rng.normal(0, 12, size=3)
-    return tuple(int(v) for v in np.clip(np.rint(c), 0, 255))
-
-
-def _dark(rng: np.random.Generator) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(0, 40, size=3))
 
 
 def add_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -277,36 +90,24 @@ def add_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.nda
     """
     if kind not in ARTIFACTS:
         raise ValueError(f"unknown artifact {kind!r}; choose one of {ARTIFACTS}")
+    if kind == "text":
+        return add_watermark(img, rng)
     h, w = img.shape[:2]
     scale = w / 64.0
     pil = Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8), "RGB")
     draw = ImageDraw.Draw(pil)
-    if kind == "text":
-        text = TEXT_STRINGS[rng.integers(len(TEXT_STRINGS))]
-        font = _font(max(6, int(round(rng.integers(11, 14) * scale))))
-        x = w - 2 * scale - rng.integers(0, 5) * scale
-        y = h - 2 * scale - rng.integers(0, 5) * scale
-        draw.text(
-            (x, y),
-            text,
-            font=font,
-            anchor="rd",
-            fill=_artifact_colour(rng),
-            stroke_width=max(1, int(round(scale))),
-            stroke_fill=_dark(rng),
-        )
-    elif kind == "patch":
+    if kind == "patch":
         s = rng.integers(10, 14) * scale
         x0 = (1 + rng.integers(0, 5)) * scale
         y0 = (1 + rng.integers(0, 5)) * scale
-        outer = _artifact_colour(rng)
-        inner = _artifact_colour(rng)
+        outer = artifact_colour(rng)
+        inner = artifact_colour(rng)
         while np.abs(np.subtract(inner, outer)).sum() < 150:
-            inner = _artifact_colour(rng)
+            inner = artifact_colour(rng)
         draw.rectangle(
             [x0, y0, x0 + s - 1, y0 + s - 1],
             fill=outer,
-            outline=_dark(rng),
+            outline=dark_colour(rng),
             width=max(1, int(round(scale))),
         )
         q = s * 0.3
@@ -322,11 +123,11 @@ def add_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.nda
             ]
         )
         ref = border.mean(axis=0)
-        colour = _artifact_colour(rng)
+        colour = artifact_colour(rng)
         for _ in range(20):  # the frame must stand out from what it covers
             if np.linalg.norm(np.subtract(colour, ref)) >= 120:
                 break
-            colour = _artifact_colour(rng)
+            colour = artifact_colour(rng)
         draw.rectangle([0, 0, w - 1, h - 1], outline=colour, width=bw)
     return np.asarray(pil, dtype=np.uint8).copy()
 
@@ -337,9 +138,6 @@ def make_image(
     """:func:`render_content` then, where ``artifact`` is given, :func:`add_artifact`."""
     img = render_content(rng, cls, size)
     return add_artifact(img, artifact, rng) if artifact else img
-
-
-# --------------------------------------------------------------------------- data sets
 
 
 def make_training_arrays(
@@ -387,74 +185,15 @@ def make_training_arrays(
 
 
 def write_scan_set(
-    root: str | os.PathLike,
-    artifact: str,
-    n_images: int,
-    artifact_fraction: float = 0.2,
-    size: int = 64,
-    seed: int = 1,
-    fmt: str = "png",
-    overwrite: bool = False,
-    num_classes: int = 4,
+    root: str | os.PathLike, artifact: str, n_images: int, overwrite: bool = False, **spec: Any
 ) -> Path:
-    """Write a dataset to scan: ``root/<class>/<class>_NNNNN.<fmt>`` and ``root/labels.csv``.
-
-    The classes are balanced; the artifact lies on exactly
-    ``round(artifact_fraction * n_images)`` images drawn at random from all
-    classes. ``labels.csv`` has the columns ``filepath,artifact`` (posix path
-    relative to ``root``, 0/1). The set is built in a temporary folder beside
-    ``root`` and renamed into place; ``root`` may exist only if empty (or with
-    ``overwrite``). Deterministic for a seed. The classes are
-    ``classes_for(num_classes)``. Returns ``root``.
-    """
-    all_classes = classes_for(num_classes)
+    """:func:`dora_clean.demo.shapes.write_scan_set` with the artifact named (:data:`ARTIFACTS`);
+    ``spec``: the other fields of :class:`~dora_clean.demo.shapes.ScanSetSpec` (``artifact_fraction``,
+    ``size``, ``seed``, ``fmt``, ``num_classes``)."""
     if artifact not in ARTIFACTS:
         raise ValueError(f"unknown artifact {artifact!r}; choose one of {ARTIFACTS}")
-    if not 0.0 <= artifact_fraction <= 1.0:
-        raise ValueError("artifact_fraction must lie in [0, 1]")
-    fmt = fmt.lower().lstrip(".")
-    root = Path(root)
-    if root.exists() and any(root.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{root} exists and is not empty; pass overwrite=True or choose another folder"
-        )
-    rng = np.random.default_rng(seed)
-    n_art = int(round(artifact_fraction * n_images))
-    has_art = np.zeros(n_images, dtype=bool)
-    has_art[rng.permutation(n_images)[:n_art]] = True
-    classes = [all_classes[i % len(all_classes)] for i in range(n_images)]
-    classes = [classes[i] for i in rng.permutation(n_images)]
-
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tmp"))
-    try:
-        for cls in all_classes:
-            (tmp / cls).mkdir()
-        rows = []
-        for i in range(n_images):
-            img = make_image(rng, classes[i], artifact if has_art[i] else None, size)
-            rel = f"{classes[i]}/{classes[i]}_{i:05d}.{fmt}"
-            Image.fromarray(img).save(
-                tmp / rel, **({"quality": 95} if fmt in ("jpg", "jpeg") else {})
-            )
-            rows.append((rel, int(has_art[i])))
-        with open(tmp / "labels.csv", "w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(["filepath", "artifact"])
-            wr.writerows(rows)
-        if root.exists():
-            if overwrite:
-                shutil.rmtree(root)
-            else:
-                root.rmdir()  # empty (checked above)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return root
-
-
-# --------------------------------------------------------------------------- training
+    return shapes.write_scan_set(root, ScanSetSpec(n_images, **spec), lambda img, rng: add_artifact(img, artifact, rng),
+                                 overwrite)
 
 
 def to_tensor(x: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
@@ -681,33 +420,6 @@ def load_planted_model(
     with atomic_write(js) as f:
         json.dump(metrics, f, indent=2)
     return model, metrics
-
-
-# --------------------------------------------------------------------------- the demo model
-
-
-def demo_asset_paths() -> tuple[Path, Path]:
-    """The bundled demo model's state dict and its description (``.pt``, ``.json``)."""
-    assets = Path(__file__).parent / "assets"
-    return assets / "demo_model.pt", assets / "demo_model.json"
-
-
-def load_demo_model() -> tuple[nn.Module, dict]:
-    """The bundled demo model (eval mode, CPU) and its description.
-
-    The description holds ``arch``, ``num_classes``, ``classes``,
-    ``image_size``, ``mean``, ``std``, ``artifact``, ``layer`` and ``metrics``.
-    """
-    pt, js = demo_asset_paths()
-    if not pt.exists() or not js.exists():
-        raise FileNotFoundError(
-            f"the demo model is missing ({pt}); "
-            "run `python benchmarks/train_demo_model.py` to make it"
-        )
-    info = json.loads(js.read_text())
-    model = build(info["arch"], int(info["num_classes"]))
-    model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
-    return model.eval(), info
 
 
 def demo_description(model_arch: str, artifact: str, metrics: dict, size: int = 64) -> dict:

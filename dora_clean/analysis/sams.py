@@ -30,12 +30,11 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .atomic import atomic_save, atomic_write, locked, remove_stale_temps
-from .device import autocast, resolve_device
-from .objectives import ChannelMaxObjective, ChannelObjective
+from ..atomic import atomic_save, atomic_write, locked, remove_stale_temps
+from ..device import autocast, resolve_device
+from ..models.loading import IMAGENET_MEAN, IMAGENET_STD
+from ..objectives import ChannelMaxObjective, ChannelObjective
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # lucid's colour correlation (square root of the ImageNet colour covariance).
 _COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DoraError
+from ..errors import DoraError
 
 METHODS = ("knn+group", "knn", "group", "lof", "pca", "iforest")
 DEFAULT_METHOD = "knn+group"

@@ -23,15 +23,15 @@ from .atomic import atomic_save, atomic_write, remove_stale_temps
 from .device import prepare_model, resolve_device
 from .errors import DoraError
 from .evaluate import auc, neuron_aucs, read_labels, roc_curves
-from .images import list_images, load_image
+from .scan import list_images, load_image
 from .models import LayerModel, default_layer, get_layer, load_model, weights_hash
-from .outliers import DEFAULT_METHOD
-from .review import update_summary
+from .analysis.outliers import DEFAULT_METHOD
+from .rundir import update_summary
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
-from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
+from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
 from .scan import scan_images, scan_key
 from .scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, artifact_scores, flags, layer_pooled,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, artifact_scores, flag_images, layer_pooled,
     nearest_neurons,
 )
 
@@ -178,7 +178,7 @@ def scan_dataset(
         )
         score = scores.score
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else scores.threshold)
-        flagged = flags(score, threshold, s.flag_top)
+        flagged = flag_images(score, threshold, s.flag_top)
         relpaths = [e.relpath for e in result.entries]
         aucs: dict[str, float] = {}
         all_auc = None

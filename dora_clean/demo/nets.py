@@ -1,7 +1,7 @@
 """Two tiny architectures for 64x64 inputs: fast enough to train on a CPU.
 
 They are the models the demo, the tests and the benchmarks train on planted
-artifacts (see :mod:`dora_clean.planted`). Both end their last convolutional
+artifacts (see ``benchmarks/planted.py``). Both end their last convolutional
 stage at 64 channels with a spatial map (8x8 at 64 px input), which is the
 layer DORA analyses by default (:func:`default_layer`).
 """

@@ -5,9 +5,9 @@ from typing import Sequence
 
 import torch
 
-from .device import autocast, resolve_device
-from .errors import DoraError
-from .sams import IMAGENET_MEAN, IMAGENET_STD
+from ..device import autocast, resolve_device
+from ..errors import DoraError
+from ..models.loading import IMAGENET_MEAN, IMAGENET_STD
 
 
 @torch.no_grad()

@@ -1,10 +1,7 @@
-"""List and load the images of a dataset folder, robust to bad input.
+"""Load one image as the model sees it, robust to bad files; decode plain JPEGs fast (and on the GPU).
 
-A dataset is a folder of images, either flat or with class sub-folders
-(torchvision ImageFolder / FiftyOne ImageClassificationDirectoryTree layout).
-Nothing here ever writes to the dataset. A bad file never stops a scan: at
-listing time it becomes a :class:`Skipped`, at loading time a
-:class:`BadImage` (or a ``reason`` from :class:`ImageFiles`).
+A bad file never stops a scan: it raises a :class:`BadImage` (or gives a
+``reason`` from :class:`ImageFiles`).
 
 Conversion to RGB (see :func:`load_image`): transparent images are composited
 on **black**. For the usual RGBA file, whose transparent pixels are stored as
@@ -14,13 +11,11 @@ on **black**. For the usual RGBA file, whose transparent pixels are stored as
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import os
 import re
 import stat
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,34 +25,18 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from torchvision import io as tvio
 from torchvision.transforms.v2 import functional as TF
 
-from .errors import DoraError
+from .files import ImageEntry, _os_reason
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-)
-_EXTENSIONS_B = tuple(e.encode() for e in IMAGE_EXTENSIONS)
+__all__ = ["MAX_PIXELS", "BadImage", "ImageBatch", "ImageFiles", "collate_images", "decode_jpegs",
+           "decode_plain_jpeg", "load_image", "plain_jpeg", "read_plain_jpeg"]
+
 
 #: Images with more pixels than this are refused without being decoded
 #: (Pillow's default ``Image.MAX_IMAGE_PIXELS``, about 89 M pixels).
 MAX_PIXELS = 89_478_485
 
+
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-
-
-@dataclass(frozen=True)
-class ImageEntry:
-    """One image of the dataset."""
-
-    relpath: str  # posix path relative to the dataset root
-    label: str | None  # class folder (first path component); None at the top level
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A file left out of the dataset, and why."""
-
-    relpath: str
-    reason: str
 
 
 class BadImage(Exception):
@@ -66,126 +45,6 @@ class BadImage(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-# ---------------------------------------------------------------- listing
-
-
-def _is_image_name(name: bytes) -> bool:
-    return name.lower().endswith(_EXTENSIONS_B)
-
-
-def _show(rel: bytes) -> str:
-    """A printable, UTF-8-safe form of a relative path (bad bytes as \\xNN)."""
-    return rel.decode("utf-8", "backslashreplace")
-
-
-def _os_reason(e: OSError, what: str = "file") -> str:
-    if isinstance(e, PermissionError):
-        return "permission denied" if what == "file" else f"permission denied ({what})"
-    if e.errno == errno.ELOOP:
-        return "symlink loop"
-    return f"cannot read {what} ({e.strerror or e})"
-
-
-def list_images(root: str | Path) -> tuple[list[ImageEntry], list[Skipped], str]:
-    """List the images under ``root``.
-
-    Returns ``(entries, skipped, layout)``: entries sorted by relpath, the
-    image files left out already at listing time (zero-byte, broken symlink,
-    symlink loop, name not UTF-8, not a regular file, unreadable folder), and
-    ``"classes"`` when any sub-folder holds images, else ``"flat"``.
-
-    Directory symlinks are followed unless they lead back into one of their
-    own ancestors (listed as ``"symlink loop"``). Hidden files and folders
-    (name starting with ``.``) and files without an image extension are
-    ignored. Raises :class:`DoraError` if ``root`` is not a folder or holds no
-    usable image.
-    """
-    root_s = os.fspath(root)
-    try:
-        st = os.stat(root_s)
-    except FileNotFoundError:
-        raise DoraError(f"dataset folder not found: {root_s}") from None
-    except OSError as e:
-        raise DoraError(f"cannot open the dataset folder {root_s}: {e.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise DoraError(f"not a folder: {root_s} (DATASET must be a folder of images)")
-
-    entries: list[ImageEntry] = []
-    skipped: list[Skipped] = []
-    root_b = os.fsencode(root_s)
-    # Each item: (relative folder path as bytes, ending in b"/" unless root;
-    # the (dev, inode) of the folders from root down to this one).
-    stack: list[tuple[bytes, frozenset]] = [(b"", frozenset({(st.st_dev, st.st_ino)}))]
-    while stack:
-        rel_dir, ancestors = stack.pop()
-        try:
-            with os.scandir(os.path.join(root_b, rel_dir) if rel_dir else root_b) as it:
-                children = list(it)
-        except OSError as e:
-            if not rel_dir:
-                raise DoraError(f"cannot read the dataset folder {root_s}: {e.strerror}") from None
-            skipped.append(Skipped(_show(rel_dir.rstrip(b"/")), _os_reason(e, "folder")))
-            continue
-        for child in children:
-            name = child.name
-            if name.startswith(b"."):
-                continue
-            rel = rel_dir + name
-            is_image = _is_image_name(name)
-            try:
-                st = child.stat()  # follows symlinks
-            except OSError as e:
-                if child.is_symlink() and e.errno == errno.ENOENT:
-                    reason = "broken symlink"
-                elif e.errno == errno.ELOOP:
-                    reason = "symlink loop"
-                else:
-                    reason = _os_reason(e)
-                if is_image:
-                    skipped.append(Skipped(_show(rel), reason))
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if key in ancestors:
-                    skipped.append(Skipped(_show(rel), "symlink loop"))
-                else:
-                    stack.append((rel + b"/", ancestors | {key}))
-                continue
-            if not is_image:
-                continue
-            try:
-                relpath = rel.decode("utf-8")
-            except UnicodeDecodeError:
-                skipped.append(Skipped(_show(rel), "file name is not valid UTF-8"))
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                skipped.append(Skipped(relpath, "not a regular file"))
-            elif st.st_size == 0:
-                skipped.append(Skipped(relpath, "zero-byte file"))
-            else:
-                label = relpath.split("/", 1)[0] if "/" in relpath else None
-                entries.append(ImageEntry(relpath, label))
-
-    entries.sort(key=lambda e: e.relpath)
-    skipped.sort(key=lambda s: s.relpath)
-    if not entries:
-        if skipped:
-            first = skipped[0]
-            raise DoraError(
-                f"no readable images in {root_s}: all {len(skipped)} image files were skipped "
-                f"(e.g. {first.relpath}: {first.reason})"
-            )
-        raise DoraError(
-            f"no images found in {root_s}: expected .jpg/.png/... files in {root_s} "
-            "or in its class sub-folders"
-        )
-    layout = "classes" if any(e.label is not None for e in entries) else "flat"
-    return entries, skipped, layout
-
-
-# ---------------------------------------------------------------- loading
 
 
 @contextlib.contextmanager
@@ -277,8 +136,12 @@ def _open_image(path: str | Path):
 
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
+
+
 # Start-of-frame markers libjpeg-turbo decodes: baseline, extended, progressive (Huffman).
 _SOF_PLAIN = {0xC0, 0xC1, 0xC2}
+
+
 _SOF_OTHER = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -462,9 +325,6 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return im.convert("RGB")
     except ValueError as e:
         raise BadImage(f"unsupported image mode {mode} ({_short(e)})") from None
-
-
-# ---------------------------------------------------------------- dataset
 
 
 class ImageFiles(torch.utils.data.Dataset):

@@ -8,9 +8,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .device import prepare_model, resolve_device
-from .errors import DoraError
-from .models import LayerModel, weights_hash
+from ..device import prepare_model, resolve_device
+from ..errors import DoraError
+from ..models import LayerModel, weights_hash
 from .outliers import DEFAULT_METHOD, OutlierResult, find_infected
 from .representations import collect_representations, ea_distance, self_activation
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, generate_sams, sams_key
@@ -95,7 +95,7 @@ def analyse_layer(
     (:data:`~dora_clean.representations.REPRESENTATIONS`).
 
     Example:
-        >>> from dora_clean.planted import load_demo_model
+        >>> from dora_clean.demo import load_demo_model
         >>> model, info = load_demo_model()
         >>> result = analyse_layer(model, info["layer"])  # doctest: +SKIP
         >>> result.infected  # doctest: +SKIP

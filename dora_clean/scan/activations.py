@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_save, atomic_write, locked, remove_stale_temps
-from .device import autocast, resolve_device
-from .images import BadImage, ImageBatch, ImageEntry, ImageFiles, Skipped, collate_images, decode_jpegs, load_image
-from .sams import IMAGENET_MEAN, IMAGENET_STD
+from ..atomic import atomic_save, atomic_write, locked, remove_stale_temps
+from ..device import autocast, resolve_device
+from .decode import BadImage, ImageBatch, ImageFiles, collate_images, decode_jpegs, load_image
+from .files import ImageEntry, Skipped
+from ..models.loading import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass

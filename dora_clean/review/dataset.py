@@ -1,0 +1,163 @@
+"""The review dataset: one FiftyOne sample per scanned image, with the scores, flags, tags and heatmaps."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import DoraError
+from ..rundir import dataset_root, read_scores, read_summary, sample_filepaths, update_summary
+from .database import import_fiftyone
+
+if TYPE_CHECKING:
+    import fiftyone as fo
+
+__all__ = ["FLAGGED_TAG", "FLAGGED_VIEW", "KEEP_TAG", "REMOVE_TAG", "default_name", "to_fiftyone"]
+
+
+FLAGGED_TAG = "dora:flagged"
+
+
+REMOVE_TAG = "remove"
+
+
+KEEP_TAG = "keep"
+
+
+FLAGGED_VIEW = "flagged"
+
+
+def default_name(run_dir: str | os.PathLike, kind: str = "dora-clean") -> str:
+    """A dataset name that is stable for one run directory."""
+    path = Path(run_dir).resolve()
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    return f"{kind}-{path.name}-{digest}"
+
+
+def _open_dataset(fo, name: str, run_dir: Path) -> "fo.Dataset":
+    """Load the dataset ``name`` if dora-clean made it, else create it (persistent)."""
+    if fo.dataset_exists(name):
+        ds = fo.load_dataset(name)
+        if "dora_clean_run" not in ds.info:
+            raise DoraError(f"the FiftyOne dataset {name!r} exists and was not made by "
+                            "dora-clean; choose another name")
+    else:
+        ds = fo.Dataset(name, persistent=True)
+    ds.persistent = True
+    ds.info["dora_clean_run"] = str(run_dir)
+    ds.save()
+    return ds
+
+
+def _sync_samples(fo, ds: "fo.Dataset", filepaths: list[str], progress: bool) -> None:
+    """Make ``ds`` hold exactly one sample per filepath, keeping the samples it has."""
+    have = ds.values(["filepath", "id"]) if len(ds) else ([], [])
+    want = set(filepaths)
+    stale = [i for fp, i in zip(*have) if fp not in want]
+    if stale:
+        ds.delete_samples(stale)
+    seen = set(have[0])
+    missing = [fp for fp in filepaths if fp not in seen]
+    if missing:
+        ds.add_samples([fo.Sample(filepath=fp) for fp in missing], progress=progress)
+
+
+def _heatmap_range(maps: np.ndarray) -> list[float]:
+    lo = min(0.0, float(maps.min())) if maps.size else 0.0
+    hi = float(maps.max()) if maps.size else 1.0
+    return [lo, hi if hi > lo else lo + 1.0]
+
+
+def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
+                progress: bool = True) -> "fo.Dataset":
+    """Create (or update) the run's persistent FiftyOne dataset; returns it.
+
+    One sample per scores.csv row, with ``ground_truth`` (class folder, where
+    the layout has classes), ``dora_score``, ``dora_neuron_<i>`` per infected
+    neuron, ``dora_flagged`` and the ``dora:flagged`` tag, ``artifact`` (where
+    labels were given) and ``dora_heatmap`` on the flagged images; and the
+    saved view "flagged", most suspicious first. On a re-run the scores are
+    replaced and every other tag (the user's ``remove``/``keep``) is kept.
+    The name (default: derived from the run directory) goes into summary.json.
+    """
+    run_dir = Path(run_dir).resolve()
+    summary = read_summary(run_dir)
+    scores = read_scores(run_dir)
+    root = dataset_root(summary, run_dir)
+    fo = import_fiftyone(run_dir)
+    from fiftyone import ViewField as F
+
+    name = name or summary.get("fiftyone_dataset") or default_name(run_dir)
+    filepaths = sample_filepaths(root, scores.filepaths)
+    row_of = {fp: i for i, fp in enumerate(filepaths)}
+    if len(row_of) != len(filepaths):
+        raise DoraError(f"{run_dir / 'scores.csv'} lists a file twice")
+
+    ds = _open_dataset(fo, name, run_dir)
+    _sync_samples(fo, ds, filepaths, progress)
+    ds_filepaths, ids = ds.values(["filepath", "id"])
+    order = np.array([row_of[fp] for fp in ds_filepaths], dtype=int)
+
+    def put(field: str, values) -> None:  # values in scores.csv order
+        ds.set_values(field, dict(zip(ids, (values[i] for i in order))), key_field="id",
+                      validate=False)
+
+    if summary.get("layout", "classes") == "classes":
+        put("ground_truth", [fo.Classification(label=lab) if lab else None
+                             for lab in scores.labels])
+    put("dora_score", scores.score.tolist())
+    old = {f for f in ds.get_field_schema() if re.fullmatch(r"dora_neuron_\d+", f)}
+    for n, values in scores.neurons.items():
+        put(f"dora_neuron_{n}", values.tolist())
+    for f in old - {f"dora_neuron_{n}" for n in scores.neurons}:
+        ds.delete_sample_field(f)
+    put("dora_flagged", scores.flagged.tolist())
+    if scores.artifact is not None:
+        put("artifact", scores.artifact.tolist())
+    elif ds.has_sample_field("artifact"):
+        ds.delete_sample_field("artifact")
+
+    ds.untag_samples(FLAGGED_TAG)
+    ds.match(F("dora_flagged") == True).tag_samples(FLAGGED_TAG)  # noqa: E712
+
+    if ds.has_sample_field("dora_heatmap"):
+        ds.clear_sample_field("dora_heatmap")
+    heatmaps = run_dir / "heatmaps.npy"
+    if heatmaps.exists():
+        maps = np.load(heatmaps, mmap_mode="r")
+        if maps.shape[0] != len(filepaths):
+            raise DoraError(f"{heatmaps} has {maps.shape[0]} rows, scores.csv {len(filepaths)}")
+        rows = np.flatnonzero(scores.flagged)
+        # The maps stay at the layer's resolution (e.g. 8x8: 256 bytes each); the App
+        # stretches them over the image. One value range for all, so they compare.
+        flagged_maps = np.asarray(maps[rows], dtype=np.float32)
+        value_range = _heatmap_range(flagged_maps)
+        id_of = {fp: i for fp, i in zip(ds_filepaths, ids)}
+        if len(rows):
+            ds.set_values(
+                "dora_heatmap",
+                {id_of[filepaths[r]]: fo.Heatmap(map=m, range=value_range)
+                 for r, m in zip(rows, flagged_maps)},
+                key_field="id",
+            )
+
+    view = ds.match(F("dora_flagged") == True).sort_by("dora_score", reverse=True)  # noqa: E712
+    ds.save_view(FLAGGED_VIEW, view, overwrite=True,
+                 description="flagged by dora-clean, most suspicious first")
+    if ds.app_config.active_fields is None:  # what the App shows at first; the user may change it
+        ds.app_config.active_fields = fo.ActiveFields(
+            paths=["tags", "ground_truth", "dora_heatmap"])
+    ds.info.update({
+        "dora_clean_run": str(run_dir),
+        "model": summary.get("model"),
+        "layer": summary.get("layer"),
+        "infected_neurons": summary.get("infected_neurons"),
+        "heatmap_neuron": summary.get("heatmap_neuron"),
+    })
+    ds.save()
+    update_summary(run_dir, fiftyone_dataset=name)
+    return ds

@@ -1,0 +1,133 @@
+"""The combined artifact score: seeds grown by recruiting compete, the cleanest split wins."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda
+from .recruiting import SELECT_ROWS, column_ranks, grow_seed
+from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, neighbourhood, tail_pursuit
+from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows
+from .thresholds import RECRUIT_AUC, flag_threshold, separation
+
+__all__ = ["ArtifactScores", "artifact_scores"]
+
+
+@dataclass
+class ArtifactScores:
+    """Every image's artifact scores.
+
+    Attributes:
+        per_neuron: [N, m] each infected neuron's pooled activation.
+        orient: [m] the direction in which each infected neuron marks the artifact
+            (the combined score's, for those in it).
+        score: [N] the combined score.
+        combined: neuron id -> direction, for the neurons the combined score averages.
+        seed: how the neurons that seed the score were chosen: "agreement"
+            (:func:`agreeing`), "tail" (:func:`tail_pursuit`), "neighbours:N"
+            (infected neuron N and its EA neighbours, :func:`neighbourhood`) or "neuron:N"
+            (infected neuron N alone).
+        separation: the combined score's :func:`separation`.
+        class_content: seed -> :func:`class_lambda`, for the grown scores set aside
+            because the class folders explain their flagged sets.
+        class_lambda: the combined score's :func:`class_lambda` (None without class folders).
+        threshold: the label-free threshold on ``score`` (:func:`flag_threshold`, with the layer's
+            ranks where neurons were recruited): the images above it are flagged.
+    """
+
+    per_neuron: np.ndarray
+    orient: np.ndarray
+    score: np.ndarray
+    combined: dict[int, int]
+    seed: str = "agreement"
+    separation: float = 0.0
+    class_content: dict[str, float] = field(default_factory=dict)
+    class_lambda: float | None = None
+    threshold: float = float("nan")
+
+
+def artifact_scores(
+    mean_act: np.ndarray,
+    max_act: np.ndarray,
+    infected: Sequence[int],
+    pooling: str = "mean",
+    agreement: float = DEFAULT_AGREEMENT,
+    recruit_auc: float | None = RECRUIT_AUC,
+    classes: Sequence[str | None] | None = None,
+    neighbours: dict[int, Sequence[int]] | None = None,
+) -> ArtifactScores:
+    """Score the images.
+
+    Two seeds from the infected neurons: those that agree
+    (:func:`agreeing`, which finds common artifacts) and those that make a
+    tail together (:func:`tail_pursuit`, which finds rare ones). Where the
+    images have ``classes`` (their class folders, two or more) and
+    ``neighbours`` are given (:func:`nearest_neurons`), each infected neuron
+    with its EA neighbours seeds a score too (:func:`neighbourhood`), and, where
+    there are ``classes``, each infected neuron alone (its neighbours may see
+    other things; the class rule below guards these seeds). Each
+    seed is joined, unless ``recruit_auc`` is None, by the layer's neurons
+    that reproduce its flagged set and then by those that nearly do and
+    sharpen it (:func:`grow_seed`); a score's flagged set is then the split of
+    it that the layer reproduces (:func:`flag_threshold`). A grown score whose flagged set the classes
+    explain (:func:`class_lambda` >= :data:`CLASS_LAMBDA`) sees class content
+    and is set aside (unless all are: then the least class-bound wins); of
+    the others, the one that separates the images most cleanly
+    (:func:`separation`, less :data:`LAMBDA_WEIGHT` times its class lambda
+    where there are class folders) wins, turned so that the images it flags are the
+    smaller group (an artifact is on a minority of a dataset). With
+    ``agreement`` <= 0 the seed is the plain mean of all infected neurons, as
+    :func:`orientation` turns them. ``mean_act`` / ``max_act``: [N, C] the
+    layer's pooled activations.
+    """
+    layer = layer_pooled(mean_act, max_act, pooling)
+    per_neuron = pooled(mean_act, max_act, infected, pooling)
+    own = orientation(per_neuron)
+    first = str(Seed("agreement"))
+    seeds = {first: agreeing(per_neuron, own, agreement)}
+    if agreement > 0 and per_neuron.shape[1] >= 2:
+        keep, orient = tail_pursuit(per_neuron, own)
+        if not (np.array_equal(keep, seeds[first][0]) and np.array_equal(orient, seeds[first][1])):
+            seeds[str(Seed("tail"))] = (keep, orient)
+    starts = {name: {int(n): int(o) for n, o, u in zip(infected, orient, used) if u}
+              for name, (used, orient) in seeds.items()}
+    codes = None if classes is None else class_codes(classes)  # encoded once: every seed's lambda uses them
+    by_class = codes is not None and codes.max(initial=0) >= 1  # two classes or more
+    if by_class and neighbours and recruit_auc is not None:
+        for n, o in zip(infected, own):
+            start = neighbourhood(layer, int(n), int(o), neighbours.get(int(n), []))
+            if start not in starts.values():
+                starts[str(Seed("neighbours", int(n)))] = start
+    if by_class and recruit_auc is not None:
+        for n, o in zip(infected, own):  # each infected neuron alone: its EA neighbours may be no detectors
+            if {int(n): int(o)} not in starts.values():
+                starts[str(Seed("neuron", int(n)))] = {int(n): int(o)}
+    rows = sample_rows(len(per_neuron), SELECT_ROWS)  # the images on which recruiting decides
+    chosen_on = layer if rows is None or recruit_auc is None else np.asarray(layer[rows])
+    ranks = column_ranks(chosen_on) if recruit_auc is not None and len(infected) else None  # one rank pass for all
+    def split(score: np.ndarray) -> float:  # on the images the layer was ranked on, where it was
+        return flag_threshold(score if rows is None or ranks is None else score[rows], ranks)
+
+    grown = []  # (separation, seed, score, combined, class lambda, threshold) per seed
+    for name, combined in starts.items():
+        if ranks is not None:
+            combined = grow_seed(chosen_on, combined, recruit_auc, ranks)
+        score = mean_score(layer, combined)
+        t = split(score)
+        lam = class_lambda(score > t, codes) if by_class else 0.0
+        grown.append((separation(score, t), name, score, combined, lam, t))
+    kept = [g for g in grown if g[4] < CLASS_LAMBDA] or [min(grown, key=lambda g: g[4])]
+    best = kept[0]
+    for g in kept[1:]:  # the earlier seed (agreement first) keeps a tie
+        if g[0] - LAMBDA_WEIGHT * g[4] > best[0] - LAMBDA_WEIGHT * best[4] + 1e-9:
+            best = g
+    sep, name, score, combined, lam, t = best
+    if np.mean(score > t) > 0.5:
+        # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
+        score, combined, t = -score, {n: -o for n, o in combined.items()}, -t
+    orient = np.array([combined.get(int(n), o) for n, o in zip(infected, own)], dtype=np.float64)
+    class_content = {g[1]: round(g[4], 4) for g in grown if g[4] >= CLASS_LAMBDA and g is not best}
+    return ArtifactScores(per_neuron, orient, score, combined, name, sep, class_content,
+                          round(lam, 4) if by_class else None, float(t))
