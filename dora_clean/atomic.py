@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+__all__ = ["atomic_save", "atomic_write", "locked", "remove_stale_temps"]
+
 
 def _umask() -> int:
     mask = os.umask(0)

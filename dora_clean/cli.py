@@ -12,7 +12,9 @@ import click
 
 from .errors import DoraError
 from .analysis.outliers import DEFAULT_METHOD, METHODS
-from .scoring import CLASS_LAMBDA, DEFAULT_AGREEMENT
+from .scoring import CLASS_LAMBDA, DEFAULT_AGREEMENT, Seed
+
+__all__ = ["main"]
 
 _DEBUG = {"on": False}
 
@@ -192,12 +194,11 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     combined = summary.get("combined_neurons", inf)
     left_out = [n for n in inf if n not in combined]
     joined = [n for n in combined if n not in inf]
-    seed = str(summary.get("combined_seed", ""))
     if joined:
-        kind, _, neuron = seed.partition(":")
-        how = {"neighbours": f"seeded by infected neuron {neuron} and its nearest neurons in EA distance",
-               "neuron": f"that reproduce infected neuron {neuron}'s flagged set"}.get(
-                   kind, "that reproduce the infected neurons' flagged set")
+        seed = Seed.parse(summary.get("combined_seed", ""))
+        how = {"neighbours": f"seeded by infected neuron {seed.neuron} and its nearest neurons in EA distance",
+               "neuron": f"that reproduce infected neuron {seed.neuron}'s flagged set"}.get(
+                   seed.kind, "that reproduce the infected neurons' flagged set")
         echo(f"combined score: {len(combined)} neurons {how} "
              f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")
     if summary.get("class_content"):

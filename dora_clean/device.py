@@ -10,6 +10,8 @@ import torch
 
 from .errors import DoraError
 
+__all__ = ["autocast", "prepare_model", "resolve_device", "tune_allocator"]
+
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     """``auto`` picks CUDA when present; ``cpu``, ``cuda`` and ``cuda:i`` as asked.

@@ -12,6 +12,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from .errors import DoraError
 
+__all__ = ["Curve", "LabelWarning", "auc", "break_even", "neuron_aucs", "precision_recall", "rank_aucs", "read_labels", "roc_curves"]
+
 
 class LabelWarning(UserWarning):
     """Labels and files disagree, but the evaluation can go on."""

@@ -16,9 +16,7 @@ CLASS_LAMBDA = 0.5
 
 #: Below :data:`CLASS_LAMBDA`, a score's class lambda counts against its separation with this
 #: weight when the seeds compete: a score the classes partly explain needs a cleaner split to
-#: win. Chosen on the planted benchmark (over the weights 0, 1/2 and 1, and cut-offs 0.2-0.4):
-#: it changed 4 of 234 rows, all on the 10-class task, each for the better; on rows not used
-#: to choose it, it moved 10-class rows both ways (net: one more of 54 at AUC >= 0.95; README).
+#: win. Chosen on the planted benchmark, over the weights 0, 1/2 and 1 (docs/benchmark.md).
 LAMBDA_WEIGHT = 0.5
 
 

@@ -10,7 +10,7 @@ __all__ = ["RECRUIT_ROUNDS", "EXTEND_AUC", "SELECT_ROWS", "recruit_neurons", "fl
 
 
 #: Recruiting runs again on the grown score, whose flagged set is cleaner than the seed's
-#: (on the planted benchmark a second round lifted three cases a little; a third changed nothing).
+#: (a third round changed nothing on the planted benchmark: docs/benchmark.md).
 RECRUIT_ROUNDS = 2
 
 
