@@ -111,9 +111,10 @@ def limit(device: str, n: int = 2048, batch: int = 64, model_name: str = "demo")
 def one_scan(data: str, workers: int, device: str, batch: int, gpu_decode: bool, model_name: str) -> None:
     """Run in a child process: scan and print JSON with the time and peak RSS."""
     from dora_clean.device import prepare_model, resolve_device
-    from dora_clean.scan import list_images
+    from dora_clean.scanning import list_images
     from dora_clean.models import LayerModel
-    from dora_clean.scan import scan_images
+    from dora_clean.scanning import scan_images
+    from dora_clean.scanning.activations import ScanOptions
 
     dev = resolve_device(device)
     model, layer, mean, std = load(model_name)
@@ -121,8 +122,9 @@ def one_scan(data: str, workers: int, device: str, batch: int, gpu_decode: bool,
     entries, _, _ = list_images(data)
     with tempfile.TemporaryDirectory() as work:
         t = time.perf_counter()
-        res = scan_images(lm, data, entries, work, 64, [0], mean, std, dev, batch_size=batch,
-                          workers=workers, progress=False, gpu_decode=gpu_decode)
+        options = ScanOptions(64, mean, std, dev, batch_size=batch, workers=workers, progress=False,
+                              gpu_decode=gpu_decode)
+        res = scan_images(lm, data, entries, work, options, [0])
         took = time.perf_counter() - t
         assert len(res.entries) == len(entries)
     kb = 1024 if sys.platform != "darwin" else 1

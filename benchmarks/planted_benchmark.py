@@ -33,17 +33,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dora_clean.analysis import analyse_layer
+from dora_clean.analysis import AnalysisOptions, analyse_layer
 from dora_clean.evaluate import auc, break_even, neuron_aucs, precision_recall
-from dora_clean.scan import list_images
+from dora_clean.scanning import list_images
 from dora_clean.models import LayerModel, weights_hash
 from dora_clean.demo.nets import default_layer
-from dora_clean.analysis.outliers import DEFAULT_METHOD, find_infected
+from dora_clean.analysis.outliers import DEFAULT_METHOD, OutlierSettings, find_infected
 from planted import ARTIFACTS, TRAIN_DEFAULTS, load_planted_model, write_scan_set
 from dora_clean.analysis.representations import REPRESENTATIONS
 from dora_clean.review import import_fiftyone
 from dora_clean.analysis.sams import SamsConfig, cache_root
-from dora_clean.scan import scan_images, scan_key
+from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.scoring import (
     DEFAULT_AGREEMENT, RECRUIT_AUC, artifact_scores, layer_pooled, nearest_neurons, orientation,
 )
@@ -90,11 +90,12 @@ def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress:
         (p, int(a)) for p, a in (line.split(",") for line in (root / "labels.csv").read_text().splitlines()[1:])
     )
     entries, _, _ = list_images(root)
-    analysis = analyse_layer(model, layer, config=config, device="cpu", progress=progress,
-                             representation=representation)
+    analysis = analyse_layer(model, layer, config=config, outliers=OutlierSettings(representation=representation),
+                             options=AnalysisOptions(device="cpu", progress=progress))
     lm = LayerModel(model, layer)
-    key = scan_key(weights_hash(model), layer, root, entries, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), [])
-    res = scan_images(lm, root, entries, cache_root() / "scans" / key, 64, [], progress=progress)
+    options = ScanOptions(64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), progress=progress)
+    key = scan_key(weights_hash(model), layer, root, entries, options)
+    res = scan_images(lm, root, entries, cache_root() / "scans" / key, options, [])
     relpaths = [e.relpath for e in res.entries]
     y = np.array([labels[p] for p in relpaths])
     return Case(arch, artifact, analysis, np.asarray(res.mean_act), np.asarray(res.max_act), y, relpaths, root,
@@ -112,7 +113,7 @@ def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling
     ``rows``: score only these images (a dataset drawn from the scan set).
     """
     a = case.analysis
-    o = find_infected(a.distance, a.self_act, a.neurons, method=method, n_neighbors=n_neighbors,
+    o = find_infected(a.distance, a.self_act, a.neurons, OutlierSettings(method, n_neighbors=n_neighbors),
                       representations=a.A.mean(dim=2).numpy(), with_atlas=False)
     rows = np.arange(len(case.y)) if rows is None else rows
     y, mean_act, max_act = case.y[rows], case.mean_act[rows], case.max_act[rows]

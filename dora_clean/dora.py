@@ -29,6 +29,8 @@ from .analysis.outliers import METHODS, atlas, find_dead, outlier_scores
 from .analysis.representations import collect_representations, ea_distance, self_activation
 from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, generate_sams, sams_key
 
+__all__ = ["Dora", "OutlierDetectionResult"]
+
 
 def _normalisation(transforms) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The mean/std of the first Normalize found in ``transforms`` (else no normalisation)."""
@@ -127,22 +129,27 @@ class Dora:
     ) -> torch.Tensor:
         """Make the s-AMS of ``neuron_idx``: uint8 [k, n_signals, 3, height, width].
 
-        Cached on disk by weights, layer and settings: what exists is reused
-        (also with ``overwrite_experiment=True``, as in DORA).
+        ``objective_fn``: what the s-AMS maximise, a callable ``(act [B, C, H, W],
+        targets [B]) -> [B]`` (default :class:`~dora_clean.objectives.ChannelObjective`).
+        With a built-in objective the s-AMS are cached on disk by weights, layer
+        and settings: what exists is reused (also with ``overwrite_experiment=True``,
+        as in DORA). Any other objective has no cache key: its s-AMS are made
+        afresh on every call and not cached.
         """
         if width != height:
             raise DoraError("dora-clean makes square s-AMS: give width == height")
-        objective_fn = objective_fn or ChannelObjective()
+        objective_fn = ChannelObjective() if objective_fn is None else objective_fn
         if experiment_name in self.experiments and not overwrite_experiment:
             raise DoraError(f"experiment {experiment_name!r} exists: pass overwrite_experiment=True")
         name = self._layer_name(layer)
         config = SamsConfig(n_signals=n_signals, steps=iters, size=width, lr=lr, seed=seed, batch_size=batch_size,
-                            objective=getattr(objective_fn, "name", "channel"))
+                            objective=objective_fn)
         layer_model = prepare_model(LayerModel(self.model, name), self.device)
         neurons = [int(i) for i in neuron_idx]
-        key = sams_key(weights_hash(self.model), name, config, self.mean, self.std)
-        sams = generate_sams(layer_model, neurons, config, self.cache_dir / "sams" / key, self.mean, self.std,
-                             self.device)
+        cache = None
+        if config.cacheable:  # a built-in objective; a custom one is made afresh
+            cache = self.cache_dir / "sams" / sams_key(weights_hash(self.model), name, config, self.mean, self.std)
+        sams = generate_sams(layer_model, neurons, config, cache, self.mean, self.std, self.device)
         self.experiments[experiment_name] = _Experiment(name, neurons, config, sams)
         return sams
 

@@ -1,18 +1,17 @@
 """Step 8, export: a cleaned copy of the dataset, and a manifest of what was left out."""
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from .atomic import atomic_write
 from .errors import DoraError
 from .review import KEEP_TAG, REMOVE_TAG, import_fiftyone
-from .rundir import dataset_root, read_scores, read_summary, sample_filepaths
+from .rundir import RemovedRow, RunDir, removed_csv, sample_filepaths
+
+__all__ = ["MODES", "POLICIES", "export_clean"]
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +48,6 @@ def _review_tags(summary: dict, run_dir: Path, relpaths: list[str]) -> tuple[dic
     return {rel_of[fp]: set(t) for fp, t in zip(fps, tags) if fp in rel_of}, name
 
 
-def _read_skipped(run_dir: Path) -> list[tuple[str, str]]:
-    try:
-        with open(run_dir / "skipped.csv", newline="") as f:
-            return [(r["filepath"], r.get("reason") or "") for r in csv.DictReader(f)]
-    except FileNotFoundError:
-        return []
-
-
-def _manifest(removed: list[tuple[str, str, str]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["filepath", "reason", "score"])
-    w.writerows(removed)
-    return buf.getvalue()
-
-
 def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str = "flagged",
                  dry_run: bool = False, overwrite: bool = False, mode: str = "copy") -> dict:
     """Write a cleaned copy of the run's dataset to ``to``; returns the counts.
@@ -93,10 +76,11 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
         raise DoraError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
     if mode not in MODES:
         raise DoraError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    run_dir = Path(run_dir).resolve()
-    summary = read_summary(run_dir)
-    scores = read_scores(run_dir)
-    src = dataset_root(summary, run_dir).resolve()
+    run = RunDir(Path(run_dir).resolve())
+    run_dir = run.path
+    summary = run.read_summary()
+    scores = run.read_scores()
+    src = run.dataset_root(summary).resolve()
     if not src.is_dir():
         raise DoraError(f"the scanned dataset {src} is not there any more")
     to = Path(to).expanduser().resolve()
@@ -104,7 +88,7 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
 
     tags, tags_from = _review_tags(summary, run_dir, scores.filepaths)
     kept: list[str] = []
-    removed: list[tuple[str, str, str]] = []  # filepath, reason, score
+    removed: list[RemovedRow] = []
     counts = dict.fromkeys(["kept", "removed_tagged", "removed_flagged", "removed_skipped"], 0)
     for rel, score, flagged in zip(scores.filepaths, scores.score, scores.flagged):
         t = tags.get(rel, set())
@@ -116,30 +100,30 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
             kept.append(rel)
             counts["kept"] += 1
             continue
-        removed.append((rel, reason, repr(float(score))))
+        removed.append(RemovedRow(rel, reason, float(score)))
         counts[f"removed_{reason}"] += 1
-    for rel, why in _read_skipped(run_dir):
-        removed.append((rel, f"skipped: {why}" if why else "skipped", ""))
+    for skipped in run.read_skipped():
+        why = skipped.reason
+        removed.append(RemovedRow(skipped.relpath, f"skipped: {why}" if why else "skipped"))
         counts["removed_skipped"] += 1
     counts = {"total": len(scores.filepaths) + counts["removed_skipped"], **counts,
               "tags_from": tags_from}
     if dry_run:
         return counts
 
-    manifest = _manifest(removed)
+    manifest = removed_csv(removed)
     to.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=to.parent, prefix=f".{to.name}.export-"))
     try:
         _write_images(src, kept, tmp, mode)
-        (tmp / "removed.csv").write_text(manifest)
+        (tmp / run.removed_path.name).write_text(manifest)
         if to.exists():  # empty, or overwrite: replace it
             shutil.rmtree(to)
         os.rename(tmp, to)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    with atomic_write(run_dir / "removed.csv") as f:
-        f.write(manifest)
+    run.write_removed(removed)
     return counts
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["ChannelMaxObjective", "ChannelObjective"]
+
 
 class ChannelObjective:
     """The mean activation of the image's own channel (DORA's default)."""

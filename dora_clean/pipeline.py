@@ -6,43 +6,49 @@ the plots and ``report.html``.
 """
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
-import json
-import shutil
+import itertools
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from torch import nn
 
-from .analysis import LayerAnalysis, analyse_layer, layer_width
-from .atomic import atomic_save, atomic_write, remove_stale_temps
+from .analysis import AnalysisOptions, LayerAnalysis, OutlierSettings, analyse_layer, layer_width
 from .device import prepare_model, resolve_device
 from .errors import DoraError
 from .evaluate import auc, neuron_aucs, read_labels, roc_curves
-from .scan import list_images, load_image
-from .models import LayerModel, default_layer, get_layer, load_model, weights_hash
+from .scanning import ScanResult, Skipped, list_images, load_image
+from .models import LayerModel, LoadedModel, default_layer, freeze, get_layer, load_model, weights_hash
 from .analysis.outliers import DEFAULT_METHOD
-from .rundir import update_summary
+from .rundir import NeuronRow, RunDir, Scores
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
-from .scan import scan_images, scan_key
+from .scanning.activations import ScanOptions, scan_images, scan_key
 from .scoring import (
     DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, artifact_scores, flag_images, layer_pooled,
     nearest_neurons,
 )
+
+__all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
 
 DEFAULT_POOLING = "mean"
 
 
 @dataclass
 class ScanSettings:
-    """Everything ``scan_dataset`` can be told (the CLI's options)."""
+    """Everything ``scan_dataset`` can be told (the CLI's options).
 
-    model: str | None = None
+    ``model`` is a spec (as ``--model``) or an ``nn.Module``; a module is used in eval mode and frozen
+    while the scan runs, then given back as it was (mode, ``requires_grad``, device). ``files``
+    restricts the scan to those files of the dataset (paths relative to it).
+    """
+
+    model: str | nn.Module | None = None
     weights: str | None = None
     layer: str | None = None
     labels: str | None = None
@@ -68,6 +74,7 @@ class ScanSettings:
     recruit: bool = True
     class_folders: bool = True  # set aside scores that flag class content (where the layout has classes)
     progress: bool = True
+    files: Sequence[str] | None = None
 
 
 def default_run_dir(dataset: Path) -> Path:
@@ -106,6 +113,36 @@ def _check_out_dir(out: Path, dataset: Path) -> None:
         raise DoraError(f"cannot write to the run directory {out} ({e.strerror}): choose another --out") from e
 
 
+@contextlib.contextmanager
+def _borrowed(model: str | nn.Module | None) -> Iterator[None]:
+    """Give a caller's module back as it was: train/eval mode, ``requires_grad``, device."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    devices = {t.device for t in itertools.chain(model.parameters(), model.buffers())}
+    try:
+        yield
+    finally:
+        if len(devices) == 1:
+            model.to(next(iter(devices)))
+        for m, training in modes:
+            m.training = training
+        for p, wanted in grads:
+            p.requires_grad_(wanted)
+
+
+def _load(s: ScanSettings) -> LoadedModel:
+    """The model of the settings: a spec loaded, or the caller's module (frozen)."""
+    if not isinstance(s.model, nn.Module):
+        return load_model(s.model, s.weights, s.trust_model_file)
+    if s.weights is not None:
+        raise DoraError("weights go with a model spec; load them into the module yourself")
+    cls = type(s.model)
+    return LoadedModel(freeze(s.model), f"{cls.__module__}:{cls.__qualname__}")
+
+
 def scan_dataset(
     dataset: str | Path, settings: ScanSettings | None = None, log: Callable[[str], None] = lambda s: None
 ) -> dict:
@@ -114,14 +151,18 @@ def scan_dataset(
     Returns the summary (also written as ``summary.json``).
     """
     s = settings or ScanSettings()
-    dataset = Path(dataset)
+    with _borrowed(s.model):
+        return _scan(Path(dataset), s, log)
+
+
+def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
     clock = _Clock(log)
     out = Path(s.out) if s.out else default_run_dir(dataset)
     if s.pooling not in ("mean", "max"):
         raise DoraError(f"unknown pooling {s.pooling!r}: use mean or max")
 
     with clock.stage("listing images"):
-        entries, listed_skipped, layout = list_images(dataset)
+        entries, listed_skipped, layout = list_images(dataset, only=s.files)
     _check_out_dir(out, dataset)
     labels = None
     if s.labels:
@@ -132,7 +173,7 @@ def scan_dataset(
             log(f"warning: {w.message}")
 
     with clock.stage("loading the model"):
-        loaded = load_model(s.model, s.weights, s.trust_model_file)
+        loaded = _load(s)
         info = loaded.info
         size = int(s.image_size or info.get("image_size") or 224)
         mean = tuple(s.mean or info.get("mean") or IMAGENET_MEAN)
@@ -154,18 +195,17 @@ def scan_dataset(
     sams_cfg = s.sams if s.sams.size else dataclasses.replace(s.sams, size=min(size, 128))
     with clock.stage("s-AMS and infected neurons"):
         analysis = analyse_layer(
-            loaded.model, layer, s.neurons, sams_cfg, mean, std, device, s.outlier_method, s.n_infected,
-            s.n_neighbors, progress=s.progress, representation=s.representation,
+            loaded.model, layer, s.neurons, sams_cfg,
+            OutlierSettings(s.outlier_method, s.n_infected, s.n_neighbors, representation=s.representation),
+            AnalysisOptions(mean, std, device, progress=s.progress),
         )
     infected = analysis.infected
 
     with clock.stage("scanning images"):
         root = dataset
-        key = scan_key(weights_hash(loaded.model), layer, root, entries, size, mean, std, infected)
-        result = scan_images(
-            layer_model, root, entries, cache_root() / "scans" / key, size, infected, mean, std, device,
-            s.batch_size, s.workers, progress=s.progress,
-        )
+        scan_options = ScanOptions(size, mean, std, device, s.batch_size, s.workers, progress=s.progress)
+        key = scan_key(weights_hash(loaded.model), layer, root, entries, scan_options)  # not the infected set
+        result = scan_images(layer_model, root, entries, cache_root() / "scans" / key, scan_options, infected)
     skipped = list(listed_skipped) + result.skipped
 
     with clock.stage("scoring"):
@@ -195,10 +235,11 @@ def scan_dataset(
                 log("warning: the labelled images are all of one kind; no ROC/AUC")
 
     with clock.stage("writing the run directory"):
-        _write_run_dir(
-            out, dataset, layout, loaded.spec, layer, size, analysis, result, skipped, scores, flagged, threshold,
-            labels, aucs, all_auc, s, clock.timings, mean, std,
+        outcome = ScanOutcome(
+            dataset, layout, loaded.spec, layer, size, mean, std, analysis, result, skipped, scores, flagged,
+            threshold, labels, aucs, all_auc,
         )
+        write_run(RunDir(out), outcome, s, clock.timings)
 
     if s.fiftyone:
         with clock.stage("FiftyOne import"):
@@ -209,136 +250,135 @@ def scan_dataset(
                 atlas_to_fiftyone(out)
             except DoraError as e:
                 log(f"warning: {e}")
-    return update_summary(out, timings=clock.timings)
+    return RunDir(out).update_summary(timings=clock.timings)
 
 
-def _write_json(path: Path, obj) -> None:
-    with atomic_write(path, encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
+@dataclass
+class ScanOutcome:
+    """What one scan found, for the run directory: its input, the analysis, the scan and the scores."""
+
+    dataset: Path
+    layout: str  # "classes" or "flat"
+    model_spec: str
+    layer: str
+    size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    analysis: LayerAnalysis
+    result: ScanResult
+    skipped: list[Skipped]
+    scores: ArtifactScores
+    flagged: np.ndarray  # bool, per scanned image
+    threshold: float | None
+    artifact_labels: dict[str, int] | None  # relpath -> artifact (0/1), where labels were given
+    aucs: dict[str, float]  # summary.json's "auc"
+    all_auc: np.ndarray | None  # every neuron's AUC, where labels were given
+
+    @property
+    def relpaths(self) -> list[str]:
+        return [e.relpath for e in self.result.entries]
+
+    @property
+    def heatmap_column(self) -> int:
+        """The infected neuron whose maps go to heatmaps.npy: one that fires on the artifact (not one it
+        silences), one of the combined score's where there is one."""
+        infected, orient, combined = self.analysis.infected, self.scores.orient, self.scores.combined
+        return next((j for j, (n, o) in enumerate(zip(infected, orient)) if o > 0 and combined.get(int(n), 0) > 0),
+                    next((j for j, o in enumerate(orient) if o > 0), 0))
 
 
-def _write_csv(path: Path, header: Sequence[str], rows) -> None:
-    with atomic_write(path, newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
+def _neuron_rows(o: ScanOutcome) -> list[NeuronRow]:
+    out, dead = o.analysis.outliers, set(o.analysis.outliers.dead)
+    return [
+        NeuronRow(n, float(out.scores[i]), n in o.analysis.infected, n in dead, float(out.atlas[i, 0]),
+                  float(out.atlas[i, 1]), None if o.all_auc is None else float(o.all_auc[n]))
+        for i, n in enumerate(o.analysis.neurons)
+    ]
 
 
-def _write_run_dir(
-    out: Path, dataset: Path, layout: str, model_spec: str, layer: str, size: int, analysis: LayerAnalysis, result,
-    skipped, scores: ArtifactScores, flagged, threshold, labels, aucs, all_auc, s: ScanSettings, timings, mean, std,
-) -> dict:
-    per_neuron, orient, score, combined = scores.per_neuron, scores.orient, scores.score, scores.combined
-    infected = analysis.infected
-    o = analysis.outliers
-    # s-AMS: a copy of the cached PNG files.
-    sams_dir = out / "sams"
-    sams_dir.mkdir(parents=True, exist_ok=True)
-    for d in (out, sams_dir):  # what an interrupted run was writing
-        remove_stale_temps(d)
-    for n in analysis.neurons:
-        for j in range(analysis.config.n_signals):
-            src = analysis.sams_dir / f"{n}_{j}.png"
-            dst = sams_dir / f"{n}_{j}.png"
-            if not dst.exists() or dst.stat().st_size != src.stat().st_size:
-                shutil.copyfile(src, dst)
-    # neurons.csv
-    auc_of = (lambda n: "" if all_auc is None else f"{all_auc[n]:.6f}")
-    dead = set(o.dead)
-    neuron_rows = []
-    for i, n in enumerate(analysis.neurons):
-        neuron_rows.append({
-            "neuron": n, "outlier_score": float(o.scores[i]), "infected": int(n in infected), "dead": int(n in dead),
-            "atlas_x": float(o.atlas[i, 0]), "atlas_y": float(o.atlas[i, 1]),
-            "auc": None if all_auc is None else float(all_auc[n]),
-        })
-    header = ["neuron", "outlier_score", "infected", "dead", "atlas_x", "atlas_y"] + (["auc"] if all_auc is not None else [])
-    _write_csv(out / "neurons.csv", header, (
-        [r["neuron"], f"{r['outlier_score']:.6f}", r["infected"], r["dead"], f"{r['atlas_x']:.5f}", f"{r['atlas_y']:.5f}"]
-        + ([auc_of(r["neuron"])] if all_auc is not None else [])
-        for r in neuron_rows
-    ))
-    # scores.csv and heatmaps.npy
-    relpaths = [e.relpath for e in result.entries]
-    header = ["filepath", "label", "score"] + [f"neuron_{n}" for n in infected] + ["flagged"]
-    if labels is not None:
-        header.append("artifact")
-    rows = (
-        [p, e.label or "", f"{score[i]:.6f}"] + [f"{v:.6f}" for v in per_neuron[i]] + [int(flagged[i])]
-        + ([labels.get(p, "")] if labels is not None else [])
-        for i, (p, e) in enumerate(zip(relpaths, result.entries))
+def _scores_table(o: ScanOutcome) -> Scores:
+    relpaths = o.relpaths
+    return Scores(
+        filepaths=relpaths,
+        labels=[e.label or "" for e in o.result.entries],
+        score=o.scores.score,
+        neurons={int(n): o.scores.per_neuron[:, j] for j, n in enumerate(o.analysis.infected)},
+        flagged=o.flagged,
+        artifact=None if o.artifact_labels is None else [o.artifact_labels.get(p) for p in relpaths],
     )
-    _write_csv(out / "scores.csv", header, rows)
-    # the heatmap shows an infected neuron that fires on the artifact (not one it silences), one of the
-    # combined score's where there is one
-    hm = next((j for j, (n, o) in enumerate(zip(infected, orient)) if o > 0 and combined.get(int(n), 0) > 0),
-              next((j for j, o in enumerate(orient) if o > 0), 0))
-    if len(infected) and result.maps.ndim == 4 and result.maps.shape[1]:
-        heat = np.asarray(result.maps[:, hm])
-    else:
-        heat = np.zeros((len(relpaths), 1, 1), np.float16)
-    atomic_save(out / "heatmaps.npy", lambda p: np.save(p, heat.astype(np.float16)))
-    _write_csv(out / "skipped.csv", ["filepath", "reason"], ([k.relpath, k.reason] for k in sorted(skipped, key=lambda k: k.relpath)))
-    # plots
+
+
+def _heatmaps(o: ScanOutcome) -> np.ndarray:
+    maps = o.result.maps
+    if len(o.analysis.infected) and maps.ndim == 4 and maps.shape[1]:
+        return np.asarray(maps[:, o.heatmap_column])
+    return np.zeros((len(o.result.entries), 1, 1), np.float16)
+
+
+def _plot(run: RunDir, o: ScanOutcome, heat: np.ndarray, pooling: str) -> list[Path]:
+    """The run's plots; returns their paths."""
+    analysis, scores = o.analysis, o.scores
+    infected, orient, score, per_neuron = analysis.infected, scores.orient, scores.score, scores.per_neuron
     sams_np = analysis.sams.numpy()
-    plot_atlas(out / "atlas.png", o.atlas, analysis.neurons, o.scores, infected, o.dead, sams_np)
-    plot_sams(out / "infected_sams.png", sams_np, analysis.neurons, infected)
-    plots = ["atlas.png", "infected_sams.png"]
-    if aucs:
-        rows_l = np.array([i for i, p in enumerate(relpaths) if p in labels], dtype=np.int64)
-        y = np.array([labels[relpaths[i]] for i in rows_l])
+    plot_atlas(run.atlas_plot, analysis.outliers.atlas, analysis.neurons, analysis.outliers.scores, infected,
+               analysis.outliers.dead, sams_np)
+    plot_sams(run.sams_plot, sams_np, analysis.neurons, infected)
+    plots = [run.atlas_plot, run.sams_plot]
+    relpaths = o.relpaths
+    if o.aucs:
+        rows_l = np.array([i for i, p in enumerate(relpaths) if p in o.artifact_labels], dtype=np.int64)
+        y = np.array([o.artifact_labels[relpaths[i]] for i in rows_l])
         named = {"combined": score[rows_l]}
         for j, n in enumerate(infected[:5]):
             flipped = orient[j] < 0
             named[f"infected neuron {n}" + (" (silenced by the artifact)" if flipped else "")] = \
                 per_neuron[rows_l, j] * orient[j]
-        best = int(np.nanargmax(all_auc))
+        best = int(np.nanargmax(o.all_auc))
         if best not in infected:
-            src = layer_pooled(result.mean_act, result.max_act, s.pooling)
+            src = layer_pooled(o.result.mean_act, o.result.max_act, pooling)
             named[f"best neuron {best} (oracle)"] = np.asarray(src[:, best])[rows_l]
-        plot_roc(out / "roc.png", roc_curves(y, named))
-        plots.append("roc.png")
-    top = np.argsort(-score, kind="stable")[: min(16, int(flagged.sum()) or 16)]
+        plot_roc(run.roc_plot, roc_curves(y, named))
+        plots.append(run.roc_plot)
+    top = np.argsort(-score, kind="stable")[: min(16, int(o.flagged.sum()) or 16)]
     imgs, titles, hms = [], [], []
     for i in top:
         try:
-            imgs.append(load_image(dataset / relpaths[i], size).permute(1, 2, 0).numpy())
+            imgs.append(load_image(o.dataset / relpaths[i], o.size).permute(1, 2, 0).numpy())
         except Exception:
             continue
         titles.append(f"{score[i]:.1f} {Path(relpaths[i]).name[:18]}")
         hms.append(np.asarray(heat[i], dtype=np.float32))
     if imgs:
-        plot_flagged(out / "flagged.png", imgs, titles, hms)
-        plots.append("flagged.png")
-    # summary.json
-    old = {}
-    if (out / "summary.json").is_file():
-        try:
-            old = json.loads((out / "summary.json").read_text())
-        except ValueError:
-            old = {}
+        plot_flagged(run.flagged_plot, imgs, titles, hms)
+        plots.append(run.flagged_plot)
+    return plots
+
+
+def _summary(o: ScanOutcome, s: ScanSettings, timings: dict[str, float], old: dict) -> dict:
+    analysis, scores = o.analysis, o.scores
+    infected, orient, combined = analysis.infected, scores.orient, scores.combined
     summary = {
-        "model": model_spec,
-        "layer": layer,
+        "model": o.model_spec,
+        "layer": o.layer,
         "n_neurons": len(analysis.neurons),
         "infected_neurons": [int(n) for n in infected],
-        "dead_neurons": [int(n) for n in o.dead],
-        "n_images": len(relpaths),
-        "n_flagged": int(flagged.sum()),
-        "n_skipped": len(skipped),
+        "dead_neurons": [int(n) for n in analysis.outliers.dead],
+        "n_images": len(o.result.entries),
+        "n_flagged": int(o.flagged.sum()),
+        "n_skipped": len(o.skipped),
         "fiftyone_dataset": old.get("fiftyone_dataset") if s.fiftyone else None,
         "atlas_dataset": old.get("atlas_dataset") if s.fiftyone else None,
         "timings": timings,
-        "dataset": str(dataset.resolve()),
-        "layout": layout,
-        "image_size": size,
-        "mean": list(mean),
-        "std": list(std),
-        "score_threshold": None if threshold is None else float(threshold),
+        "dataset": str(o.dataset.resolve()),
+        "layout": o.layout,
+        "image_size": o.size,
+        "mean": list(o.mean),
+        "std": list(o.std),
+        "score_threshold": None if o.threshold is None else float(o.threshold),
         "flagging": "top" if s.flag_top else ("threshold" if s.threshold is not None else "otsu"),
-        "infected_orientation": {str(n): int(o) for n, o in zip(infected, orient)},
+        "infected_orientation": {str(n): int(d) for n, d in zip(infected, orient)},
         "combined_neurons": list(combined),
-        "combined_orientation": {str(n): o for n, o in combined.items()},
+        "combined_orientation": {str(n): d for n, d in combined.items()},
         "combined_seed": scores.seed,
         "separation": round(scores.separation, 4),
         "agreement": s.agreement,
@@ -346,18 +386,43 @@ def _write_run_dir(
         "class_folders": scores.class_lambda is not None,  # used: on, and two class folders or more
         "class_content": scores.class_content,
         "class_lambda": scores.class_lambda,
-        "heatmap_neuron": int(infected[hm]) if infected else None,
+        "heatmap_neuron": int(infected[o.heatmap_column]) if infected else None,
         "pooling": s.pooling,
         "outlier_method": analysis.outliers.method,
         "representation": s.representation,
         "sams": analysis.config.key_fields(),
     }
-    if aucs:
-        summary["auc"] = aucs
+    if o.aucs:
+        summary["auc"] = o.aucs
         # each infected neuron in the direction the combined score uses it
         summary["best_infected_auc"] = (
-            max(aucs[str(n)] if o > 0 else 1 - aucs[str(n)] for n, o in zip(infected, orient)) if infected else None
+            max(o.aucs[str(n)] if d > 0 else 1 - o.aucs[str(n)] for n, d in zip(infected, orient)) if infected else None
         )
-    _write_json(out / "summary.json", summary)
-    write_report(out, summary, neuron_rows, plots)
+    return summary
+
+
+def _previous_summary(run: RunDir) -> dict:
+    """An earlier run's summary in the same folder (its FiftyOne dataset names are kept); {} if none."""
+    if not run.summary_path.is_file():
+        return {}
+    try:
+        return run.read_summary()
+    except DoraError:
+        return {}
+
+
+def write_run(run: RunDir, o: ScanOutcome, s: ScanSettings, timings: dict[str, float]) -> dict:
+    """Write the run directory of a scan (DESIGN.md, "The run directory"); returns the summary."""
+    run.create()
+    run.copy_sams(o.analysis.sams_dir, o.analysis.neurons, o.analysis.config.n_signals)
+    neurons = _neuron_rows(o)
+    run.write_neurons(neurons)
+    run.write_scores(_scores_table(o))
+    heat = _heatmaps(o)
+    run.write_heatmaps(heat)
+    run.write_skipped(o.skipped)
+    plots = _plot(run, o, heat, s.pooling)
+    summary = _summary(o, s, timings, _previous_summary(run))
+    run.write_summary(summary)
+    write_report(run, summary, neurons, plots)
     return summary

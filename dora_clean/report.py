@@ -10,6 +10,9 @@ import numpy as np
 
 from .atomic import atomic_save, atomic_write
 from .evaluate import Curve
+from .rundir import NeuronRow, RunDir
+
+__all__ = ["plot_atlas", "plot_flagged", "plot_roc", "plot_sams", "write_report"]
 
 
 def _plt():
@@ -110,20 +113,20 @@ def plot_flagged(path: Path, images: Sequence[np.ndarray], titles: Sequence[str]
     _save(fig, path)
 
 
-def write_report(run_dir: Path, summary: dict, neuron_rows: list[dict], plots: Sequence[str]) -> Path:
-    """``report.html``: the summary, the infected neurons, and the plots."""
+def write_report(run: RunDir, summary: dict, neurons: Sequence[NeuronRow], plots: Sequence[Path]) -> Path:
+    """The run's ``report.html``: the summary, the infected neurons, and the plots (files of the run)."""
     esc = html.escape
     infected = summary.get("infected_neurons", [])
     auc = summary.get("auc") or {}
-    rows = sorted(neuron_rows, key=lambda r: -(r["outlier_score"] if r["outlier_score"] == r["outlier_score"] else -1e9))
+    rows = sorted(neurons, key=lambda r: -(r.outlier_score if r.outlier_score == r.outlier_score else -1e9))
     table = "".join(
         "<tr{}><td>{}</td><td>{:.3f}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-            ' class="inf"' if r["infected"] else "",
-            r["neuron"],
-            r["outlier_score"] if r["outlier_score"] == r["outlier_score"] else float("nan"),
-            "yes" if r["infected"] else "",
-            "dead" if r["dead"] else "",
-            f"{r['auc']:.3f}" if r.get("auc") is not None else "",
+            ' class="inf"' if r.infected else "",
+            r.neuron,
+            r.outlier_score if r.outlier_score == r.outlier_score else float("nan"),
+            "yes" if r.infected else "",
+            "dead" if r.dead else "",
+            f"{r.auc:.3f}" if r.auc is not None else "",
         )
         for r in rows[:20]
     )
@@ -145,7 +148,8 @@ def write_report(run_dir: Path, summary: dict, neuron_rows: list[dict], plots: S
                   ("best infected AUC", f"{summary.get('best_infected_auc', float('nan')):.3f}")]
     facts.append(("FiftyOne dataset", summary.get("fiftyone_dataset") or "-"))
     facts_html = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in facts)
-    imgs = "".join(f'<figure><img src="{esc(p)}" alt="{esc(p)}"></figure>' for p in plots)
+    names = [Path(p).relative_to(run.path).as_posix() for p in plots]
+    imgs = "".join(f'<figure><img src="{esc(p)}" alt="{esc(p)}"></figure>' for p in names)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>dora-clean report: {esc(str(summary.get('dataset', '')))}</title>
 <style>
@@ -163,7 +167,6 @@ img {{ max-width: 640px; border: 1px solid #ddd; }}
 <details><summary>summary.json</summary><pre>{esc(json.dumps(summary, indent=1))}</pre></details>
 </body></html>
 """
-    path = run_dir / "report.html"
-    with atomic_write(path, encoding="utf-8") as f:
+    with atomic_write(run.report_path, encoding="utf-8") as f:
         f.write(page)
-    return path
+    return run.report_path

@@ -7,11 +7,11 @@ and returns ``{relpath: expected}``, where ``expected`` is
 - ``"ignored"``: a file the dataset must not contain at all (hidden, or not
   an image extension);
 - otherwise a keyword that must occur in the reason it is skipped for, at
-  listing time (:class:`dora_clean.scan.Skipped`) or at loading time
-  (:class:`dora_clean.scan.BadImage`).
+  listing time (:class:`dora_clean.scanning.Skipped`) or at loading time
+  (:class:`dora_clean.scanning.BadImage`).
 
 The relpath of the file whose name is not UTF-8 is given as
-``dora_clean.scan`` shows it: the bad byte as ``\\xff``.
+``dora_clean.scanning`` shows it: the bad byte as ``\\xff``.
 
 Unreadable file (mode 000): when the tests run as root, permissions do not
 stop reads, so that file is then expected to be ``"ok"`` (see

@@ -3,19 +3,21 @@
 The images are real PNG files (in class folders, or flat), and the run
 directory holds the files the scan writes (see DESIGN.md, "The run
 directory"): summary.json, scores.csv, heatmaps.npy, neurons.csv, sams/ and
-skipped.csv. The numbers are made up but consistent: an image is flagged when
+skipped.csv, written through :class:`dora_clean.rundir.RunDir` as the scan
+writes them. The numbers are made up but consistent: an image is flagged when
 its score reaches the threshold, and its artifact label says the same except
 for a few mistakes.
 """
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dora_clean.rundir import NeuronRow, RunDir, Scores
+from dora_clean.scanning import Skipped
 
 
 @dataclass
@@ -32,7 +34,7 @@ class FakeRun:
 
     @property
     def summary(self) -> dict:
-        return json.loads((self.run_dir / "summary.json").read_text())
+        return RunDir(self.run_dir).read_summary()
 
 
 def _png(path: Path, rng: np.random.Generator, artifact: bool, size: int) -> None:
@@ -69,8 +71,8 @@ def make_run(
     if n_images < 8:
         raise ValueError("make_run needs n_images >= 8")
     root = Path(root)
-    data, run = root / "data", root / "run"
-    run.mkdir(parents=True, exist_ok=True)
+    data, run = root / "data", RunDir(root / "run")
+    run.create()
     data.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
 
@@ -96,9 +98,6 @@ def make_run(
     artifact[np.argmax(scores)] = True
     artifact[np.argmin(scores)] = True  # a miss the scan did not flag
 
-    fieldnames = ["filepath", "label", "score"] + [f"neuron_{n}" for n in infected] + ["flagged"]
-    if labels:
-        fieldnames.append("artifact")
     rows = []
     for i, rel in enumerate(relpaths):
         row = {
@@ -115,39 +114,37 @@ def make_run(
         if images:
             _png(data / rel, rng, bool(artifact[i]), image_size)
 
-    with open(run / "scores.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fieldnames)
-        w.writeheader()
-        w.writerows(rows)
+    run.write_scores(Scores(
+        filepaths=[r["filepath"] for r in rows],
+        labels=[r["label"] for r in rows],
+        score=scores,
+        neurons={n: np.array([r[f"neuron_{n}"] for r in rows]) for n in infected},
+        flagged=flagged,
+        artifact=artifact if labels else None,
+    ))
 
     broken = f"{classes[0]}/broken.png" if layout == "classes" else "broken.png"
     (data / broken).parent.mkdir(parents=True, exist_ok=True)
     (data / broken).write_bytes(b"not a png")
-    with open(run / "skipped.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["filepath", "reason"])
-        w.writerow([broken, "cannot identify image file"])
+    run.write_skipped([Skipped(broken, "cannot identify image file")])
 
     # where the top infected neuron fires: a blob, brighter the higher the score
     yy, xx = np.mgrid[0:heat, 0:heat]
     blob = np.exp(-((yy - 1) ** 2 + (xx - 1) ** 2) / 2.0)
     maps = (scores[:, None, None] * blob[None] * 10).astype(np.float16)
-    np.save(run / "heatmaps.npy", maps)
+    run.write_heatmaps(maps)
 
     atlas = rng.normal(size=(n_neurons, 2)).round(4)
     atlas[list(infected)] += 5.0
-    with open(run / "neurons.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["neuron", "outlier_score", "infected", "dead", "atlas_x", "atlas_y"]
-                   + (["auc"] if labels else []))
-        for n in range(n_neurons):
-            auc = [0.9 if n in infected else 0.5] if labels else []
-            w.writerow([n, 3.0 if n in infected else 1.0, int(n in infected), int(n == 0),
-                        atlas[n, 0], atlas[n, 1]] + auc)
+    run.write_neurons([
+        NeuronRow(n, 3.0 if n in infected else 1.0, n in infected, n == 0, float(atlas[n, 0]), float(atlas[n, 1]),
+                  (0.9 if n in infected else 0.5) if labels else None)
+        for n in range(n_neurons)
+    ])
 
     for n in range(n_neurons):
         for s in range(n_sams):
-            _png(run / "sams" / f"{n}_{s}.png", rng, n in infected, image_size)
+            _png(run.sams_image(n, s), rng, n in infected, image_size)
 
     summary = {
         "model": "fake",
@@ -168,5 +165,5 @@ def make_run(
     if labels:
         summary["auc"] = {str(n): 0.9 for n in infected} | {"combined": 0.92}
         summary["best_infected_auc"] = 0.9
-    (run / "summary.json").write_text(json.dumps(summary, indent=2))
-    return FakeRun(run_dir=run, dataset=data, infected=list(infected), rows=rows, skipped=[broken])
+    run.write_summary(summary)
+    return FakeRun(run_dir=run.path, dataset=data, infected=list(infected), rows=rows, skipped=[broken])

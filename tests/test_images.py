@@ -14,10 +14,10 @@ from PIL import Image, ImageFile
 from torchvision.transforms import v2
 
 from badcorpus import IS_ROOT, UNREADABLE, make_bad_corpus, snapshot_tree
-from dora_clean.scan import decode as images
+from dora_clean.scanning import decode as images
 from dora_clean.errors import DoraError
-from dora_clean.scan.decode import BadImage, ImageFiles, collate_images, load_image
-from dora_clean.scan.files import ImageEntry, list_images
+from dora_clean.scanning.decode import BadImage, ImageFiles, collate_images, load_image
+from dora_clean.scanning.files import ImageEntry, list_images
 
 SIZE = 24
 

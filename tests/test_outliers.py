@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from dora_clean.errors import DoraError
-from dora_clean.analysis.outliers import atlas, find_dead, find_infected, outlier_scores, select_infected
+from dora_clean.analysis.outliers import (
+    OutlierSettings, atlas, find_dead, find_infected, outlier_scores, select_infected,
+)
 
 
 def clustered(k=40, seed=0):
@@ -66,7 +68,8 @@ def test_a_group_of_detectors_stands_out_by_the_group_score():
     interleaved = list(dict.fromkeys(i for pair in zip(np.argsort(-knn, kind="stable"), np.argsort(-group, kind="stable"))
                                      for i in pair))
     assert order == interleaved
-    lone = find_infected(d, np.ones(64), list(range(64)), "knn", n_infected=3, with_atlas=False).infected
+    knn3 = OutlierSettings("knn", n_infected=3)
+    lone = find_infected(d, np.ones(64), list(range(64)), knn3, with_atlas=False).infected
     assert not set(lone) & set(range(5))  # kNN's top 3: none of the group
     res = find_infected(d, np.ones(64), list(range(64)), with_atlas=False)  # 5% of 64, in turns
     assert res.method == "knn+group" and res.infected[:2] == [60, 61] and res.infected[2] in range(5)

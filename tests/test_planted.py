@@ -176,6 +176,7 @@ def test_net_heads_named_as_documented():
 # --------------------------------------------------------------------------- training and caching
 
 
+@pytest.mark.slow
 def test_train_model_tiny_is_deterministic():
     torch.set_num_threads(1)
     try:
@@ -195,6 +196,7 @@ def test_train_model_tiny_is_deterministic():
         assert key in metrics
 
 
+@pytest.mark.slow
 def test_load_planted_model_caches(cache_dir, monkeypatch):
     m1, metrics1 = planted.load_planted_model("tiny_cnn", "text", epochs=1, n_per_class=6)
     files = sorted(p.name for p in (cache_dir / "planted").iterdir())

@@ -27,6 +27,7 @@ def rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_bad_corpus_through_the_whole_scan(tmp_path):
     data = tmp_path / "corpus"
     expected = make_bad_corpus(data)
@@ -48,6 +49,7 @@ def test_bad_corpus_through_the_whole_scan(tmp_path):
           f"{len(expected) - len(ok) - len(bad)} ignored")
 
 
+@pytest.mark.slow
 def test_empty_dataset_and_unwritable_output(tmp_path):
     from dora_clean.errors import DoraError
 

@@ -15,6 +15,8 @@ from dora_clean.pipeline import ScanSettings, scan_dataset
 from dora_clean.scoring import class_lambda, robust_z
 from dora_clean.analysis.sams import SamsConfig
 
+pytestmark = pytest.mark.slow  # every test here scans a dataset
+
 FAST_SAMS = SamsConfig(n_signals=2, steps=48, size=64)
 
 
@@ -131,7 +133,7 @@ def test_without_recruits_the_combined_score_is_the_mean_of_the_infected_neurons
 
 def test_second_run_reuses_the_caches(run, planted, tmp_path, monkeypatch):
     import dora_clean.analysis.sams as sams_module
-    import dora_clean.scan.activations as scan_module
+    import dora_clean.scanning.activations as scan_module
 
     out, first = run
     work: list[str] = []  # what the second run computes again (nothing: both caches hold it)

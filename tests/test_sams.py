@@ -135,3 +135,81 @@ def test_cache_is_reused_and_missing_neurons_only_are_made(tmp_path, monkeypatch
     assert (tmp_path / "0_0.png").stat().st_mtime_ns == stamp
     assert torch.equal(more[0], first[1])
     assert len(list(tmp_path.glob("*.png"))) == 8
+
+
+def test_objectives_key_the_cache_by_name_and_custom_ones_not_at_all():
+    import dataclasses
+
+    from dora_clean.analysis.sams import objective_name
+    from dora_clean.objectives import ChannelMaxObjective, ChannelObjective
+
+    default = SamsConfig()
+    assert default.key_fields() == {k: v for k, v in dataclasses.asdict(default).items() if k != "batch_size"}
+    for built_in in (ChannelObjective(), ChannelObjective, "channel"):
+        assert SamsConfig(objective=built_in).key_fields() == default.key_fields()
+    assert objective_name(ChannelMaxObjective()) == "channel_max"
+
+    class Renamed(ChannelObjective):  # inherits the name "channel", but is not the built-in
+        pass
+
+    for custom in (Renamed(), lambda act, targets: act.sum(dim=(1, 2, 3))):
+        cfg = SamsConfig(objective=custom)
+        assert objective_name(custom) is None and not cfg.cacheable
+        with pytest.raises(DoraError, match="no cache key"):
+            cfg.key_fields()
+    with pytest.raises(DoraError, match="unknown objective 'nope'"):
+        SamsConfig(objective="nope")
+    with pytest.raises(DoraError, match="neither a name"):
+        SamsConfig(objective=3)
+
+
+def test_generate_sams_with_a_custom_objective_writes_nothing(tmp_path):
+    lm = LayerModel(colour_detectors(), "1")
+    cfg = SamsConfig(n_signals=2, steps=20, size=24, lr=0.3, batch_size=4,
+                     objective=lambda act, targets: -act[torch.arange(len(targets)), targets].mean(dim=(1, 2)))
+    sams = generate_sams(lm, [0, 3], cfg, tmp_path / "sams", progress=False, **RAW)
+    assert torch.equal(sams, optimise(lm, [0, 3], cfg, **RAW))
+    assert not (tmp_path / "sams").exists()
+
+
+def _torch_floor() -> tuple[int, ...]:
+    """The lowest torch that pyproject.toml allows (its ``torch>=X.Y`` requirement)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    try:
+        import tomllib
+
+        deps = tomllib.loads(text)["project"]["dependencies"]
+    except ImportError:  # Python 3.10
+        deps = re.findall(r'"([^"]+)"', text)
+    (spec,) = [d for d in deps if re.match(r"torch\s*[><=]", d)]
+    m = re.search(r">=\s*([0-9.]+)", spec)
+    assert m, f"the torch requirement {spec!r} has no floor"
+    return tuple(int(x) for x in m.group(1).split("."))
+
+
+def test_the_torch_floor_supports_the_adam_the_cpu_optimisation_uses(monkeypatch):
+    """On the CPU the s-AMS optimisation asks for the fused Adam, which torch has there from
+    FUSED_ADAM_CPU_SINCE (2.4) on: pyproject.toml must not allow an older torch."""
+    import dora_clean.analysis.sams as sams_module
+
+    asked = []
+    real_adam = torch.optim.Adam
+
+    def recording_adam(params, **kwargs):
+        asked.append(kwargs.get("fused"))
+        return real_adam(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", recording_adam)
+    optimise(LayerModel(colour_detectors(), "1"), [0], SamsConfig(n_signals=1, steps=2, size=16), device="cpu", **RAW)
+    assert len(asked) == 1
+    if asked[0]:  # the fused path: the floor must be a torch that has it on the CPU
+        assert sams_module.FUSED_ADAM_CPU_SINCE == (2, 4)  # torch 2.4's release notes: fused Adam/AdamW on CPU
+        assert _torch_floor()[:2] >= sams_module.FUSED_ADAM_CPU_SINCE, _torch_floor()
+    import importlib
+
+    supported = getattr(importlib.import_module("torch.optim.optimizer"), "_get_fused_kernels_supported_devices", None)
+    if supported is not None:  # the installed torch agrees where the code asks for it
+        assert set(sams_module.FUSED_ADAM_DEVICES) <= set(supported())

@@ -7,10 +7,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-import dora_clean.scan.activations as scan_mod
-from dora_clean.scan import list_images
+import dora_clean.scanning.activations as scan_mod
+from dora_clean.scanning import list_images
 from dora_clean.models import LayerModel, freeze
-from dora_clean.scan import scan_images
+from dora_clean.scanning import scan_images
+from dora_clean.scanning.activations import ScanOptions
 
 
 def net() -> nn.Module:
@@ -38,7 +39,7 @@ def dataset(tmp_path):
 
 def direct(model, root, entries, size=16):
     """The reference: each image alone through the model."""
-    from dora_clean.scan import load_image
+    from dora_clean.scanning import load_image
 
     lm = LayerModel(model, "3")
     rows = []
@@ -50,12 +51,13 @@ def direct(model, root, entries, size=16):
     return torch.stack(rows)
 
 
+@pytest.mark.slow
 def test_scan_matches_per_image_forward_and_lists_bad_files(dataset, tmp_path):
     model = net()
     entries, skipped, layout = list_images(dataset)
     assert layout == "classes"
-    res = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "work", 16, map_neurons=[2, 4],
-                      batch_size=8, workers=2, chunk_batches=2, progress=False)
+    res = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "work",
+                      ScanOptions(16, batch_size=8, workers=2, chunk_batches=2, progress=False), map_neurons=[2, 4])
     bad = {s.relpath: s.reason for s in skipped + res.skipped}
     assert set(bad) == {"a/zero.png", "b/text.jpg", "a/truncated.png"}
     assert "zero" in bad["a/zero.png"] and "not an image" in bad["b/text.jpg"]
@@ -67,20 +69,21 @@ def test_scan_matches_per_image_forward_and_lists_bad_files(dataset, tmp_path):
     np.testing.assert_allclose(res.maps.astype(np.float32), want[:, [2, 4]].numpy(), rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.slow
 def test_interrupted_scan_resumes_to_the_same_result(dataset, tmp_path, monkeypatch):
     model = net()
     entries, _, _ = list_images(dataset)
-    args = dict(size=16, map_neurons=[1], batch_size=8, workers=0, chunk_batches=2, progress=False)
+    args = dict(options=ScanOptions(16, batch_size=8, workers=0, chunk_batches=2, progress=False), map_neurons=[1])
     ref = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "ref", **args)
 
     real_write = scan_mod._write_chunk
     written = []
 
-    def dying_write(work_dir, c, parts):
+    def dying_write(*args):
         if len(written) == 2:
             raise KeyboardInterrupt  # killed after two chunks
-        real_write(work_dir, c, parts)
-        written.append(c)
+        real_write(*args)
+        written.append(args[1])
 
     monkeypatch.setattr(scan_mod, "_write_chunk", dying_write)
     with pytest.raises(KeyboardInterrupt):
@@ -90,7 +93,7 @@ def test_interrupted_scan_resumes_to_the_same_result(dataset, tmp_path, monkeypa
 
     scanned = []
     real_scan = scan_mod._scan_chunks
-    monkeypatch.setattr(scan_mod, "_scan_chunks", lambda *a: (scanned.append(a[4]), real_scan(*a)))
+    monkeypatch.setattr(scan_mod, "_scan_chunks", lambda job, todo: (scanned.append(todo), real_scan(job, todo)))
     res = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "resumed", **args)
     assert scanned == [[2, 3, 4, 5]]  # the two finished chunks were not scanned again
     assert [e.relpath for e in res.entries] == [e.relpath for e in ref.entries]
@@ -103,12 +106,76 @@ def test_interrupted_scan_resumes_to_the_same_result(dataset, tmp_path, monkeypa
     assert scanned == []
 
 
+@pytest.mark.slow
+def test_maps_of_other_neurons_do_not_rescan_the_activations(dataset, tmp_path, monkeypatch):
+    """The activations of every neuron are cached by model, layer, files and preprocessing; asked for the
+    maps of other neurons (another infected set), the scan computes those maps only, and gives what a
+    fresh scan gives."""
+    model = net()
+    entries, _, _ = list_images(dataset)
+    options = ScanOptions(16, batch_size=8, workers=0, chunk_batches=2, progress=False)
+    lm = LayerModel(model, "3")
+    scan_images(lm, dataset, entries, tmp_path / "work", options, map_neurons=[2, 4])
+    fresh = scan_images(lm, dataset, entries, tmp_path / "fresh", options, map_neurons=[5, 1])
+    calls = {"scan": 0, "maps": 0}
+    for name, kind in (("_scan_chunks", "scan"), ("_map_chunks", "maps")):
+        real = getattr(scan_mod, name, None)
+
+        def counting(job, todo, _real=real, _kind=kind):
+            calls[_kind] += bool(todo)
+            return _real(job, todo)
+
+        monkeypatch.setattr(scan_mod, name, counting, raising=False)
+    again = scan_images(lm, dataset, entries, tmp_path / "work", options, map_neurons=[5, 1])
+    assert [e.relpath for e in again.entries] == [e.relpath for e in fresh.entries]
+    assert [(k.relpath, k.reason) for k in again.skipped] == [(k.relpath, k.reason) for k in fresh.skipped]
+    np.testing.assert_array_equal(again.mean_act, fresh.mean_act)
+    np.testing.assert_array_equal(again.max_act, fresh.max_act)
+    assert again.map_neurons == [5, 1] and again.maps.shape == fresh.maps.shape == (90, 2, 3, 3)
+    np.testing.assert_array_equal(again.maps, fresh.maps)
+    assert calls == {"scan": 0, "maps": 1}  # the activations were not computed again; the maps once
+    # both sets of maps stay cached, and a scan without maps needs neither
+    for neurons, want in (([2, 4], None), ([5, 1], fresh.maps), ([], None)):
+        res = scan_images(lm, dataset, entries, tmp_path / "work", options, map_neurons=neurons)
+        assert res.maps.shape == (90, len(neurons), 3, 3)
+        if want is not None:
+            np.testing.assert_array_equal(res.maps, want)
+    assert calls == {"scan": 0, "maps": 1}
+
+
+@pytest.mark.slow
+def test_maps_recorded_by_an_interrupted_scan_for_other_neurons_are_not_mixed(dataset, tmp_path, monkeypatch):
+    """Killed while scanning for one set of maps, resumed for another: the maps are all of the new set."""
+    model = net()
+    entries, _, _ = list_images(dataset)
+    options = ScanOptions(16, batch_size=8, workers=0, chunk_batches=2, progress=False)
+    lm = LayerModel(model, "3")
+    ref = scan_images(lm, dataset, entries, tmp_path / "ref", options, map_neurons=[3])
+    real_write = scan_mod._write_chunk
+    written = []
+
+    def dying_write(*args):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real_write(*args)
+        written.append(args[1])
+
+    monkeypatch.setattr(scan_mod, "_write_chunk", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        scan_images(lm, dataset, entries, tmp_path / "work", options, map_neurons=[0])
+    monkeypatch.setattr(scan_mod, "_write_chunk", real_write)
+    res = scan_images(lm, dataset, entries, tmp_path / "work", options, map_neurons=[3])
+    np.testing.assert_array_equal(res.mean_act, ref.mean_act)
+    np.testing.assert_array_equal(res.maps, ref.maps)
+
+
 def _damaged_huffman_jpeg(data: bytes) -> bytes:
     """A complete JPEG whose Huffman table is garbage: libjpeg refuses it mid-decode."""
     at = data.index(b"\xff\xc4") + 5  # inside the first DHT segment
     return data[:at] + b"\xff" * 16 + data[at + 16 :]
 
 
+@pytest.mark.slow
 def test_jpegs_decoded_as_a_batch_on_the_device_give_the_same_scan(tmp_path):
     """The GPU-decode path (run here on the CPU): same result, a failing JPEG is decoded alone and listed."""
     import io
@@ -126,8 +193,8 @@ def test_jpegs_decoded_as_a_batch_on_the_device_give_the_same_scan(tmp_path):
     entries, _, _ = list_images(root)
     lm = LayerModel(net(), "3")
     runs = {
-        gpu: scan_images(lm, root, entries, tmp_path / f"work-{gpu}", 16, map_neurons=[1], batch_size=8,
-                         workers=0, progress=False, gpu_decode=gpu)
+        gpu: scan_images(lm, root, entries, tmp_path / f"work-{gpu}",
+                         ScanOptions(16, batch_size=8, workers=0, progress=False, gpu_decode=gpu), map_neurons=[1])
         for gpu in (False, True)
     }
     a, b = runs[False], runs[True]

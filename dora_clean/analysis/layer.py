@@ -11,9 +11,30 @@ import torch
 from ..device import prepare_model, resolve_device
 from ..errors import DoraError
 from ..models import LayerModel, weights_hash
-from .outliers import DEFAULT_METHOD, OutlierResult, find_infected
+from .outliers import OutlierResult, OutlierSettings, find_infected
 from .representations import collect_representations, ea_distance, self_activation
 from .sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, generate_sams, sams_key
+
+__all__ = ["AnalysisOptions", "LayerAnalysis", "analyse_layer", "check_neurons", "layer_width"]
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How :func:`analyse_layer` feeds the model and where it runs (none of it changes what it finds
+    but ``mean`` and ``std``, the model's input normalisation).
+
+    Attributes:
+        mean, std: the normalisation the model expects of [0, 1] RGB pixels.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        cache_dir: the cache's root (default :func:`~dora_clean.analysis.sams.cache_root`).
+        progress: show a progress bar.
+    """
+
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+    device: str | torch.device = "auto"
+    cache_dir: str | Path | None = None
+    progress: bool = True
 
 
 @dataclass
@@ -78,21 +99,16 @@ def analyse_layer(
     layer: str,
     neurons: Sequence[int] | None = None,
     config: SamsConfig = SamsConfig(),
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-    device: str | torch.device = "auto",
-    method: str = DEFAULT_METHOD,
-    n_infected: int | None = None,
-    n_neighbors: int | None = None,
-    max_fraction: float = 0.05,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    representation: str = "standardised",
+    outliers: OutlierSettings = OutlierSettings(),
+    options: AnalysisOptions = AnalysisOptions(),
 ) -> LayerAnalysis:
     """Run DORA on one layer: s-AMS, representations, EA distance, infected neurons.
 
-    ``representation``: how the EA distance sees the layer's responses
-    (:data:`~dora_clean.representations.REPRESENTATIONS`).
+    ``config``: the s-AMS; ``outliers``: how the infected neurons are found
+    (``outliers.representation``: how the EA distance sees the layer's
+    responses, :data:`~dora_clean.analysis.representations.REPRESENTATIONS`);
+    ``options``: the model's input normalisation, the device, the cache and
+    the progress bar.
 
     Example:
         >>> from dora_clean.demo import load_demo_model
@@ -101,26 +117,18 @@ def analyse_layer(
         >>> result.infected  # doctest: +SKIP
         [37]
     """
-    device = resolve_device(device)
+    mean, std = options.mean, options.std
+    device = resolve_device(options.device)
     layer_model = LayerModel(model, layer)
     key = sams_key(weights_hash(model), layer, config, mean, std)
     layer_model = prepare_model(layer_model, device)
     n_channels = layer_width(layer_model, config.size)[0]
     neurons = check_neurons(neurons, n_channels)
-    sams_dir = Path(cache_dir or cache_root()) / "sams" / key
-    sams = generate_sams(layer_model, neurons, config, sams_dir, mean, std, device, progress)
+    sams_dir = Path(options.cache_dir or cache_root()) / "sams" / key
+    sams = generate_sams(layer_model, neurons, config, sams_dir, mean, std, device, options.progress)
     A = collect_representations(layer_model, sams, mean, std, device, config.batch_size)
-    distance = ea_distance(A, representation).numpy()
+    distance = ea_distance(A, outliers.representation).numpy()
     self_act = self_activation(A, neurons).numpy()
-    outliers = find_infected(
-        distance,
-        self_act,
-        neurons,
-        method=method,
-        n_infected=n_infected,
-        n_neighbors=n_neighbors,
-        representations=A.mean(dim=2).numpy(),
-        max_fraction=max_fraction,
-        seed=config.seed,
-    )
-    return LayerAnalysis(layer, neurons, sams, A, distance, self_act, outliers, sams_dir, config)
+    found = find_infected(distance, self_act, neurons, outliers, representations=A.mean(dim=2).numpy(),
+                          seed=config.seed)
+    return LayerAnalysis(layer, neurons, sams, A, distance, self_act, found, sams_dir, config)

@@ -9,6 +9,11 @@ import numpy as np
 
 from ..errors import DoraError
 
+__all__ = [
+    "DEFAULT_METHOD", "GROUP", "METHODS", "NEIGHBOUR_METHODS", "OutlierResult", "OutlierSettings", "Z_THRESHOLD",
+    "atlas", "default_neighbors", "find_dead", "find_infected", "outlier_scores", "select_infected",
+]
+
 METHODS = ("knn+group", "knn", "group", "lof", "pca", "iforest")
 DEFAULT_METHOD = "knn+group"
 #: The methods that score a neuron by its distances to its nearest neurons (bands of one sort).
@@ -18,6 +23,28 @@ NEIGHBOUR_METHODS = ("knn", "group", "knn+group")
 GROUP = 8
 #: Outlier scores this many robust standard deviations above the median are clear outliers.
 Z_THRESHOLD = 3.0
+
+
+@dataclass(frozen=True)
+class OutlierSettings:
+    """How the infected neurons are found.
+
+    Attributes:
+        method: the outlier detector (:data:`METHODS`).
+        n_infected: take exactly this many top-ranked live neurons (default: a cut-off, see
+            :func:`select_infected`).
+        n_neighbors: neighbours for the neighbour methods and LOF (default: :func:`default_neighbors`).
+        max_fraction: at most this share of the layer is infected.
+        representation: how the EA distance sees the layer's responses
+            (:data:`~dora_clean.analysis.representations.REPRESENTATIONS`; used by
+            :func:`~dora_clean.analysis.analyse_layer`, which computes the distance).
+    """
+
+    method: str = DEFAULT_METHOD
+    n_infected: int | None = None
+    n_neighbors: int | None = None
+    max_fraction: float = 0.05
+    representation: str = "standardised"
 
 
 @dataclass
@@ -184,28 +211,28 @@ def find_infected(
     distance: np.ndarray,
     self_act: np.ndarray,
     neurons: Sequence[int],
-    method: str = DEFAULT_METHOD,
-    n_infected: int | None = None,
-    n_neighbors: int | None = None,
+    settings: OutlierSettings = OutlierSettings(),
     representations: np.ndarray | None = None,
-    max_fraction: float = 0.05,
     with_atlas: bool = True,
     seed: int = 0,
 ) -> OutlierResult:
     """Dead neurons out, outlier scores on the rest, the infected set and the atlas.
 
+    ``settings``: the method, the infected set's size and the neighbours
+    (``settings.representation`` is not used here: ``distance`` is already made).
     ``knn+group`` ranks have no scale for a z cut-off: its infected set is
     ``max_fraction`` of the layer, taken in turns from the kNN and the group ranking.
     """
+    method = settings.method
     distance = np.asarray(distance, dtype=np.float64)
     dead = find_dead(self_act)
     live = np.flatnonzero(~dead)
     scores = np.full(len(neurons), np.nan)
     if len(live) >= 3:
         reps = None if representations is None else np.asarray(representations)[live]
-        scores[live] = outlier_scores(distance[np.ix_(live, live)], method, n_neighbors, reps, seed)
-    infected = select_infected(np.nan_to_num(scores, nan=-np.inf), neurons, dead, n_infected, max_fraction,
-                               None if method == "knn+group" else Z_THRESHOLD)
+        scores[live] = outlier_scores(distance[np.ix_(live, live)], method, settings.n_neighbors, reps, seed)
+    infected = select_infected(np.nan_to_num(scores, nan=-np.inf), neurons, dead, settings.n_infected,
+                               settings.max_fraction, None if method == "knn+group" else Z_THRESHOLD)
     return OutlierResult(
         neurons=[int(i) for i in neurons],
         scores=scores,

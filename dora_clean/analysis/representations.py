@@ -9,6 +9,9 @@ from ..device import autocast, resolve_device
 from ..errors import DoraError
 from ..models.loading import IMAGENET_MEAN, IMAGENET_STD
 
+__all__ = ["REPRESENTATIONS", "collect_representations", "ea_distance", "layer_activations", "mean_responses",
+           "self_activation", "standardised_responses"]
+
 
 @torch.no_grad()
 def layer_activations(

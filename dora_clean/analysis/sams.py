@@ -9,7 +9,8 @@ and the loss a sum, so every image is optimised independently.
 
 The images are cached as PNG files keyed by the model weights, the layer and
 the settings: a second call reuses them, and neurons already made are not
-made again.
+made again. A custom objective (any callable, not one of :data:`OBJECTIVES`)
+has no cache key: its s-AMS are made afresh on every call.
 """
 from __future__ import annotations
 
@@ -32,8 +33,16 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_save, atomic_write, locked, remove_stale_temps
 from ..device import autocast, resolve_device
+from ..errors import DoraError
 from ..models.loading import IMAGENET_MEAN, IMAGENET_STD
 from ..objectives import ChannelMaxObjective, ChannelObjective
+
+__all__ = [
+    "FUSED_ADAM_CPU_SINCE", "FUSED_ADAM_DEVICES", "IMAGENET_MEAN", "IMAGENET_STD", "OBJECTIVES", "RECIPE_VERSION",
+    "REDIRECTED_STEPS", "SamsCache", "SamsConfig", "augment", "cache_root", "generate_sams", "initial_state",
+    "model_input", "objective_function", "objective_name", "optimise", "redirected_relus", "render", "sams_key",
+    "spectrum_scale",
+]
 
 
 # lucid's colour correlation (square root of the ImageNet colour covariance).
@@ -46,12 +55,48 @@ RECIPE_VERSION = 4
 #: The first steps use redirected ReLU gradients (lucid's recipe), enough to wake silent neurons.
 REDIRECTED_STEPS = 16
 
+#: The built-in objectives by name (they key the cache by their name).
 OBJECTIVES = {o.name: o for o in (ChannelObjective, ChannelMaxObjective)}
+
+#: The torch release from which ``torch.optim.Adam(fused=True)`` runs on the CPU (on CUDA it has since 1.13):
+#: pyproject.toml's floor of torch must not be lower while the CPU is in :data:`FUSED_ADAM_DEVICES`.
+FUSED_ADAM_CPU_SINCE = (2, 4)
+#: The device types on which the optimisation uses the fused Adam (elsewhere torch's default).
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
+def objective_name(objective) -> str | None:
+    """The name of a built-in objective, given as its name, its class or an instance of exactly that class.
+
+    None for any other callable (a custom objective, also a subclass of a built-in one);
+    an unknown name, or something that cannot be called, is a :class:`DoraError`.
+    """
+    if isinstance(objective, str):
+        if objective not in OBJECTIVES:
+            raise DoraError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)} or a callable")
+        return objective
+    for name, cls in OBJECTIVES.items():
+        if objective is cls or type(objective) is cls:
+            return name
+    if not callable(objective):
+        raise DoraError(f"the objective {objective!r} is neither a name ({', '.join(OBJECTIVES)}) nor a callable")
+    return None
+
+
+def objective_function(objective) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The callable ``(act [B, C, H, W], targets [B]) -> [B]`` that ``objective`` (a name or a callable) stands for."""
+    name = objective_name(objective)
+    return OBJECTIVES[name]() if name is not None else objective
 
 
 @dataclass(frozen=True)
 class SamsConfig:
-    """Settings of s-AMS generation (all of them key the cache but ``batch_size``)."""
+    """Settings of s-AMS generation (all of them key the cache but ``batch_size``).
+
+    ``objective``: a built-in objective's name (:data:`OBJECTIVES`), or any
+    callable ``(act, targets) -> [B]`` to maximise (:mod:`dora_clean.objectives`);
+    a custom one has no cache key (``cacheable`` is False).
+    """
 
     n_signals: int = 4
     steps: int = 128
@@ -63,11 +108,23 @@ class SamsConfig:
     scale: float = 0.1
     rotate: float = 10.0
     batch_size: int = 256
-    objective: str = "channel"
+    objective: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "channel"
+
+    def __post_init__(self):
+        objective_name(self.objective)  # an unknown name or a non-callable fails here
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether the s-AMS can be cached: the objective is a built-in one."""
+        return objective_name(self.objective) is not None
 
     def key_fields(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.pop("batch_size")
+        """The settings that key the cache (the objective by its name)."""
+        name = objective_name(self.objective)
+        if name is None:
+            raise DoraError("s-AMS of a custom objective have no cache key: they are made afresh, never cached")
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "batch_size"}
+        d["objective"] = name
         return d
 
 
@@ -262,38 +319,67 @@ def optimise(
     states = [initial_state(i, config) for i in neurons]
     spectrum = torch.cat([s for s, _ in states]).to(device).requires_grad_(True)
     draws = torch.cat([d for _, d in states], dim=1).to(device)
-    targets = torch.tensor(neurons, device=device).repeat_interleave(n)
-    objective_fn = OBJECTIVES[config.objective]()
     scale = spectrum_scale(size, size, config.decay_power).to(device)
-    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    opt = torch.optim.Adam([spectrum], lr=config.lr, foreach=False, fused=True)
+    run = _Run(
+        layer_model=layer_model,
+        spectrum=spectrum,
+        scale=scale,
+        draws=draws,
+        targets=torch.tensor(neurons, device=device).repeat_interleave(n),
+        objective=objective_function(config.objective),
+        opt=torch.optim.Adam([spectrum], lr=config.lr, foreach=False, fused=_adam_fused(device)),
+        config=config,
+        mean=torch.tensor(mean, device=device).view(1, 3, 1, 1),
+        std=torch.tensor(std, device=device).view(1, 3, 1, 1),
+        device=device,
+        on_step=on_step,
+    )
     redirect = min(REDIRECTED_STEPS, config.steps)
     with redirected_relus(layer_model):
-        _steps(layer_model, spectrum, scale, draws, targets, objective_fn, opt, config, mean_t, std_t, device,
-               on_step, range(redirect))
-    _steps(layer_model, spectrum, scale, draws, targets, objective_fn, opt, config, mean_t, std_t, device,
-           on_step, range(redirect, config.steps))
+        _steps(run, range(redirect))
+    _steps(run, range(redirect, config.steps))
     with torch.no_grad():
         img = render(spectrum, scale, size)
     img = (img * 255).round().clamp(0, 255).to(torch.uint8).cpu()
     return img.view(len(neurons), n, 3, size, size)
 
 
-def _steps(layer_model, spectrum, scale, draws, targets, objective_fn, opt, config, mean_t, std_t, device, on_step,
-           steps: range) -> None:
+def _adam_fused(device: torch.device) -> bool | None:
+    """``fused`` for Adam on ``device``: True on :data:`FUSED_ADAM_DEVICES`, else None (torch's choice)."""
+    return True if device.type in FUSED_ADAM_DEVICES else None
+
+
+@dataclass
+class _Run:
+    """What every step of one batch's optimisation uses."""
+
+    layer_model: torch.nn.Module
+    spectrum: torch.Tensor  # the parameters, [B, 3, h, w//2+1, 2]
+    scale: torch.Tensor  # the 1/f amplitude
+    draws: torch.Tensor  # the transform draws, [steps, B, 4]
+    targets: torch.Tensor  # each image's neuron, [B]
+    objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    opt: torch.optim.Optimizer
+    config: SamsConfig
+    mean: torch.Tensor  # [1, 3, 1, 1]
+    std: torch.Tensor  # [1, 3, 1, 1]
+    device: torch.device
+    on_step: Callable[[], None] | None
+
+
+def _steps(run: _Run, steps: range) -> None:
     for step in steps:
-        x = model_input(spectrum, scale, draws[step], config, mean_t, std_t)
-        if device.type == "cuda":
+        x = model_input(run.spectrum, run.scale, run.draws[step], run.config, run.mean, run.std)
+        if run.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
-            act = layer_model(x)
-        objective = objective_fn(act, targets)
-        opt.zero_grad(set_to_none=True)
+        with autocast(run.device):
+            act = run.layer_model(x)
+        objective = run.objective(act, run.targets)
+        run.opt.zero_grad(set_to_none=True)
         (-objective.sum()).backward()
-        opt.step()
-        if on_step is not None:
-            on_step()
+        run.opt.step()
+        if run.on_step is not None:
+            run.on_step()
 
 
 class SamsCache:
@@ -329,7 +415,7 @@ def generate_sams(
     layer_model: torch.nn.Module,
     neurons: Sequence[int],
     config: SamsConfig,
-    cache_dir: str | Path,
+    cache_dir: str | Path | None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     device: torch.device | str = "cpu",
@@ -340,18 +426,26 @@ def generate_sams(
     Neurons missing from ``cache_dir`` are optimised in chunks of at most
     ``config.batch_size`` images (whole neurons per chunk); each chunk is
     saved as soon as it is done, so an interrupted run resumes where it
-    stopped.
+    stopped. Without a ``cache_dir``, or with a custom objective (which has
+    no cache key, :attr:`SamsConfig.cacheable`), all are made afresh and
+    nothing is read or written.
     """
+    if cache_dir is None or not config.cacheable:
+        return _generate(layer_model, neurons, config, None, mean, std, device, progress)
     cache = SamsCache(cache_dir, config)
     with locked(cache.dir):
         remove_stale_temps(cache.dir)
         return _generate(layer_model, neurons, config, cache, mean, std, device, progress)
 
 
-def _generate(layer_model, neurons, config, cache, mean, std, device, progress) -> torch.Tensor:
-    with atomic_write(cache.dir / "settings.json") as f:
-        json.dump(config.key_fields() | {"mean": list(mean), "std": list(std)}, f, indent=1)
-    todo = [i for i in neurons if not cache.has(i)]
+def _generate(layer_model, neurons, config, cache: SamsCache | None, mean, std, device, progress) -> torch.Tensor:
+    made: dict[int, torch.Tensor] = {}
+    if cache is None:
+        todo = list(dict.fromkeys(neurons))
+    else:
+        with atomic_write(cache.dir / "settings.json") as f:
+            json.dump(config.key_fields() | {"mean": list(mean), "std": list(std)}, f, indent=1)
+        todo = [i for i in neurons if not cache.has(i)]
     per_chunk = max(1, config.batch_size // config.n_signals)
     chunks = [todo[a : a + per_chunk] for a in range(0, len(todo), per_chunk)]
     bar = tqdm(
@@ -360,6 +454,9 @@ def _generate(layer_model, neurons, config, cache, mean, std, device, progress) 
     for chunk in chunks:
         images = optimise(layer_model, chunk, config, mean, std, device, on_step=lambda: bar.update())
         for i, imgs in zip(chunk, images):
-            cache.save(i, imgs)
+            if cache is None:
+                made[i] = imgs
+            else:
+                cache.save(i, imgs)
     bar.close()
-    return cache.load(neurons)
+    return cache.load(neurons) if cache is not None else torch.stack([made[i] for i in neurons])

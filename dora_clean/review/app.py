@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import DoraError
-from ..rundir import read_summary
+from ..rundir import RunDir
 from .database import import_fiftyone
 from .dataset import FLAGGED_VIEW, KEEP_TAG, REMOVE_TAG, to_fiftyone
 
@@ -52,7 +52,7 @@ def launch_review(run_dir: str | os.PathLike, address: str = "127.0.0.1", port: 
     With ``wait`` it blocks until Ctrl-C, then closes the App.
     """
     run_dir = Path(run_dir).resolve()
-    summary = read_summary(run_dir)
+    summary = RunDir(run_dir).read_summary()
     _check_port(address, port)
     fo = import_fiftyone(run_dir)
     name = summary.get("fiftyone_dataset")

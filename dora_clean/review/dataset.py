@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DoraError
-from ..rundir import dataset_root, read_scores, read_summary, sample_filepaths, update_summary
+from ..rundir import RunDir, sample_filepaths
 from .database import import_fiftyone
 
 if TYPE_CHECKING:
@@ -84,10 +84,11 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
     replaced and every other tag (the user's ``remove``/``keep``) is kept.
     The name (default: derived from the run directory) goes into summary.json.
     """
-    run_dir = Path(run_dir).resolve()
-    summary = read_summary(run_dir)
-    scores = read_scores(run_dir)
-    root = dataset_root(summary, run_dir)
+    run = RunDir(Path(run_dir).resolve())
+    run_dir = run.path
+    summary = run.read_summary()
+    scores = run.read_scores()
+    root = run.dataset_root(summary)
     fo = import_fiftyone(run_dir)
     from fiftyone import ViewField as F
 
@@ -95,7 +96,7 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
     filepaths = sample_filepaths(root, scores.filepaths)
     row_of = {fp: i for i, fp in enumerate(filepaths)}
     if len(row_of) != len(filepaths):
-        raise DoraError(f"{run_dir / 'scores.csv'} lists a file twice")
+        raise DoraError(f"{run.scores_path} lists a file twice")
 
     ds = _open_dataset(fo, name, run_dir)
     _sync_samples(fo, ds, filepaths, progress)
@@ -126,11 +127,10 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
 
     if ds.has_sample_field("dora_heatmap"):
         ds.clear_sample_field("dora_heatmap")
-    heatmaps = run_dir / "heatmaps.npy"
-    if heatmaps.exists():
-        maps = np.load(heatmaps, mmap_mode="r")
+    maps = run.read_heatmaps()
+    if maps is not None:
         if maps.shape[0] != len(filepaths):
-            raise DoraError(f"{heatmaps} has {maps.shape[0]} rows, scores.csv {len(filepaths)}")
+            raise DoraError(f"{run.heatmaps_path} has {maps.shape[0]} rows, scores.csv {len(filepaths)}")
         rows = np.flatnonzero(scores.flagged)
         # The maps stay at the layer's resolution (e.g. 8x8: 256 bytes each); the App
         # stretches them over the image. One value range for all, so they compare.
@@ -159,5 +159,5 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
         "heatmap_neuron": summary.get("heatmap_neuron"),
     })
     ds.save()
-    update_summary(run_dir, fiftyone_dataset=name)
+    run.update_summary(fiftyone_dataset=name)
     return ds

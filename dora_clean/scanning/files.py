@@ -10,7 +10,8 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Collection
 
 from ..errors import DoraError
 
@@ -58,8 +59,8 @@ def _os_reason(e: OSError, what: str = "file") -> str:
     return f"cannot read {what} ({e.strerror or e})"
 
 
-def list_images(root: str | Path) -> tuple[list[ImageEntry], list[Skipped], str]:
-    """List the images under ``root``.
+def list_images(root: str | Path, only: Collection[str] | None = None) -> tuple[list[ImageEntry], list[Skipped], str]:
+    """List the images under ``root`` (with ``only``: just those, posix paths relative to ``root``).
 
     Returns ``(entries, skipped, layout)``: entries sorted by relpath, the
     image files left out already at listing time (zero-byte, broken symlink,
@@ -71,6 +72,9 @@ def list_images(root: str | Path) -> tuple[list[ImageEntry], list[Skipped], str]
     (name starting with ``.``) and files without an image extension are
     ignored. Raises :class:`DoraError` if ``root`` is not a folder or holds no
     usable image.
+
+    With ``only`` the folder is not walked: each given file is checked the
+    same way (a missing one, or one without an image extension, is skipped).
     """
     root_s = os.fspath(root)
     try:
@@ -82,6 +86,63 @@ def list_images(root: str | Path) -> tuple[list[ImageEntry], list[Skipped], str]
     if not stat.S_ISDIR(st.st_mode):
         raise DoraError(f"not a folder: {root_s} (DATASET must be a folder of images)")
 
+    if only is not None:
+        entries, skipped = _list_given(root_s, only)
+    else:
+        entries, skipped = _walk(root_s, st)
+    if not entries:
+        if skipped:
+            first = skipped[0]
+            raise DoraError(
+                f"no readable images in {root_s}: all {len(skipped)} image files were skipped "
+                f"(e.g. {first.relpath}: {first.reason})"
+            )
+        raise DoraError(
+            f"no images found in {root_s}: expected .jpg/.png/... files in {root_s} "
+            "or in its class sub-folders"
+        )
+    layout = "classes" if any(e.label is not None for e in entries) else "flat"
+    return entries, skipped, layout
+
+
+def _entry(relpath: str) -> ImageEntry:
+    label = relpath.split("/", 1)[0] if "/" in relpath else None
+    return ImageEntry(relpath, label)
+
+
+def _list_given(root_s: str, relpaths: Collection[str]) -> tuple[list[ImageEntry], list[Skipped]]:
+    """The given files of ``root_s``, checked as the walk checks them; sorted."""
+    entries: list[ImageEntry] = []
+    skipped: list[Skipped] = []
+    for rel in sorted(set(relpaths)):
+        path = PurePosixPath(rel)
+        if not rel or path.is_absolute() or ".." in path.parts or str(path) != rel:
+            raise DoraError(f"{rel!r} is not a path relative to the dataset folder {root_s}")
+        if not _is_image_name(os.fsencode(rel)):
+            skipped.append(Skipped(rel, "not an image file (extension)"))
+            continue
+        try:
+            st = os.stat(os.path.join(root_s, rel))  # follows symlinks
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                reason = "broken symlink" if os.path.islink(os.path.join(root_s, rel)) else "file not found"
+            elif e.errno == errno.ELOOP:
+                reason = "symlink loop"
+            else:
+                reason = _os_reason(e)
+            skipped.append(Skipped(rel, reason))
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            skipped.append(Skipped(rel, "not a regular file"))
+        elif st.st_size == 0:
+            skipped.append(Skipped(rel, "zero-byte file"))
+        else:
+            entries.append(_entry(rel))
+    return entries, skipped
+
+
+def _walk(root_s: str, st: os.stat_result) -> tuple[list[ImageEntry], list[Skipped]]:
+    """Every image under ``root_s`` (whose stat is ``st``); sorted."""
     entries: list[ImageEntry] = []
     skipped: list[Skipped] = []
     root_b = os.fsencode(root_s)
@@ -135,21 +196,8 @@ def list_images(root: str | Path) -> tuple[list[ImageEntry], list[Skipped], str]
             elif st.st_size == 0:
                 skipped.append(Skipped(relpath, "zero-byte file"))
             else:
-                label = relpath.split("/", 1)[0] if "/" in relpath else None
-                entries.append(ImageEntry(relpath, label))
+                entries.append(_entry(relpath))
 
     entries.sort(key=lambda e: e.relpath)
     skipped.sort(key=lambda s: s.relpath)
-    if not entries:
-        if skipped:
-            first = skipped[0]
-            raise DoraError(
-                f"no readable images in {root_s}: all {len(skipped)} image files were skipped "
-                f"(e.g. {first.relpath}: {first.reason})"
-            )
-        raise DoraError(
-            f"no images found in {root_s}: expected .jpg/.png/... files in {root_s} "
-            "or in its class sub-folders"
-        )
-    layout = "classes" if any(e.label is not None for e in entries) else "flat"
-    return entries, skipped, layout
+    return entries, skipped
