@@ -28,7 +28,7 @@ from .analysis.outliers import DEFAULT_METHOD
 from .rundir import NeuronRow, RunDir, Scores
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
-from .scanning.activations import ScanOptions, scan_images, scan_key
+from .scanning.activations import ScanOptions, scan_images, scan_key, scan_maps
 from .scoring import (
     DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, artifact_scores, flag_images, layer_pooled,
     nearest_neurons,
@@ -205,7 +205,8 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
         root = dataset
         scan_options = ScanOptions(size, mean, std, device, s.batch_size, s.workers, progress=s.progress)
         key = scan_key(weights_hash(loaded.model), layer, root, entries, scan_options)  # not the infected set
-        result = scan_images(layer_model, root, entries, cache_root() / "scans" / key, scan_options, infected)
+        result = scan_images(layer_model, root, entries, cache_root() / "scans" / key, scan_options, infected,
+                             missing_maps=False)  # cached activations: maps of the shown images only
     skipped = list(listed_skipped) + result.skipped
 
     with clock.stage("scoring"):
@@ -239,6 +240,8 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
             dataset, layout, loaded.spec, layer, size, mean, std, analysis, result, skipped, scores, flagged,
             threshold, labels, aucs, all_auc,
         )
+        if infected and not result.maps.shape[1]:
+            outcome.heatmaps = _shown_maps(outcome, layer_model, scan_options)
         write_run(RunDir(out), outcome, s, clock.timings)
 
     if s.fiftyone:
@@ -273,10 +276,16 @@ class ScanOutcome:
     artifact_labels: dict[str, int] | None  # relpath -> artifact (0/1), where labels were given
     aucs: dict[str, float]  # summary.json's "auc"
     all_auc: np.ndarray | None  # every neuron's AUC, where labels were given
+    heatmaps: np.ndarray | None = None  # heatmaps.npy where the scan's maps do not give it (:func:`_shown_maps`)
 
     @property
     def relpaths(self) -> list[str]:
         return [e.relpath for e in self.result.entries]
+
+    @property
+    def shown(self) -> np.ndarray:
+        """The rows of the top images that flagged.png shows, most suspicious first."""
+        return np.argsort(-self.scores.score, kind="stable")[: min(16, int(self.flagged.sum()) or 16)]
 
     @property
     def heatmap_column(self) -> int:
@@ -308,7 +317,21 @@ def _scores_table(o: ScanOutcome) -> Scores:
     )
 
 
+def _shown_maps(o: ScanOutcome, layer_model: nn.Module, options: ScanOptions) -> np.ndarray:
+    """heatmaps.npy for a scan whose activations came from the cache without the maps of this infected set:
+    the heatmap neuron's maps of the images review shows (flagged, and the top of flagged.png), zero elsewhere.
+    Only those images go through the model again."""
+    rows = np.union1d(np.flatnonzero(o.flagged), o.shown)
+    neuron = o.analysis.infected[o.heatmap_column]
+    maps = scan_maps(layer_model, o.dataset, [o.result.entries[i] for i in rows], options, [neuron])
+    heat = np.zeros((len(o.result.entries), *maps.shape[2:]), np.float16)
+    heat[rows] = maps[:, 0]
+    return heat
+
+
 def _heatmaps(o: ScanOutcome) -> np.ndarray:
+    if o.heatmaps is not None:
+        return o.heatmaps
     maps = o.result.maps
     if len(o.analysis.infected) and maps.ndim == 4 and maps.shape[1]:
         return np.asarray(maps[:, o.heatmap_column])
@@ -339,9 +362,8 @@ def _plot(run: RunDir, o: ScanOutcome, heat: np.ndarray, pooling: str) -> list[P
             named[f"best neuron {best} (oracle)"] = np.asarray(src[:, best])[rows_l]
         plot_roc(run.roc_plot, roc_curves(y, named))
         plots.append(run.roc_plot)
-    top = np.argsort(-score, kind="stable")[: min(16, int(o.flagged.sum()) or 16)]
     imgs, titles, hms = [], [], []
-    for i in top:
+    for i in o.shown:
         try:
             imgs.append(load_image(o.dataset / relpaths[i], o.size).permute(1, 2, 0).numpy())
         except Exception:

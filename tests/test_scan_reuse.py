@@ -1,6 +1,8 @@
-"""A second run with another infected set (another outlier method) scans no image again for the activations."""
+"""A second run with another infected set (another outlier method) scans no image again for the activations,
+and runs only the images review shows through the model again, for their heatmaps."""
 from __future__ import annotations
 
+import csv
 import shutil
 
 import numpy as np
@@ -21,11 +23,14 @@ def test_another_outlier_method_computes_only_the_new_maps(tmp_path, monkeypatch
     common = dict(sams=FAST_SAMS, fiftyone=False, workers=0, progress=False)
     first = scan_dataset(data, ScanSettings(out=str(tmp_path / "knn+group"), **common))
     calls = {"_scan_chunks": 0, "_map_chunks": 0}
+    mapped: list[int] = []  # how many images each maps pass reads
     for name in calls:
         real = getattr(scan_module, name)
 
         def counting(job, todo, _real=real, _name=name):
             calls[_name] += bool(todo)
+            if _name == "_map_chunks":
+                mapped.append(len(job.rows))
             return _real(job, todo)
 
         monkeypatch.setattr(scan_module, name, counting)
@@ -33,6 +38,8 @@ def test_another_outlier_method_computes_only_the_new_maps(tmp_path, monkeypatch
     second = scan_dataset(data, lof)
     assert second["infected_neurons"] != first["infected_neurons"]
     assert calls == {"_scan_chunks": 0, "_map_chunks": 1}  # the activations were reused; only the maps made
+    shown = max(second["n_flagged"], min(16, second["n_images"]))
+    assert mapped[0] <= shown < second["n_images"]  # ... of the flagged and shown images alone
     # the same as a run whose scan starts from nothing (the s-AMS copied over: they are not what is tested)
     fresh_cache = tmp_path / "fresh-cache"
     shutil.copytree(cache_dir / "sams", fresh_cache / "sams")
@@ -43,6 +50,14 @@ def test_another_outlier_method_computes_only_the_new_maps(tmp_path, monkeypatch
     assert fresh["infected_neurons"] == second["infected_neurons"]
     for name in ("scores.csv", "neurons.csv"):
         assert (tmp_path / "fresh" / name).read_text() == (tmp_path / "lof" / name).read_text(), name
-    heat = np.load(tmp_path / "lof" / "heatmaps.npy")
-    assert heat.shape[0] == second["n_images"]
-    np.testing.assert_array_equal(heat, np.load(tmp_path / "fresh" / "heatmaps.npy"))
+    heat, fresh_heat = np.load(tmp_path / "lof" / "heatmaps.npy"), np.load(tmp_path / "fresh" / "heatmaps.npy")
+    assert heat.shape == fresh_heat.shape and heat.shape[0] == second["n_images"]
+    with open(tmp_path / "lof" / "scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    score = np.array([float(r["score"]) for r in rows])
+    flagged = np.array([r["flagged"] == "1" for r in rows])
+    shown_rows = np.union1d(np.flatnonzero(flagged), np.argsort(-score, kind="stable")[:min(16, flagged.sum() or 16)])
+    assert mapped[0] == len(shown_rows)
+    np.testing.assert_array_equal(heat[shown_rows], fresh_heat[shown_rows])  # the fresh scan's maps, where review looks
+    rest = np.setdiff1d(np.arange(len(heat)), shown_rows)
+    assert not heat[rest].any()  # and nothing made for the others

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -35,7 +36,7 @@ from .decode import BadImage, ImageBatch, ImageFiles, collate_images, decode_jpe
 from .files import ImageEntry, Skipped
 from ..models.loading import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["SCAN_LAYOUT", "ScanOptions", "ScanResult", "WORKER_NICE", "default_workers", "done_marker_path",
+__all__ = ["scan_maps", "SCAN_LAYOUT", "ScanOptions", "ScanResult", "WORKER_NICE", "default_workers", "done_marker_path",
            "scan_images", "scan_key"]
 
 #: Bumped when the work directory's layout changes (it keys the cache).
@@ -132,29 +133,20 @@ def scan_images(
     work_dir: str | Path,
     options: ScanOptions,
     map_neurons: Sequence[int] = (),
+    missing_maps: bool = True,
 ) -> ScanResult:
     """Scan ``entries`` of ``root``, keeping the maps of ``map_neurons``; the results go to ``work_dir``.
 
     ``work_dir`` holds ``chunk_*.npz`` files while the scan runs (a chunk file
     appears, atomically, only once complete) and the merged ``*.npy`` arrays
     at the end. Calling again with the same ``work_dir`` reuses what is there:
-    with other ``map_neurons``, only their maps are computed.
+    with other ``map_neurons``, only their maps are computed, for every image
+    (or, with ``missing_maps=False``, not at all: the result then has no maps,
+    and :func:`scan_maps` makes those of the few images a caller shows).
     """
-    root, work_dir = Path(root), Path(work_dir)
+    work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(options.device)
-    job = _ScanJob(
-        layer_model=layer_model,
-        root=root,
-        entries=entries,
-        out_dir=work_dir,
-        options=options,
-        map_neurons=[int(i) for i in map_neurons],
-        rows=range(len(entries)),
-        device=device,
-        workers=default_workers(device) if options.workers is None else options.workers,
-        gpu_decode=device.type == "cuda" if options.gpu_decode is None else options.gpu_decode,
-    )
+    job = _job(layer_model, Path(root), entries, work_dir, options, map_neurons)
     with locked(work_dir):
         remove_stale_temps(work_dir)
         if not done_marker_path(work_dir).is_file():
@@ -162,8 +154,54 @@ def scan_images(
             _scan_chunks(job, todo)
             _merge(job)
         if job.map_neurons and not done_marker_path(_maps_dir(work_dir, job.map_neurons)).is_file():
+            if not missing_maps:
+                return _load(work_dir, entries, [])
             _add_maps(job)
         return _load(work_dir, entries, job.map_neurons)
+
+
+def scan_maps(
+    layer_model: torch.nn.Module, root: str | Path, entries: Sequence[ImageEntry], options: ScanOptions,
+    neurons: Sequence[int],
+) -> np.ndarray:
+    """The activation maps of ``neurons`` for a few images: float16 [len(entries), len(neurons), h, w].
+
+    For the images a run shows (its flagged ones) where the scan's activations
+    came from the cache without these neurons' maps. Nothing is cached; every
+    entry must load, as it did in the scan.
+    """
+    with tempfile.TemporaryDirectory(prefix="dora-maps-") as tmp:
+        job = _job(layer_model, Path(root), entries, Path(tmp), options, neurons)
+        _map_chunks(job, list(range(job.n_chunks)))
+        parts = []
+        for c in range(job.n_chunks):
+            with np.load(_chunk_path(job.out_dir, c)) as z:
+                if len(z["bad_index"]):
+                    i, reason = int(z["bad_index"][0]), str(z["bad_reason"][0])
+                    raise DoraError(f"{entries[i].relpath} was scanned but cannot be read now ({reason}): "
+                                    "it changed during the run; run again")
+                parts.append(z["maps"])
+    return np.concatenate(parts)
+
+
+def _job(
+    layer_model: torch.nn.Module, root: Path, entries: Sequence[ImageEntry], out_dir: Path, options: ScanOptions,
+    map_neurons: Sequence[int],
+) -> "_ScanJob":
+    """A pass over all of ``entries``, on the device and with the workers ``options`` say."""
+    device = resolve_device(options.device)
+    return _ScanJob(
+        layer_model=layer_model,
+        root=root,
+        entries=entries,
+        out_dir=out_dir,
+        options=options,
+        map_neurons=[int(i) for i in map_neurons],
+        rows=range(len(entries)),
+        device=device,
+        workers=default_workers(device) if options.workers is None else options.workers,
+        gpu_decode=device.type == "cuda" if options.gpu_decode is None else options.gpu_decode,
+    )
 
 
 @dataclass
