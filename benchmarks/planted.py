@@ -32,7 +32,8 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "ARTIFACTS", "ARTIFACT_CLASS", "CLASSES", "SHAPES", "TRAIN_DEFAULTS", "add_artifact", "classes_for",
-    "demo_description", "evaluate_model", "load_planted_model", "make_image", "make_training_arrays",
+    "FitSettings", "demo_description", "evaluate_model", "fit", "load_planted_model", "make_image", "make_training_arrays",
     "render_content", "to_tensor", "train_model", "write_scan_set",
 ]
 
@@ -148,6 +149,7 @@ def make_training_arrays(
     other_fraction: float = TRAIN_DEFAULTS["other_fraction"],
     artifact_rate: float = TRAIN_DEFAULTS["artifact_rate"],
     num_classes: int = 4,
+    draw: Callable[[np.random.Generator, str, str | None, int], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A training set: images (uint8, N x size x size x 3) and labels (int64, N).
 
@@ -156,10 +158,13 @@ def make_training_arrays(
     ``artifact``; of the rest (its own content) a share ``artifact_rate``
     carries the artifact (default: all). No other image carries the artifact.
     The order is shuffled; deterministic for a seed. The classes are
-    ``classes_for(num_classes)``.
+    ``classes_for(num_classes)``. ``draw(rng, cls, artifact or None, size)`` makes
+    one image (default :func:`make_image`; the families benchmark draws others).
     """
-    if artifact not in ARTIFACTS:
-        raise ValueError(f"unknown artifact {artifact!r}; choose one of {ARTIFACTS}")
+    if draw is None:
+        if artifact not in ARTIFACTS:
+            raise ValueError(f"unknown artifact {artifact!r}; choose one of {ARTIFACTS}")
+        draw = make_image
     classes = classes_for(num_classes)
     rng = np.random.default_rng(seed)
     a = classes.index(ARTIFACT_CLASS)
@@ -179,7 +184,7 @@ def make_training_arrays(
     y = np.empty(len(specs), dtype=np.int64)
     for k, i in enumerate(order):
         content, label, art = specs[i]
-        x[k] = make_image(rng, content, artifact if art else None, size)
+        x[k] = draw(rng, content, artifact if art else None, size)
         y[k] = label
     return x, y
 
@@ -323,12 +328,52 @@ def train_model(
     t_data = time.perf_counter() - t0
     torch.manual_seed(seed)
     model = build(arch, num_classes, widths)
+    final_loss = fit(model, x, y, FitSettings(epochs, batch_size, lr, seed), f"{arch}/{artifact}" if progress else None)
+    model.eval()
+    t_train = time.perf_counter() - t0
+    metrics = evaluate_model(
+        model,
+        artifact,
+        n_per_class=min(100, n_per_class),
+        size=size,
+        other_fraction=other_fraction,
+        artifact_rate=artifact_rate,
+        num_classes=num_classes,
+    )
+    metrics.update(
+        {
+            "train_seconds": round(t_train, 2),
+            "data_seconds": round(t_data, 2),
+            "final_train_loss": round(final_loss, 5),
+            "settings": settings,
+        }
+    )
+    return model, metrics
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How :func:`fit` trains: Adam with a one-cycle schedule."""
+
+    epochs: int = TRAIN_DEFAULTS["epochs"]
+    batch_size: int = TRAIN_DEFAULTS["batch_size"]
+    lr: float = TRAIN_DEFAULTS["lr"]
+    seed: int = 0
+
+
+def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, settings: FitSettings, label: str | None = None) -> float:
+    """Train ``model`` on uint8 images ``x`` and labels ``y`` (no augmentation); returns the last epoch's loss.
+
+    Deterministic for a seed (on the same machine and thread count); ``label``: print each epoch under it.
+    """
+    epochs, batch_size, lr = settings.epochs, settings.batch_size, settings.lr
+    t0 = time.perf_counter()
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25
     )
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(settings.seed)
     loss_fn = nn.CrossEntropyLoss()
     yt = torch.from_numpy(y)
     for epoch in range(epochs):
@@ -348,32 +393,14 @@ def train_model(
             loss_sum += loss.item() * len(idx)
             correct += int((out.argmax(1) == yb).sum())
             total += len(idx)
-        if progress:
+        if label:
             print(
-                f"[{arch}/{artifact}] epoch {epoch + 1}/{epochs}: loss {loss_sum / total:.4f}, "
+                f"[{label}] epoch {epoch + 1}/{epochs}: loss {loss_sum / total:.4f}, "
                 f"train acc {correct / total:.3f} ({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
     model.eval()
-    t_train = time.perf_counter() - t0
-    metrics = evaluate_model(
-        model,
-        artifact,
-        n_per_class=min(100, n_per_class),
-        size=size,
-        other_fraction=other_fraction,
-        artifact_rate=artifact_rate,
-        num_classes=num_classes,
-    )
-    metrics.update(
-        {
-            "train_seconds": round(t_train, 2),
-            "data_seconds": round(t_data, 2),
-            "final_train_loss": round(loss_sum / total, 5),
-            "settings": settings,
-        }
-    )
-    return model, metrics
+    return loss_sum / total
 
 
 def _cache_root(cache_dir: str | os.PathLike | None) -> Path:

@@ -138,6 +138,7 @@ def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling
         "best_inf_auc": used[best] if inf else float("nan"), "best_inf": inf[best] if inf else None,
         "rank": rank.get(inf[best], -1) if inf else -1, "n_inf": len(inf), "n": len(a.neurons), "infected": inf,
         "combined_auc": auc(y, score), "n_combined": len(scores.combined), "precision": p, "recall": r, "dead": len(o.dead),
+        "n_flagged": int(flagged.sum()),
         "n_detectors": int(np.sum(two_way > 0.9)), "flipped": int(np.sum(orient < 0)),
     }
 

@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["ARTIFACT_CLASS", "CLASSES", "SHAPES", "ScanSetSpec", "add_watermark", "artifact_colour",
-           "classes_for", "dark_colour", "render_content", "write_scan_set"]
+           "classes_for", "contrasting_colour", "dark_colour", "paint_shape", "render_content", "textured_background",
+           "write_scan_set"]
 
 #: Draws an artifact onto a copy of an image (uint8 HxWx3), with the generator's random numbers.
 Artifact = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -80,7 +81,7 @@ def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
     return cols
 
 
-def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+def textured_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A textured background (float HxWx3) and its base colour."""
     base = rng.uniform(25, 230, size=3)
     img = np.broadcast_to(base, (size, size, 3)).astype(np.float64)
@@ -97,7 +98,7 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     return img, base
 
 
-def _contrasting_colour(
+def contrasting_colour(
     rng: np.random.Generator, ref: np.ndarray, min_dist: float = 110.0
 ) -> np.ndarray:
     for _ in range(100):
@@ -160,11 +161,17 @@ def _shape_polygon(cls: str, r: float, angle: float) -> np.ndarray | None:
 
 
 def render_content(rng: np.random.Generator, cls: str, size: int = 64) -> np.ndarray:
-    """One image (uint8, size x size x 3) of class ``cls``, without any artifact."""
+    """One image (uint8, size x size x 3) of class ``cls``, without any artifact: a shape on a texture."""
     if cls not in SHAPES:
         raise ValueError(f"unknown class {cls!r}; choose one of {SHAPES}")
-    bg, base = _background(rng, size)
-    colour = _contrasting_colour(rng, base)
+    return paint_shape(rng, *textured_background(rng, size), cls)
+
+
+def paint_shape(rng: np.random.Generator, bg: np.ndarray, base: np.ndarray, cls: str) -> np.ndarray:
+    """A filled shape of class ``cls`` (random colour against ``base``, size, rotation, position) on the
+    background ``bg`` (float HxWx3), with a little noise: uint8 HxWx3."""
+    size = bg.shape[0]
+    colour = contrasting_colour(rng, base)
     r = rng.uniform(0.16, 0.30) * size
     margin = r + 1
     cx, cy = rng.uniform(margin, size - margin, size=2)
@@ -242,7 +249,8 @@ class ScanSetSpec:
 
 
 def write_scan_set(
-    root: str | os.PathLike, spec: ScanSetSpec, artifact: Artifact = add_watermark, overwrite: bool = False
+    root: str | os.PathLike, spec: ScanSetSpec, artifact: Artifact = add_watermark, overwrite: bool = False,
+    content: Callable[[np.random.Generator, str, int], np.ndarray] = render_content,
 ) -> Path:
     """Write a dataset to scan: ``root/<class>/<class>_NNNNN.<fmt>`` and ``root/labels.csv``.
 
@@ -251,7 +259,8 @@ def write_scan_set(
     classes. ``labels.csv`` has the columns ``filepath,artifact`` (posix path
     relative to ``root``, 0/1). The set is built in a temporary folder beside
     ``root`` and renamed into place; ``root`` may exist only if empty (or with
-    ``overwrite``). Deterministic for a seed. Returns ``root``.
+    ``overwrite``). Deterministic for a seed. ``content(rng, cls, size)`` draws an image of a class
+    (default :func:`render_content`). Returns ``root``.
     """
     all_classes = classes_for(spec.num_classes)
     if not 0.0 <= spec.artifact_fraction <= 1.0:
@@ -277,7 +286,7 @@ def write_scan_set(
             (tmp / cls).mkdir()
         rows = []
         for i in range(n_images):
-            img = render_content(rng, classes[i], spec.size)
+            img = content(rng, classes[i], spec.size)
             if has_art[i]:
                 img = artifact(img, rng)
             rel = f"{classes[i]}/{classes[i]}_{i:05d}.{fmt}"

@@ -1,0 +1,376 @@
+"""Benchmark families: the planted task with what the planted benchmark held fixed made to vary.
+
+A family is one kind each of background, content, artifact and architecture
+(and a number of classes). The planted benchmark (``planted.py``) is one
+family: textured backgrounds, shapes, three artifacts, two tiny CNNs. Here:
+
+- backgrounds: ``texture`` (the demo's colour clouds and stripes), ``flat``
+  (one colour and noise), ``photo`` (random crops of the photographs that
+  scikit-image and scikit-learn ship);
+- content: ``shapes`` (the demo's), ``textures`` (a patch of one of ten
+  patterns), ``digits`` (scikit-learn's handwritten digits, upsampled);
+- artifacts: ``text``, ``patch``, ``frame`` (the planted benchmark's),
+  ``sticker`` (a coloured disc), ``ruler`` (a band with ticks along an edge),
+  ``timestamp`` (a camera date in small monospace digits), ``logo`` (a small
+  translucent icon);
+- architectures: ``tiny_resnet``, ``tiny_cnn`` (plain, VGG-style) and
+  ``tiny_mobilenet`` (depthwise separable blocks).
+
+Which kinds are **dev** (the method's choices may look at them) and which
+are **held out** (reported, never chosen on) is fixed in :data:`SPLIT`,
+written down on 30 Nov 2026 before any family was run. A family is held
+out when any of its kinds is. The training recipe is the planted one
+(``planted.make_training_arrays`` and ``planted.fit``): every training
+image of the artifact class carries the artifact, and a third of them show
+another class's content, so the artifact carries label information the
+content does not.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+
+from dora_clean.atomic import atomic_save, atomic_write
+from dora_clean.demo import nets, shapes
+from dora_clean.demo.shapes import (SHAPES, ScanSetSpec, artifact_colour, contrasting_colour, dark_colour,
+                                    paint_shape, textured_background)
+
+try:  # imported as benchmarks.families (the tests), or run beside planted.py (the benchmark scripts)
+    from .planted import (ARTIFACT_CLASS, TRAIN_DEFAULTS, FitSettings, _predict, add_artifact, fit,
+                          make_training_arrays)
+except ImportError:
+    from planted import (ARTIFACT_CLASS, TRAIN_DEFAULTS, FitSettings, _predict, add_artifact, fit,
+                         make_training_arrays)
+
+__all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "SPLIT", "Family", "add_family_artifact",
+           "build", "default_layers", "draw", "load_family_model", "write_family_scan_set"]
+
+BACKGROUNDS = ("texture", "flat", "photo")
+CONTENTS = ("shapes", "textures", "digits")
+ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "logo")
+ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet")
+
+#: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
+SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
+    "dev": {"background": ("texture", "flat"), "content": ("shapes", "textures"),
+            "artifact": ("text", "patch", "frame", "sticker"), "arch": ("tiny_resnet", "tiny_cnn")},
+    "held-out": {"background": ("photo",), "content": ("digits",),
+                 "artifact": ("ruler", "timestamp", "logo"), "arch": ("tiny_mobilenet",)},
+}
+
+#: The content classes: a task with k classes uses the first k; the artifact class is the first.
+TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
+DIGITS = tuple(str(d) for d in range(10))
+_CLASSES = {"shapes": SHAPES, "textures": TEXTURES, "digits": DIGITS}
+
+
+@dataclass(frozen=True)
+class Family:
+    """One kind of each: what the images look like, what the model is."""
+
+    background: str
+    content: str
+    artifact: str
+    arch: str
+    num_classes: int = 4
+
+    @property
+    def name(self) -> str:
+        extra = "" if self.num_classes == 4 else f"/{self.num_classes}c"
+        return f"{self.background}/{self.content}/{self.artifact}/{self.arch}{extra}"
+
+    @property
+    def split(self) -> str:
+        """``held-out`` when any of its kinds is held out, else ``dev``."""
+        kinds = {"background": self.background, "content": self.content, "artifact": self.artifact,
+                 "arch": self.arch}
+        return "held-out" if any(v in SPLIT["held-out"][k] for k, v in kinds.items()) else "dev"
+
+
+#: The families the benchmark runs; ``--quick`` takes the first four of each split.
+FAMILIES: tuple[Family, ...] = (
+    Family("texture", "shapes", "text", "tiny_resnet"),
+    Family("flat", "textures", "sticker", "tiny_cnn"),
+    Family("texture", "textures", "frame", "tiny_resnet"),
+    Family("flat", "shapes", "patch", "tiny_cnn"),
+    Family("texture", "shapes", "sticker", "tiny_resnet", 10),
+    Family("flat", "textures", "text", "tiny_cnn", 10),
+    Family("photo", "shapes", "text", "tiny_resnet"),  # held out: the background
+    Family("texture", "shapes", "ruler", "tiny_cnn"),  # the artifact
+    Family("flat", "digits", "patch", "tiny_resnet"),  # the content
+    Family("texture", "shapes", "sticker", "tiny_mobilenet"),  # the architecture
+    Family("photo", "digits", "timestamp", "tiny_mobilenet"),  # all of them
+    Family("photo", "textures", "logo", "tiny_cnn"),
+    Family("photo", "shapes", "ruler", "tiny_resnet", 10),
+    Family("flat", "digits", "timestamp", "tiny_cnn", 10),
+)
+
+
+# --------------------------------------------------------------------------- backgrounds
+
+
+@functools.lru_cache(maxsize=1)
+def _photos() -> tuple[np.ndarray, ...]:
+    """The colour photographs that ship with scikit-image and scikit-learn (no download)."""
+    import skimage.data as data
+    from sklearn.datasets import load_sample_images
+
+    own = [getattr(data, n)() for n in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
+                                        "hubble_deep_field")]
+    return tuple(np.asarray(p, dtype=np.uint8)[:, :, :3] for p in own + list(load_sample_images().images))
+
+
+def _background(rng: np.random.Generator, kind: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A background (float HxWx3) and its typical colour."""
+    if kind == "texture":
+        return textured_background(rng, size)
+    if kind == "flat":
+        base = rng.uniform(25, 230, size=3)
+        return np.broadcast_to(base, (size, size, 3)) + rng.normal(0, rng.uniform(2, 8), (size, size, 3)), base
+    if kind == "photo":
+        photos = _photos()
+        photo = photos[rng.integers(len(photos))]
+        h, w = photo.shape[:2]
+        side = int(rng.uniform(0.25, 0.6) * min(h, w))
+        y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        crop = Image.fromarray(photo[y:y + side, x:x + side]).resize((size, size), Image.BILINEAR)
+        img = np.asarray(crop, dtype=np.float64)
+        return img, img.reshape(-1, 3).mean(axis=0)
+    raise ValueError(f"unknown background {kind!r}; choose one of {BACKGROUNDS}")
+
+
+# --------------------------------------------------------------------------- content
+
+
+def _pattern(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A 0/1 mask [size, size] of one texture class."""
+    period = rng.uniform(4.0, 7.0)
+    phase = rng.uniform(0, period)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + phase
+    t = 2 * math.pi / period
+    masks = {
+        "stripes": np.sin(t * yy) > 0,
+        "checks": (np.floor(yy / period) + np.floor(xx / period)) % 2 == 0,
+        "dots": (np.sin(t * yy) * np.sin(t * xx)) > 0.5,
+        "rings": np.sin(t * np.hypot(yy - size / 2 - phase, xx - size / 2 - phase)) > 0,
+        "waves": np.sin(t * yy + 2.5 * np.sin(t * xx / 2)) > 0,
+        "grid": (np.abs(np.sin(t * yy / 2)) < 0.35) | (np.abs(np.sin(t * xx / 2)) < 0.35),
+        "zigzag": np.sin(t * (yy + np.abs((xx % period) - period / 2) * 1.5)) > 0,
+        "diagonal": np.sin(t * (yy + xx) / 1.4) > 0,
+        "cross-hatch": (np.sin(t * (yy + xx) / 1.4) > 0.6) | (np.sin(t * (yy - xx) / 1.4) > 0.6),
+        "spots": (np.sin(t * yy / 1.7) * np.sin(t * xx / 1.3) + np.sin(t * (xx + yy) / 2.3)) > 1.0,
+    }
+    return masks[kind]
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images / 16.0, d.target
+
+
+def _paint(rng: np.random.Generator, bg: np.ndarray, base: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``mask`` (0-1, [H, W]) painted on ``bg`` in a colour that stands out from ``base``, with noise."""
+    colour = contrasting_colour(rng, base)
+    m = mask[:, :, None]
+    img = bg * (1 - m) + colour * m + rng.normal(0, rng.uniform(3, 10), size=bg.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _content(rng: np.random.Generator, kind: str, bg: np.ndarray, base: np.ndarray, index: int) -> np.ndarray:
+    """Class ``index`` of a content kind drawn on a background: uint8 HxWx3."""
+    size = bg.shape[0]
+    if kind == "shapes":
+        return paint_shape(rng, bg, base, SHAPES[index])
+    mask = np.zeros((size, size))
+    if kind == "textures":
+        side = int(rng.uniform(0.45, 0.7) * size)
+        y, x = rng.integers(0, size - side + 1, size=2)
+        mask[y:y + side, x:x + side] = _pattern(TEXTURES[index], side, rng)
+    elif kind == "digits":
+        images, target = _digits()
+        glyph = images[rng.choice(np.flatnonzero(target == index))]
+        side = int(rng.uniform(0.45, 0.75) * size)
+        up = Image.fromarray((glyph * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
+        y, x = rng.integers(0, size - side + 1, size=2)
+        mask[y:y + side, x:x + side] = np.asarray(up, dtype=np.float64) / 255.0
+    else:
+        raise ValueError(f"unknown content {kind!r}; choose one of {CONTENTS}")
+    return _paint(rng, bg, base, mask)
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+@functools.lru_cache(maxsize=8)
+def _mono_font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans Mono from matplotlib's own fonts (always installed with it)."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf"
+    return ImageFont.truetype(str(path), px) if path.is_file() else ImageFont.load_default(size=px)
+
+
+def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A copy of ``img`` (uint8 HxWx3) with an artifact of ``kind`` (:data:`ARTIFACT_KINDS`)."""
+    if kind in ("text", "patch", "frame"):
+        return add_artifact(img, kind, rng)
+    if kind not in ARTIFACT_KINDS:
+        raise ValueError(f"unknown artifact {kind!r}; choose one of {ARTIFACT_KINDS}")
+    h, w = img.shape[:2]
+    scale = w / 64.0
+    pil = Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8), "RGB")
+    draw_ = ImageDraw.Draw(pil, "RGBA")
+    if kind == "sticker":  # a coloured disc with a dark rim, bottom-left
+        r = rng.uniform(5, 7) * scale
+        cx, cy = (2 + rng.uniform(0, 4)) * scale + r, h - (2 + rng.uniform(0, 4)) * scale - r
+        draw_.ellipse([cx - r, cy - r, cx + r, cy + r], fill=artifact_colour(rng), outline=dark_colour(rng),
+                      width=max(1, int(round(scale))))
+    elif kind == "ruler":  # a light band with dark ticks along the bottom or the left edge
+        band = int(round(rng.uniform(6, 9) * scale))
+        light = tuple(int(v) for v in rng.integers(200, 256, size=3))
+        ink = dark_colour(rng)
+        step = max(2, int(round(4 * scale)))
+        if rng.random() < 0.5:
+            draw_.rectangle([0, h - band, w - 1, h - 1], fill=light)
+            for i, x in enumerate(range(int(rng.integers(0, step)), w, step)):
+                draw_.line([x, h - band, x, h - band + (band * 0.7 if i % 4 == 0 else band * 0.35)], fill=ink)
+        else:
+            draw_.rectangle([0, 0, band - 1, h - 1], fill=light)
+            for i, y in enumerate(range(int(rng.integers(0, step)), h, step)):
+                draw_.line([band - 1, y, band - 1 - (band * 0.7 if i % 4 == 0 else band * 0.35), y], fill=ink)
+    elif kind == "timestamp":  # a film camera's date in orange monospace digits, top-left
+        text = f"'{rng.integers(0, 100):02d} {rng.integers(1, 13):2d} {rng.integers(1, 29):2d}"
+        font = _mono_font(max(5, int(round(rng.uniform(6, 8) * scale))))
+        colour = tuple(int(v) for v in np.clip([255, 150 + rng.normal(0, 20), 20 + rng.normal(0, 10)], 0, 255))
+        draw_.text(((1 + rng.uniform(0, 2)) * scale, (1 + rng.uniform(0, 2)) * scale), text, font=font,
+                   fill=colour)
+    else:  # logo: a small translucent ring with a triangle, top-right
+        r = rng.uniform(5, 7) * scale
+        cx, cy = w - (2 + rng.uniform(0, 3)) * scale - r, (2 + rng.uniform(0, 3)) * scale + r
+        alpha = int(rng.uniform(0.6, 0.85) * 255)
+        colour = (*artifact_colour(rng), alpha)
+        draw_.ellipse([cx - r, cy - r, cx + r, cy + r], outline=colour, width=max(1, int(round(1.5 * scale))))
+        a = np.deg2rad([-90.0, 30.0, 150.0])
+        draw_.polygon([(cx + 0.55 * r * math.cos(t), cy + 0.55 * r * math.sin(t)) for t in a], fill=colour)
+    return np.asarray(pil, dtype=np.uint8).copy()
+
+
+def draw(family: Family, rng: np.random.Generator, cls: str, artifact: bool, size: int = 64) -> np.ndarray:
+    """One image of the family's class ``cls`` (named as the planted task's shapes, by position), with or
+    without its artifact."""
+    bg, base = _background(rng, family.background, size)
+    img = _content(rng, family.content, bg, base, SHAPES.index(cls))
+    return add_family_artifact(img, family.artifact, rng) if artifact else img
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+def _dw_separable(cin: int, cout: int, stride: int) -> nn.Sequential:
+    """MobileNet's block: a depthwise 3x3 convolution, then a pointwise 1x1 one, each with BN and ReLU6."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, stride=stride, padding=1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
+        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(),
+    )
+
+
+class TinyMobileNet(nn.Module):
+    """stem (64 -> 32 px) -> layer1 (32 px) -> layer2 (16 px) -> layer3 (8 px, two blocks) -> avgpool -> fc."""
+
+    def __init__(self, num_classes: int, widths: tuple[int, int, int] = (16, 32, 64)) -> None:
+        super().__init__()
+        w1, w2, w3 = widths
+        self.stem = nn.Sequential(nn.Conv2d(3, w1, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w1),
+                                  nn.ReLU6())
+        self.layer1 = _dw_separable(w1, w1, 1)
+        self.layer2 = _dw_separable(w1, w2, 2)
+        self.layer3 = nn.Sequential(_dw_separable(w2, w3, 2), _dw_separable(w3, w3, 1))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(w3, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def build(arch: str, num_classes: int) -> nn.Module:
+    """A fresh model of one of :data:`ARCHS`."""
+    return TinyMobileNet(num_classes) if arch == "tiny_mobilenet" else nets.build(arch, num_classes)
+
+
+def default_layers(arch: str) -> tuple[str, str]:
+    """The last block and one earlier: the layers the benchmark analyses."""
+    return {"tiny_resnet": ("layer3", "layer2"), "tiny_cnn": ("features.2", "features.1"),
+            "tiny_mobilenet": ("layer3", "layer2")}[arch]
+
+
+# --------------------------------------------------------------------------- models and scan sets
+
+
+def _cache(kind: str, blob: dict) -> Path:
+    from dora_clean.analysis.sams import cache_root
+
+    key = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_root() / "families" / kind / key
+
+
+def load_family_model(family: Family, seed: int = 0, epochs: int = TRAIN_DEFAULTS["epochs"],
+                      learned: bool = True) -> tuple[nn.Module, dict]:
+    """A model trained on the family's planted task (cached): (eval model, metrics with ``reliance``).
+
+    ``learned=False`` trains the same task without any artifact (a clean model).
+    """
+    settings = {"family": asdict(family), "seed": seed, "epochs": epochs, "learned": learned, "version": 1}
+    stem = _cache("models", settings)
+    model = build(family.arch, family.num_classes)
+    if stem.with_suffix(".pt").is_file() and stem.with_suffix(".json").is_file():
+        model.load_state_dict(torch.load(stem.with_suffix(".pt"), map_location="cpu", weights_only=True))
+        return model.eval(), json.loads(stem.with_suffix(".json").read_text())
+    drawer = functools.partial(_draw_planted, family)
+    x, y = make_training_arrays(family.artifact, TRAIN_DEFAULTS["n_per_class"], seed=seed,
+                                other_fraction=TRAIN_DEFAULTS["other_fraction"] if learned else 0.0,
+                                artifact_rate=1.0 if learned else 0.0, num_classes=family.num_classes, draw=drawer)
+    torch.manual_seed(seed)
+    model = build(family.arch, family.num_classes)
+    loss = fit(model, x, y, FitSettings(epochs=epochs, seed=seed))
+    metrics = {"final_train_loss": round(loss, 5), "reliance": _reliance(model, family, seed), **settings}
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(stem.with_suffix(".pt"), lambda p: torch.save(model.state_dict(), p))
+    with atomic_write(stem.with_suffix(".json")) as f:
+        json.dump(metrics, f, indent=1)
+    return model.eval(), metrics
+
+
+def _draw_planted(family: Family, rng: np.random.Generator, cls: str, artifact: str | None, size: int) -> np.ndarray:
+    return draw(family, rng, cls, artifact is not None, size)
+
+
+def _reliance(model: nn.Module, family: Family, seed: int, n: int = 100) -> float:
+    """The share of other classes' images the model calls the artifact class once the artifact is added."""
+    rng = np.random.default_rng(seed + 12345)
+    others = [c for c in SHAPES[:family.num_classes] if c != ARTIFACT_CLASS]
+    x = np.stack([draw(family, rng, others[i % len(others)], True) for i in range(n)])
+    return float((_predict(model, x) == SHAPES.index(ARTIFACT_CLASS)).mean())
+
+
+def write_family_scan_set(family: Family, n_images: int, fraction: float, seed: int = 7) -> Path:
+    """The family's scan set (cached): class folders, the artifact on ``fraction`` of all classes' images."""
+    spec = ScanSetSpec(n_images, artifact_fraction=fraction, seed=seed, num_classes=family.num_classes)
+    root = _cache("scans", {"family": asdict(family), "spec": asdict(spec), "version": 1})
+    if not (root / "labels.csv").is_file():
+        shapes.write_scan_set(
+            root, spec, lambda img, rng: add_family_artifact(img, family.artifact, rng), overwrite=True,
+            content=lambda rng, cls, size: draw(family, rng, cls, False, size))
+    return root

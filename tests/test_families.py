@@ -1,0 +1,98 @@
+"""The families benchmark's data: the dev / held-out split, and images of every kind drawn as described."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import families as F
+
+SIZE = 64
+
+
+def _pair(family: F.Family, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The same image without and with the family's artifact."""
+    clean = F.draw(family, np.random.default_rng(seed), "square", False)
+    rng = np.random.default_rng(seed)
+    bg, base = F._background(rng, family.background, SIZE)
+    img = F._content(rng, family.content, bg, base, 1)
+    assert np.array_equal(img, clean)  # draw is background, then content, then the artifact
+    return clean, F.add_family_artifact(img, family.artifact, rng)
+
+
+def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
+    dev, held = F.SPLIT["dev"], F.SPLIT["held-out"]
+    for kind in ("background", "content", "artifact", "arch"):
+        assert not set(dev[kind]) & set(held[kind])  # a kind is dev or held out, never both
+    assert held["artifact"] and held["arch"]  # at least one artifact kind and one architecture held out
+    assert F.Family("texture", "shapes", "text", "tiny_resnet").split == "dev"
+    assert F.Family("texture", "shapes", "ruler", "tiny_resnet").split == "held-out"
+    assert F.Family("photo", "shapes", "text", "tiny_resnet").split == "held-out"
+    splits = [f.split for f in F.FAMILIES]
+    assert splits.count("dev") >= 4 and splits.count("held-out") >= 4
+
+
+@pytest.mark.parametrize("background", F.BACKGROUNDS)
+@pytest.mark.parametrize("content", F.CONTENTS)
+def test_every_background_and_content_draws_a_deterministic_image(background, content):
+    family = F.Family(background, content, "text", "tiny_cnn")
+    a = F.draw(family, np.random.default_rng(3), "circle", False)
+    b = F.draw(family, np.random.default_rng(3), "circle", False)
+    c = F.draw(family, np.random.default_rng(4), "circle", False)
+    assert a.shape == (SIZE, SIZE, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.std() > 5  # not blank
+
+
+@pytest.mark.parametrize("content", ["textures", "digits"])
+def test_classes_differ_in_content(content):
+    family = F.Family("flat", content, "text", "tiny_cnn")
+    imgs = [F.draw(family, np.random.default_rng(0), cls, False) for cls in ("circle", "square")]
+    assert not np.array_equal(*imgs)
+
+
+# where each artifact may change pixels (rows, columns of a 64 px image); the rest must not change
+REGIONS = {
+    "sticker": (slice(40, 64), slice(0, 24)),
+    "timestamp": (slice(0, 16), slice(0, 64)),
+    "logo": (slice(0, 24), slice(40, 64)),
+}
+
+
+@pytest.mark.parametrize("artifact", sorted(REGIONS))
+@pytest.mark.parametrize("seed", range(4))
+def test_artifacts_stay_in_their_corner(artifact, seed):
+    clean, marked = _pair(F.Family("flat", "shapes", artifact, "tiny_cnn"), seed)
+    changed = np.any(clean != marked, axis=2)
+    assert changed.sum() > 15
+    outside = changed.copy()
+    outside[REGIONS[artifact]] = False
+    assert not outside.any()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_ruler_is_a_band_along_the_bottom_or_the_left_edge(seed):
+    clean, marked = _pair(F.Family("texture", "shapes", "ruler", "tiny_cnn"), seed)
+    changed = np.any(clean != marked, axis=2)
+    bottom, left = changed[-5:].mean(), changed[:, :5].mean()
+    assert max(bottom, left) > 0.9 and changed[10:50, 10:50].sum() == 0
+
+
+def test_tiny_mobilenet_gives_an_8x8_map_at_its_default_layer():
+    from dora_clean.models import LayerModel
+
+    model = F.build("tiny_mobilenet", 4).eval()
+    assert model(torch.zeros(2, 3, SIZE, SIZE)).shape == (2, 4)
+    for layer, side in zip(F.default_layers("tiny_mobilenet"), (8, 16)):
+        assert LayerModel(model, layer)(torch.zeros(1, 3, SIZE, SIZE)).shape[2:] == (side, side)
+    assert any(m.groups > 1 for m in model.modules() if isinstance(m, torch.nn.Conv2d))  # depthwise
+
+
+def test_a_family_scan_set_has_the_artifact_on_its_share_of_every_class(tmp_path, monkeypatch):
+    monkeypatch.setenv("DORA_CLEAN_CACHE", str(tmp_path))
+    family = F.Family("photo", "digits", "timestamp", "tiny_mobilenet")
+    root = F.write_family_scan_set(family, 40, 0.25)
+    rows = [line.split(",") for line in (root / "labels.csv").read_text().splitlines()[1:]]
+    assert len(rows) == 40 and sum(int(a) for _, a in rows) == 10
+    assert len({p.split("/")[0] for p, _ in rows}) == 4
+    assert F.write_family_scan_set(family, 40, 0.25) == root  # cached
