@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dora_clean.review import FLAGGED_VIEW, launch_review, to_fiftyone
-from rundir import make_run
+from fakerun import make_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

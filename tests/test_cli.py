@@ -110,7 +110,7 @@ def test_review_command_serves_the_app_until_interrupted(tmp_path):
     import time
     import urllib.request
 
-    from rundir import make_run
+    from fakerun import make_run
 
     fake = make_run(tmp_path, n_images=10)
     with socket.socket() as s:

@@ -11,7 +11,7 @@ import pytest
 from dora_clean.errors import DoraError
 from dora_clean.export import export_clean
 from dora_clean.review import to_fiftyone
-from rundir import make_run
+from fakerun import make_run
 
 
 def _tree(root: Path) -> dict[str, str]:

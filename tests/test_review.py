@@ -15,7 +15,7 @@ from dora_clean.errors import DoraError
 from dora_clean.review import (FLAGGED_TAG, FLAGGED_VIEW, atlas_to_fiftyone, default_name,
                                launch_review, to_fiftyone)
 from dora_clean.rundir import read_summary
-from rundir import make_run
+from fakerun import make_run
 
 fo = pytest.importorskip("fiftyone")
 REPO = Path(__file__).resolve().parents[1]
