@@ -1,6 +1,7 @@
 """The original DORA API, as its README uses it."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torchvision.transforms as transforms
 
