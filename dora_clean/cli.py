@@ -97,10 +97,12 @@ def main(debug: bool) -> None:
 def _scan_options(fn):
     options = [
         click.option("--model", "model", metavar="SPEC", default=None,
-                     help="torchvision architecture (resnet18), path/to/file.py:ATTR, package.module:ATTR, "
-                          "or a TorchScript / torch.export file. Default: the bundled demo model."),
+                     help="torchvision architecture (resnet18, vit_b_16), timm:NAME (with timm installed), "
+                          "path/to/file.py:ATTR, package.module:ATTR, or a TorchScript / torch.export file. "
+                          "Default: the bundled demo model."),
         click.option("--weights", type=click.Path(dir_okay=False), default=None,
-                     help="A state-dict file to load into the model."),
+                     help="A state-dict file (.pth, .safetensors) to load into the model. Without it, a model by "
+                          "name has random weights (nothing is downloaded)."),
         click.option("--trust-model-file", is_flag=True,
                      help="Allow model files that are full pickles (they can run code)."),
         click.option("--layer", default=None, metavar="NAME",
@@ -119,6 +121,10 @@ def _scan_options(fn):
                      help="Image-decoding worker processes. Default: none with 2 CPU cores or fewer, "
                           "else half the cores (at most 8)."),
         click.option("--no-fiftyone", is_flag=True, help="Keep the results on disk only; no FiftyOne dataset."),
+        click.option("--ray", "ray", metavar="ADDRESS", default=None,
+                     help="Run the s-AMS and the scan on Ray: local (start Ray on this machine), auto "
+                          "(RAY_ADDRESS or a running cluster) or ray://HOST:PORT. Every node needs dora-clean "
+                          'and the dataset at the same path. Needs pip install "dora-clean[ray]".'),
         click.option("--neurons", default=None, metavar="IDS",
                      help="Neurons to analyse, like 0-63 or 1,5,9. Default: all of the layer."),
         click.option("--signals", type=click.IntRange(1, 256), default=4, show_default=True,
@@ -143,8 +149,13 @@ def _scan_options(fn):
         click.option("--infected", "n_infected", type=click.IntRange(0, None), default=None,
                      help="How many infected neurons to take. Default: 5% of the layer (at least 1); with another "
                           "--outlier-method than knn+group, its clear outliers (at most 5%)."),
-        click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
-                     help="How a neuron's activation map becomes an image score."),
+        click.option("--pooling", type=click.Choice(["mean", "max", "cls"]), default="mean", show_default=True,
+                     help="How a neuron's activation map becomes an image score. For a transformer layer the map "
+                          "is its patch tokens (class and register tokens left out); cls: the class token's "
+                          "value instead."),
+        click.option("--prefix-tokens", type=click.IntRange(0, None), default=None, metavar="N",
+                     help="How many class and register tokens come before a transformer layer's patch tokens, "
+                          "where the model does not say (default: read from the model, else inferred)."),
         click.option("--flag-top", type=click.IntRange(0, None), default=None,
                      help="Flag the N highest-scoring images (instead of the label-free threshold)."),
         click.option("--threshold", type=float, default=None,
@@ -178,8 +189,9 @@ def _settings(**o):
         sams=SamsConfig(n_signals=o["signals"], steps=o["steps"], size=o["sams_size"] or 0, lr=o["lr"],
                         seed=o["seed"], batch_size=o["sams_batch_size"]),
         outlier_method=o["outlier_method"], representation=o["representation"], n_infected=o["n_infected"],
-        pooling=o["pooling"], flag_top=o["flag_top"], threshold=o["threshold"], agreement=o["agreement"],
-        recruit=o["recruit"], class_folders=o["class_folders"], progress=not o["quiet"],
+        pooling=o["pooling"], prefix_tokens=o["prefix_tokens"], flag_top=o["flag_top"], threshold=o["threshold"],
+        agreement=o["agreement"],
+        recruit=o["recruit"], class_folders=o["class_folders"], progress=not o["quiet"], ray=o.get("ray"),
     )
 
 
@@ -287,7 +299,7 @@ def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: boo
                    err=True)
     data = prepare_demo_dataset(work, n_images)
     o = {k: None for k in ("model", "weights", "layer", "image_size", "mean", "std", "neurons", "sams_size",
-                           "n_infected", "flag_top", "threshold")}
+                           "n_infected", "flag_top", "threshold", "prefix_tokens")}
     o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=None,
              no_fiftyone=no_fiftyone, trust_model_file=False, signals=4, steps=128, lr=0.05, seed=0,
              sams_batch_size=256,

@@ -23,11 +23,15 @@ from .device import prepare_model, resolve_device
 from .errors import DoraError
 from .evaluate import auc, neuron_aucs, read_labels, roc_curves
 from .scanning import ScanResult, Skipped, list_images, load_image
-from .models import LayerModel, LoadedModel, default_layer, freeze, get_layer, load_model, weights_hash
+from .models import (LayerModel, LoadedModel, default_layer, fixed_input_size, freeze, get_layer, load_model,
+                     weights_hash)
+from .models.layers import layer_view_key
+from .analysis.cost import estimate_sams
+from .analysis.layer import check_neurons
 from .analysis.outliers import DEFAULT_METHOD
 from .rundir import NeuronRow, RunDir, Scores
 from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
-from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root
+from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, sams_key
 from .scanning.activations import ScanOptions, scan_images, scan_key, scan_maps
 from .scoring import (
     DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, artifact_scores, flag_images, layer_pooled,
@@ -67,7 +71,8 @@ class ScanSettings:
     representation: str = "standardised"
     n_infected: int | None = None
     n_neighbors: int | None = None
-    pooling: str = DEFAULT_POOLING
+    pooling: str = DEFAULT_POOLING  # mean or max of the map (a transformer's: its patch tokens), or cls
+    prefix_tokens: int | None = None  # class + register tokens of a transformer layer (None: read from the model)
     flag_top: int | None = None
     threshold: float | None = None
     agreement: float = DEFAULT_AGREEMENT
@@ -75,6 +80,7 @@ class ScanSettings:
     class_folders: bool = True  # set aside scores that flag class content (where the layout has classes)
     progress: bool = True
     files: Sequence[str] | None = None
+    ray: str | None = None  # --ray: local, auto or ray://HOST:PORT (the s-AMS and the scan on Ray)
 
 
 def default_run_dir(dataset: Path) -> Path:
@@ -158,8 +164,8 @@ def scan_dataset(
 def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
     clock = _Clock(log)
     out = Path(s.out) if s.out else default_run_dir(dataset)
-    if s.pooling not in ("mean", "max"):
-        raise DoraError(f"unknown pooling {s.pooling!r}: use mean or max")
+    if s.pooling not in ("mean", "max", "cls"):
+        raise DoraError(f"unknown pooling {s.pooling!r}: use mean, max or cls")
 
     with clock.stage("listing images"):
         entries, listed_skipped, layout = list_images(dataset, only=s.files)
@@ -175,13 +181,16 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
     with clock.stage("loading the model"):
         loaded = _load(s)
         info = loaded.info
+        for warning in info.get("warnings", ()):
+            log(f"warning: {warning}")
         size = int(s.image_size or info.get("image_size") or 224)
         mean = tuple(s.mean or info.get("mean") or IMAGENET_MEAN)
         std = tuple(s.std or info.get("std") or IMAGENET_STD)
         layer = s.layer or info.get("layer") or default_layer(loaded.model, size)
         get_layer(loaded.model, layer)
         device = resolve_device(s.device)
-        layer_model = prepare_model(LayerModel(loaded.model, layer), device)
+        tokens = "cls" if s.pooling == "cls" else "patches"  # cls: the class token as a 1x1 map
+        layer_model = prepare_model(LayerModel(loaded.model, layer, tokens, s.prefix_tokens), device)
         try:
             n_channels, h, w = layer_width(layer_model, size)
         except DoraError:
@@ -192,19 +201,40 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
                 "set --image-size to the model's input size"
             ) from e
 
-    sams_cfg = s.sams if s.sams.size else dataclasses.replace(s.sams, size=min(size, 128))
+    fixed = fixed_input_size(loaded.model)
+    if fixed and s.sams.size not in (0, fixed):
+        raise DoraError(f"this model takes only {fixed}x{fixed} images: leave out --sams-size (or make it {fixed})")
+    sams_cfg = s.sams if s.sams.size else dataclasses.replace(s.sams, size=fixed or min(size, 128))
+    sams_options = AnalysisOptions(mean, std, device, progress=s.progress, prefix_tokens=s.prefix_tokens)
     with clock.stage("s-AMS and infected neurons"):
+        sams_view = layer_view_key(layer, prefix_tokens=s.prefix_tokens)  # the s-AMS excite the patch tokens
+        sams_dir = (cache_root() / "sams" / sams_key(weights_hash(loaded.model), sams_view, sams_cfg, mean, std)
+                    if sams_cfg.cacheable else None)  # to leave out what is cached already
+        cost = estimate_sams(layer_model, check_neurons(s.neurons, n_channels), sams_cfg, sams_dir, mean, std, device)
+        if cost is not None:
+            log(str(cost))
+        if s.ray:  # the s-AMS made as Ray tasks, into the cache that analyse_layer reads
+            from .analysis.distributed import generate_sams_ray
+
+            generate_sams_ray(loaded.model, layer, check_neurons(s.neurons, n_channels), sams_cfg,
+                              dataclasses.replace(sams_options, device=s.device), s.ray)
         analysis = analyse_layer(
             loaded.model, layer, s.neurons, sams_cfg,
             OutlierSettings(s.outlier_method, s.n_infected, s.n_neighbors, representation=s.representation),
-            AnalysisOptions(mean, std, device, progress=s.progress),
+            sams_options,
         )
     infected = analysis.infected
 
     with clock.stage("scanning images"):
         root = dataset
         scan_options = ScanOptions(size, mean, std, device, s.batch_size, s.workers, progress=s.progress)
-        key = scan_key(weights_hash(loaded.model), layer, root, entries, scan_options)  # not the infected set
+        key = scan_key(weights_hash(loaded.model), layer_model.view_key, root, entries,
+                       scan_options)  # not the infected set
+        if s.ray:  # on Ray: the local scan's chunks in the same work directory, which scan_images reads back
+            from .scanning.distributed import scan_images_ray
+
+            scan_images_ray(layer_model, root, entries, cache_root() / "scans" / key,
+                            dataclasses.replace(scan_options, device=s.device), infected, False, s.ray)
         result = scan_images(layer_model, root, entries, cache_root() / "scans" / key, scan_options, infected,
                              missing_maps=False)  # cached activations: maps of the shown images only
     skipped = list(listed_skipped) + result.skipped

@@ -28,6 +28,8 @@ class AnalysisOptions:
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         cache_dir: the cache's root (default :func:`~dora_clean.analysis.sams.cache_root`).
         progress: show a progress bar.
+        prefix_tokens: a transformer layer's class and register tokens, where the model does not say
+            (``--prefix-tokens``; None: read from the model).
     """
 
     mean: Sequence[float] = IMAGENET_MEAN
@@ -35,6 +37,7 @@ class AnalysisOptions:
     device: str | torch.device = "auto"
     cache_dir: str | Path | None = None
     progress: bool = True
+    prefix_tokens: int | None = None
 
 
 @dataclass
@@ -119,8 +122,8 @@ def analyse_layer(
     """
     mean, std = options.mean, options.std
     device = resolve_device(options.device)
-    layer_model = LayerModel(model, layer)
-    key = sams_key(weights_hash(model), layer, config, mean, std)
+    layer_model = LayerModel(model, layer, prefix_tokens=options.prefix_tokens)
+    key = sams_key(weights_hash(model), layer_model.view_key, config, mean, std)
     layer_model = prepare_model(layer_model, device)
     n_channels = layer_width(layer_model, config.size)[0]
     neurons = check_neurons(neurons, n_channels)

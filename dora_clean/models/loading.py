@@ -2,8 +2,10 @@
 
 A model spec is one of:
 
-- a torchvision architecture name (``resnet18``), with an optional local
-  weights file (a state dict; nothing is downloaded);
+- a torchvision architecture name (``resnet18``) or ``timm:NAME`` (timm's
+  architecture, with timm installed), with an optional local weights file
+  (a state dict, ``.pth`` or ``.safetensors``; nothing is downloaded; without
+  one the weights are random, and ``info["warnings"]`` says so);
 - ``path/to/file.py:ATTR`` or ``package.module:ATTR``, where ATTR is an
   ``nn.Module``, a class or a factory that returns one;
 - a TorchScript file or a ``torch.export`` file (``.pt2``);
@@ -11,7 +13,6 @@ A model spec is one of:
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import DoraError
+from .zoo import TIMM_PREFIX, fixed_input_size, from_timm, from_torchvision, timm_info
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "freeze", "load_model", "load_weights",
            "read_state_dict", "weights_hash"]
@@ -65,19 +67,45 @@ def load_model(
 
         model, info = load_demo_model()
         spec = "demo"
+    elif _by_name(spec):
+        model, info = _named_model(spec, weights, trust_model_file)
+        weights = None  # loaded already (it may set num_classes)
     elif ":" in spec and not Path(spec).exists():
         model = _from_attribute(spec)
     elif Path(spec).is_file():
         model = _from_file(Path(spec), trust_model_file)
-    elif Path(spec).exists():
-        raise DoraError(f"model file {spec} is a folder: give a model file, an architecture name or MODULE:ATTR")
     else:
-        model = _from_torchvision(spec, weights)
-        weights = None  # loaded already (it may set num_classes)
+        raise DoraError(f"model file {spec} is a folder: give a model file, an architecture name or MODULE:ATTR")
     if weights is not None:
         load_weights(model, weights, trust_model_file)
     freeze(model)
     return LoadedModel(model, spec, info)
+
+
+def _by_name(spec: str) -> bool:
+    """A torchvision or timm architecture name (not a file, a folder or MODULE:ATTR)."""
+    if Path(spec).exists():
+        return False
+    return spec.startswith(TIMM_PREFIX) or ":" not in spec
+
+
+def _named_model(spec: str, weights: str | Path | None, trust: bool) -> tuple[nn.Module, dict[str, Any]]:
+    """A torchvision or timm architecture with the weights of ``weights`` (random without; ``info`` warns)."""
+    info: dict[str, Any] = {}
+    state = read_state_dict(weights, trust) if weights is not None else None
+    if spec.startswith(TIMM_PREFIX):
+        model = from_timm(spec[len(TIMM_PREFIX):], state)
+        info.update(timm_info(model))
+    else:
+        model = from_torchvision(spec, state)
+        if fixed_input_size(model):
+            info["image_size"] = fixed_input_size(model)
+    if state is None:
+        info["warnings"] = ["no --weights: the model's weights are random (nothing is downloaded), so its "
+                            "neurons have learned nothing; give the trained weights with --weights FILE"]
+    else:
+        _load_state(model, state, str(weights))
+    return model, info
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -89,39 +117,6 @@ def freeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def _from_torchvision(name: str, weights: str | Path | None) -> nn.Module:
-    import torchvision.models as tvm
-
-    names = tvm.list_models()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise DoraError(
-            f"unknown model {name!r}{hint}: give a torchvision architecture name, "
-            "a model file, or path/to/file.py:ATTR"
-        )
-    kwargs: dict[str, Any] = {}
-    state = None
-    if weights is not None:
-        state = read_state_dict(weights)
-        n = _classifier_outputs(state)
-        if n is not None:
-            kwargs["num_classes"] = n
-    try:
-        model = tvm.get_model(name, weights=None, **kwargs)
-    except (TypeError, ValueError):
-        model = tvm.get_model(name, weights=None)
-    if state is not None:
-        _load_state(model, state, str(weights))
-    return model
-
-
-def _classifier_outputs(state: dict[str, torch.Tensor]) -> int | None:
-    """The number of classes of a classification state dict (its last 2-D weight)."""
-    last = [v for k, v in state.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2]
-    return int(last[-1].shape[0]) if last else None
 
 
 def _from_attribute(spec: str) -> nn.Module:
@@ -202,10 +197,13 @@ def _is_full_pickle(e: Exception) -> bool:
 
 
 def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
-    """Read a state dict (also from ``{"state_dict": ...}`` / ``{"model": ...}`` checkpoints)."""
+    """Read a state dict (also from ``{"state_dict": ...}`` / ``{"model": ...}`` checkpoints, and
+    ``.safetensors`` files)."""
     path = Path(path)
     if not path.is_file():
         raise DoraError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        return _strip(_read_safetensors(path))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
@@ -223,7 +221,23 @@ def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Te
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise DoraError(f"weights file {path} does not hold a state dict (name -> tensor)")
-    return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}
+    return _strip(obj)
+
+
+def _strip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Without the prefixes of DataParallel (``module.``) and torch.compile (``_orig_mod.``)."""
+    return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError as e:
+        raise DoraError(f"reading {path} needs safetensors: pip install safetensors") from e
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as e:
+        raise DoraError(f"weights file {path} is not a readable safetensors file ({type(e).__name__}: {e})") from e
 
 
 def load_weights(model: nn.Module, path: str | Path, trust: bool = False) -> None:

@@ -53,17 +53,33 @@ def _open_dataset(fo, name: str, run_dir: Path) -> "fo.Dataset":
     return ds
 
 
-def _sync_samples(fo, ds: "fo.Dataset", filepaths: list[str], progress: bool) -> None:
-    """Make ``ds`` hold exactly one sample per filepath, keeping the samples it has."""
+def _sync_samples(fo, ds: "fo.Dataset", filepaths: list[str], columns: dict[str, list], progress: bool) -> set[str]:
+    """Make ``ds`` hold exactly one sample per filepath, keeping the samples it has; returns their ids.
+
+    A new sample is added with its fields (``columns``: field -> values in
+    ``filepaths`` order; None leaves a field out) by FiftyOne's batched bulk
+    insert, so a first import writes every sample once; the caller updates
+    the kept ones field by field (``set_values``).
+    """
     have = ds.values(["filepath", "id"]) if len(ds) else ([], [])
     want = set(filepaths)
     stale = [i for fp, i in zip(*have) if fp not in want]
     if stale:
         ds.delete_samples(stale)
     seen = set(have[0])
-    missing = [fp for fp in filepaths if fp not in seen]
-    if missing:
-        ds.add_samples([fo.Sample(filepath=fp) for fp in missing], progress=progress)
+    missing = [r for r, fp in enumerate(filepaths) if fp not in seen]
+    if missing:  # made as FiftyOne inserts them, batch by batch: memory does not grow with the dataset
+        new = (fo.Sample(filepath=filepaths[r], **{f: _value(fo, f, v[r]) for f, v in columns.items()
+                                                  if v[r] is not None}) for r in missing)
+        ds.add_samples(new, progress=progress, num_samples=len(missing))
+    return {i for fp, i in zip(*have) if fp in want}
+
+
+def _value(fo, field: str, value):
+    """A field's value as FiftyOne stores it: a class folder's name as a Classification."""
+    if field == "ground_truth":
+        return fo.Classification(label=value) if value else None
+    return value
 
 
 def _heatmap_range(maps: np.ndarray) -> list[float]:
@@ -99,27 +115,26 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
         raise DoraError(f"{run.scores_path} lists a file twice")
 
     ds = _open_dataset(fo, name, run_dir)
-    _sync_samples(fo, ds, filepaths, progress)
+    columns: dict[str, list] = {}  # field -> values in scores.csv order
+    if summary.get("layout", "classes") == "classes":
+        columns["ground_truth"] = [lab or None for lab in scores.labels]
+    columns["dora_score"] = scores.score.tolist()
+    for n, values in scores.neurons.items():
+        columns[f"dora_neuron_{n}"] = values.tolist()
+    columns["dora_flagged"] = scores.flagged.tolist()
+    if scores.artifact is not None:
+        columns["artifact"] = scores.artifact.tolist()
+    old = {f for f in ds.get_field_schema() if re.fullmatch(r"dora_neuron_\d+", f)}
+    kept = _sync_samples(fo, ds, filepaths, columns, progress)  # new samples come with their fields
     ds_filepaths, ids = ds.values(["filepath", "id"])
     order = np.array([row_of[fp] for fp in ds_filepaths], dtype=int)
-
-    def put(field: str, values) -> None:  # values in scores.csv order
-        ds.set_values(field, dict(zip(ids, (values[i] for i in order))), key_field="id",
-                      validate=False)
-
-    if summary.get("layout", "classes") == "classes":
-        put("ground_truth", [fo.Classification(label=lab) if lab else None
-                             for lab in scores.labels])
-    put("dora_score", scores.score.tolist())
-    old = {f for f in ds.get_field_schema() if re.fullmatch(r"dora_neuron_\d+", f)}
-    for n, values in scores.neurons.items():
-        put(f"dora_neuron_{n}", values.tolist())
+    for field, values in columns.items():  # the samples kept from an earlier import: their new values
+        update = {i: _value(fo, field, values[r]) for i, r in zip(ids, order) if i in kept}
+        if update:
+            ds.set_values(field, update, key_field="id", validate=False)
     for f in old - {f"dora_neuron_{n}" for n in scores.neurons}:
         ds.delete_sample_field(f)
-    put("dora_flagged", scores.flagged.tolist())
-    if scores.artifact is not None:
-        put("artifact", scores.artifact.tolist())
-    elif ds.has_sample_field("artifact"):
+    if scores.artifact is None and ds.has_sample_field("artifact"):
         ds.delete_sample_field("artifact")
 
     ds.untag_samples(FLAGGED_TAG)
