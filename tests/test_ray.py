@@ -159,3 +159,27 @@ def test_an_interrupted_ray_scan_resumes_from_its_chunks(planted, ray_runtime, t
     np.testing.assert_allclose(resumed.max_act, reference.max_act, atol=1e-5)
     np.testing.assert_allclose(np.asarray(resumed.maps, np.float32), np.asarray(reference.maps, np.float32),
                                atol=1e-2)
+
+
+@pytest.mark.slow
+def test_a_ray_scan_without_maps_and_with_another_batch_size(planted, ray_runtime, tmp_path):
+    """No infected neurons (no maps to keep) and batches that do not divide the chunks: the local result."""
+    from dora_clean.demo import load_demo_model
+    from dora_clean.models import LayerModel
+    from dora_clean.scanning import list_images, scan_images
+    from dora_clean.scanning.activations import ScanOptions
+    from dora_clean.scanning.distributed import scan_images_ray
+
+    model, info = load_demo_model()
+    lm = LayerModel(model, info["layer"])
+    entries, _, _ = list_images(planted)
+    entries = entries[:31]
+    assert "circle/broken.png" in [e.relpath for e in entries]
+    options = ScanOptions(64, info["mean"], info["std"], "cpu", batch_size=7, chunk_batches=2, progress=False)
+    on_ray = scan_images_ray(lm, planted, entries, tmp_path / "ray", options, (), address="local")
+    local = scan_images(lm, planted, entries, tmp_path / "local", options, ())
+    assert [e.relpath for e in on_ray.entries] == [e.relpath for e in local.entries]
+    assert [s.relpath for s in on_ray.skipped] == ["circle/broken.png"]
+    assert on_ray.maps.shape == local.maps.shape and on_ray.maps.shape[1] == 0
+    np.testing.assert_allclose(on_ray.mean_act, local.mean_act, atol=1e-5)
+    np.testing.assert_allclose(on_ray.max_act, local.max_act, atol=1e-5)

@@ -75,7 +75,7 @@ def connect(address: str):
     if not ray.is_initialized():
         _init(ray, address)
     ray.data.DataContext.get_current().enable_progress_bars = False  # the scan shows its own
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its plans and "progress bars disabled"; errors raise
     return ray
 
 
