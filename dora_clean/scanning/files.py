@@ -59,6 +59,17 @@ def _os_reason(e: OSError, what: str = "file") -> str:
     return f"cannot read {what} ({e.strerror or e})"
 
 
+def _sort_file(rel: str, st: os.stat_result, entry, entries: list[ImageEntry], skipped: list[Skipped]) -> None:
+    """An image file found by its name goes to ``entries`` (as ``entry(rel)``), unless it is no regular
+    file or is empty: then to ``skipped``, with the reason."""
+    if not stat.S_ISREG(st.st_mode):
+        skipped.append(Skipped(rel, "not a regular file"))
+    elif st.st_size == 0:
+        skipped.append(Skipped(rel, "zero-byte file"))
+    else:
+        entries.append(entry(rel))
+
+
 def list_images(root: str | Path, only: Collection[str] | None = None) -> tuple[list[ImageEntry], list[Skipped], str]:
     """List the images under ``root`` (with ``only``: just those, posix paths relative to ``root``).
 
@@ -132,12 +143,7 @@ def _list_given(root_s: str, relpaths: Collection[str]) -> tuple[list[ImageEntry
                 reason = _os_reason(e)
             skipped.append(Skipped(rel, reason))
             continue
-        if not stat.S_ISREG(st.st_mode):
-            skipped.append(Skipped(rel, "not a regular file"))
-        elif st.st_size == 0:
-            skipped.append(Skipped(rel, "zero-byte file"))
-        else:
-            entries.append(_entry(rel))
+        _sort_file(rel, st, _entry, entries, skipped)
     return entries, skipped
 
 
@@ -191,12 +197,7 @@ def _walk(root_s: str, st: os.stat_result) -> tuple[list[ImageEntry], list[Skipp
             except UnicodeDecodeError:
                 skipped.append(Skipped(_show(rel), "file name is not valid UTF-8"))
                 continue
-            if not stat.S_ISREG(st.st_mode):
-                skipped.append(Skipped(relpath, "not a regular file"))
-            elif st.st_size == 0:
-                skipped.append(Skipped(relpath, "zero-byte file"))
-            else:
-                entries.append(_entry(relpath))
+            _sort_file(relpath, st, _entry, entries, skipped)
 
     entries.sort(key=lambda e: e.relpath)
     skipped.sort(key=lambda s: s.relpath)
