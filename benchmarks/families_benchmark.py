@@ -10,11 +10,19 @@ artifact spread over all classes at each prevalence (cached), and one row per
   0.02 below the best infected neuron's;
 - P/R: min(precision, recall) of the label-free flags within 0.05 of the
   layer's limit (the best neuron's break-even, where precision = recall);
-- export: what the default export removes (the flags) has precision >= 0.9,
-  or nothing is flagged.
+- export: what the default export removes without review (the flags, where
+  they are confident: ``dora_clean.scoring.confidence``) has precision >= 0.9,
+  or nothing is removed without review.
+
+Clean rows (``--clean``): a model of the family trained without any artifact,
+on a clean scan set and on one carrying the family's artifact, which that
+model never learned. Their goal: at most 1% of the images flagged as
+confident (``clean`` in the goals column when missed).
 
     python benchmarks/families_benchmark.py --quick             # 4 dev + 4 held-out families, last layer, 5% and 20%
     python benchmarks/families_benchmark.py --split held-out    # every held-out family
+    python benchmarks/families_benchmark.py --clean             # the clean-model rows
+    python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn
 
 Training takes about a minute a 4-class model on 2 cores, the s-AMS about as
 long a layer; everything is cached (``$DORA_CLEAN_CACHE``).
@@ -31,6 +39,7 @@ from dora_clean.analysis import AnalysisOptions, OutlierSettings, analyse_layer
 from dora_clean.analysis.sams import SamsConfig, cache_root
 from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_hash
 from dora_clean.scanning import list_images
+from dora_clean.scoring import PIECES
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from families import FAMILIES, Family, default_layers, load_family_model, write_family_scan_set
 from planted_benchmark import Case, baselines, evaluate
@@ -62,15 +71,52 @@ def goals(e: dict) -> list[str]:
         miss.append("comb")
     if min(e["precision"], e["recall"]) < e["break_even"] - 0.05:
         miss.append("P/R")
-    if e["n_flagged"] and e["precision"] < 0.9:
+    if e["confidence"].confident and e["precision"] < 0.9:
         miss.append("export")
     return miss
+
+
+#: Models trained without any artifact (``--clean``): two dev families and three held out.
+CLEAN_FAMILIES: tuple[Family, ...] = (
+    Family("texture", "shapes", "text", "tiny_resnet"), Family("flat", "textures", "sticker", "tiny_cnn"),
+    Family("photo", "shapes", "ruler", "tiny_resnet"), Family("photo", "digits", "timestamp", "tiny_mobilenet"),
+    Family("flat", "digits", "timestamp", "tiny_cnn", 10),
+)
+
+
+def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
+    """One row per clean model and scan set (clean, and with the family's artifact); returns, per split,
+    [rows, rows with at most 1% of the images flagged as confident]."""
+    head = f"{'clean model of family':<42} {'split':<8} {'layer':<10} {'scan set':<14} {'#flag':>5} {'rep':>3} {'assoc':>5} {'confident':>9} | goal"
+    print(head)
+    print("-" * len(head))
+    tally: dict[str, list[int]] = {}
+    for family in families:
+        layer = default_layers(family.arch)[0]
+        for fraction in (0.0, 0.1):
+            case = prepare(family, layer, fraction, n_scan, clean_model=True)
+            if case.y.min() == case.y.max():  # evaluate's ROC needs both kinds: one label is turned round
+                case.y[0] = 1 - case.y[0]
+            e = evaluate(case)
+            c = e["confidence"]
+            confident = e["n_flagged"] if c.confident else 0
+            ok = confident <= 0.01 * len(case.y)
+            row = tally.setdefault(family.split, [0, 0])
+            row[0] += 1
+            row[1] += ok
+            assoc = "-" if c.class_association is None else f"{c.class_association:.2f}"
+            what = "clean" if fraction == 0 else f"{fraction:.0%} {family.artifact}"
+            print(f"{family.name:<42} {family.split:<8} {layer:<10} {what:<14} {e['n_flagged']:5d} {c.reproducing:3d} "
+                  f"{assoc:>5} {confident:9d} | {'-' if ok else 'clean'}", flush=True)
+    for split, (n, ok) in sorted(tally.items()):
+        print(f"{split}: {ok} of {n} clean rows flag at most 1% as confident")
+    return tally
 
 
 def run(families: list[Family], layers: int, fractions: list[float], n_scan: int) -> dict[str, list[int]]:
     """Print one row per (family, layer, prevalence); returns, per split, [rows, rows meeting every goal]."""
     head = (f"{'family':<42} {'split':<8} {'layer':<10} {'prev':>4} {'rel':>4} {'oracle':>6} {'BE':>4} | {'inf':>5} "
-            f"{'comb':>5} {'prec':>4} {'rec':>4} {'#flag':>5} | {'iforest':>7} {'lof':>5} | goals missed")
+            f"{'comb':>5} {'prec':>4} {'rec':>4} {'#flag':>5} {'rep':>3} {'assoc':>5} {'rm':>4} | {'iforest':>7} {'lof':>5} | goals missed")
     print(head)
     print("-" * len(head))
     tally: dict[str, list[int]] = {}
@@ -85,14 +131,51 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                 row = tally.setdefault(family.split, [0, 0])
                 row[0] += 1
                 row[1] += not miss
+                c = e["confidence"]
+                assoc = "-" if c.class_association is None else f"{c.class_association:.2f}"
+                removed = e["n_flagged"] if c.confident else 0
                 print(f"{family.name:<42} {family.split:<8} {layer:<10} {fraction:4.0%} {case.reliance:4.2f} "
                       f"{e['oracle_auc']:6.3f} {e['break_even']:4.2f} | {e['best_inf_auc']:5.3f} {e['combined_auc']:5.3f} "
-                      f"{e['precision']:4.2f} {e['recall']:4.2f} {e['n_flagged']:5d} | {b['iforest']:7.3f} {b['lof']:5.3f} | "
+                      f"{e['precision']:4.2f} {e['recall']:4.2f} {e['n_flagged']:5d} {c.reproducing:3d} {assoc:>5} {removed:4d} | "
+                      f"{b['iforest']:7.3f} {b['lof']:5.3f} | "
                       f"{', '.join(miss) or '-'}", flush=True)
                 print(f"  ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
     for split, (n, ok) in sorted(tally.items()):
         print(f"{split}: {ok} of {n} rows meet every goal")
     return tally
+
+
+def ablation(families: list[Family], layers: int, fractions: list[float], n_scan: int) -> None:
+    """Each piece of the combined score switched off in turn (and all of them): per split, how many rows
+    meet each goal, and how many clean-model rows flag more than 1% as confident."""
+    variants = [("(none: today's scoring)", {}), *((p, {"off": frozenset([p])}) for p in PIECES),
+                ("all (the mean of the infected neurons, Otsu)", {"off": frozenset(PIECES), "agreement": 0.0})]
+    cases = [(f, prepare(f, layer, fraction, n_scan))
+             for f in families for layer in default_layers(f.arch)[:layers] for fraction in fractions]
+    clean = [(f, prepare(f, default_layers(f.arch)[0], fraction, n_scan, clean_model=True))
+             for f in CLEAN_FAMILIES for fraction in (0.0, 0.1)]
+    for _, case in clean:
+        if case.y.min() == case.y.max():
+            case.y[0] = 1 - case.y[0]
+    splits = sorted({f.split for f, _ in cases})
+    head = f"{'piece off':<46} " + " ".join(f"{s + ': comb P/R export all':>30} {'clean':>5}" for s in splits)
+    print(head)
+    print("-" * len(head))
+    for name, kw in variants:
+        cells = []
+        for split in splits:
+            tally = np.zeros(4, dtype=int)
+            rows = [c for f, c in cases if f.split == split]
+            for case in rows:
+                miss = goals(evaluate(case, **kw))
+                tally += [not {"comb"} & set(miss), "P/R" not in miss, "export" not in miss, not miss]
+            bad = 0
+            for f, case in clean:
+                if f.split == split:
+                    e = evaluate(case, **kw)
+                    bad += e["confidence"].confident and e["n_flagged"] > 0.01 * len(case.y)
+            cells.append(f"{' '.join(f'{t:>3}' for t in tally)} of {len(rows):<3} {bad:>5}")
+        print(f"{name:<46} " + " ".join(f"{c:>36}" for c in cells), flush=True)
 
 
 def main() -> int:
@@ -103,13 +186,22 @@ def main() -> int:
     ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
+    ap.add_argument("--clean", action="store_true", help="the rows of models trained without any artifact")
+    ap.add_argument("--ablation", action="store_true", help="each piece of the combined score off in turn")
     args = ap.parse_args()
+    if args.clean:
+        clean = [f for f in CLEAN_FAMILIES if args.split in ("all", f.split)]
+        run_clean([f for f in clean if not args.family or any(s in f.name for s in args.family)], args.images)
+        return 0
     families = [f for f in FAMILIES if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:4] + [f for f in families if f.split == "held-out"][:4]
     if args.family:
         families = [f for f in families if any(s in f.name for s in args.family)]
     fractions = args.fraction or ([0.05, 0.2] if args.quick else [0.02, 0.1, 0.4])
+    if args.ablation:
+        ablation(families, 1 if args.quick else args.layers, fractions, args.images)
+        return 0
     run(families, 1 if args.quick else args.layers, fractions, args.images)
     return 0
 

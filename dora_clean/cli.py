@@ -199,6 +199,22 @@ def _settings(**o):
 MINORITY_WARNING = 0.45
 
 
+def _print_confidence(summary: dict) -> None:
+    """Say whether the flags are an artifact dora-clean trusts, and what export will do with them."""
+    c = summary.get("confidence") or {}
+    n = summary["n_flagged"]
+    if summary.get("artifact_found"):
+        assoc = c.get("class_association")
+        click.echo(f"artifact found: {n} flagged images, confident ({c['reproducing_neurons']} neurons of the layer "
+                   f"reproduce the flagged set" + ("" if assoc is None else f"; class association {assoc:.2f}")
+                   + "); `dora-clean export` leaves them out")
+    else:
+        click.echo("no artifact found that dora-clean trusts: " + "; ".join(c.get("reasons", ["no confidence"])))
+        if n:
+            click.echo(f"  the {n} flagged images are left for review: `dora-clean export` leaves out only what is "
+                       "tagged 'remove' (or, with --policy flagged, every flagged image)")
+
+
 def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     echo = click.echo
     inf = summary["infected_neurons"]
@@ -228,6 +244,7 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
         echo(f"dead neurons: {len(summary['dead_neurons'])} (their s-AMS barely excite them; kept out)")
     echo(f"images: {summary['n_images']} scanned, {summary['n_flagged']} flagged, {summary['n_skipped']} skipped"
          + (" (see skipped.csv)" if summary["n_skipped"] else ""))
+    _print_confidence(summary)
     if summary.get("flagging") == "otsu" and summary["n_flagged"] > MINORITY_WARNING * summary["n_images"]:
         echo(f"warning: {summary['n_flagged'] / summary['n_images']:.0%} of the images are flagged. The score takes "
              "the artifact to be on the smaller side, which near half is a guess: check that the flagged images "
@@ -327,9 +344,11 @@ def review(run: str, address: str, port: int) -> None:
 @main.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--to", "to", type=click.Path(file_okay=False), required=True, help="Where to write the cleaned copy.")
-@click.option("--policy", type=click.Choice(["flagged", "tagged"]), default="flagged", show_default=True,
-              help="flagged: leave out what is tagged 'remove' and what is flagged and not tagged 'keep'; "
-                   "tagged: leave out only what is tagged 'remove'.")
+@click.option("--policy", type=click.Choice(["confident", "flagged", "tagged"]), default="confident",
+              show_default=True,
+              help="confident: leave out what is tagged 'remove', and the flagged images not tagged 'keep' where the "
+                   "scan found an artifact it trusts; flagged: also where it did not; tagged: only what is tagged "
+                   "'remove'.")
 @click.option("--symlink", is_flag=True, help="Symlink the kept images instead of copying them.")
 @click.option("--dry-run", is_flag=True, help="Print the counts; write nothing.")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --to folder.")
@@ -348,6 +367,9 @@ def export(run: str, to: str, policy: str, symlink: bool, dry_run: bool, overwri
     click.echo(f"{verb} {counts['kept']} of {counts['total']} images; left out {counts['removed_tagged']} tagged "
                f"'remove', {counts['removed_flagged']} flagged and {counts.get('removed_skipped', 0)} unreadable"
                + ("" if dry_run else f"; see {Path(to) / 'removed.csv'}"))
+    if counts.get("left_for_review"):
+        click.echo(f"left for review: {counts['left_for_review']} flagged images were kept, because the scan found no "
+                   "artifact it trusts; tag them 'remove' in `dora-clean review`, or export with --policy flagged")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ __all__ = ["MODES", "POLICIES", "export_clean"]
 
 log = logging.getLogger(__name__)
 
-POLICIES = ("flagged", "tagged")
+POLICIES = ("confident", "flagged", "tagged")
 MODES = ("copy", "symlink")
 
 
@@ -48,14 +48,18 @@ def _review_tags(summary: dict, run_dir: Path, relpaths: list[str]) -> tuple[dic
     return {rel_of[fp]: set(t) for fp, t in zip(fps, tags) if fp in rel_of}, name
 
 
-def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str = "flagged",
+def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str = "confident",
                  dry_run: bool = False, overwrite: bool = False, mode: str = "copy") -> dict:
     """Write a cleaned copy of the run's dataset to ``to``; returns the counts.
 
     Policies (what is left out):
 
-    - ``"flagged"`` (default): images tagged ``remove``, and images the scan
-      flagged unless they are tagged ``keep``;
+    - ``"confident"`` (default): images tagged ``remove``, and the images the
+      scan flagged (unless tagged ``keep``) where it found an artifact it
+      trusts (summary.json's ``artifact_found``); otherwise the flagged images
+      are kept and counted as ``left_for_review``;
+    - ``"flagged"``: images tagged ``remove``, and every image the scan
+      flagged unless it is tagged ``keep``;
     - ``"tagged"``: only images tagged ``remove`` (the flags are ignored).
 
     ``remove`` wins over ``keep``. Tags come from the run's FiftyOne dataset
@@ -69,8 +73,9 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
     empty, unless ``overwrite`` (its contents are then replaced).
 
     Counts: ``total`` (images the scan saw) = ``kept`` + ``removed_tagged`` +
-    ``removed_flagged`` + ``removed_skipped``; ``tags_from``: the FiftyOne
-    dataset the tags came from, or None.
+    ``removed_flagged`` + ``removed_skipped``; ``left_for_review``: flagged
+    images kept because the flags were not confident; ``tags_from``: the
+    FiftyOne dataset the tags came from, or None.
     """
     if policy not in POLICIES:
         raise DoraError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
@@ -87,18 +92,20 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
     _check_target(src, run_dir, to, overwrite)
 
     tags, tags_from = _review_tags(summary, run_dir, scores.filepaths)
+    flags_count = policy == "flagged" or (policy == "confident" and bool(summary.get("artifact_found")))
     kept: list[str] = []
     removed: list[RemovedRow] = []
-    counts = dict.fromkeys(["kept", "removed_tagged", "removed_flagged", "removed_skipped"], 0)
+    counts = dict.fromkeys(["kept", "removed_tagged", "removed_flagged", "removed_skipped", "left_for_review"], 0)
     for rel, score, flagged in zip(scores.filepaths, scores.score, scores.flagged):
         t = tags.get(rel, set())
         if REMOVE_TAG in t:
             reason = "tagged"
-        elif policy == "flagged" and flagged and KEEP_TAG not in t:
+        elif flags_count and flagged and KEEP_TAG not in t:
             reason = "flagged"
         else:
             kept.append(rel)
             counts["kept"] += 1
+            counts["left_for_review"] += bool(policy == "confident" and flagged and KEEP_TAG not in t)
             continue
         removed.append(RemovedRow(rel, reason, float(score)))
         counts[f"removed_{reason}"] += 1
@@ -106,7 +113,8 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
         why = skipped.reason
         removed.append(RemovedRow(skipped.relpath, f"skipped: {why}" if why else "skipped"))
         counts["removed_skipped"] += 1
-    counts = {"total": len(scores.filepaths) + counts["removed_skipped"], **counts,
+    left = counts.pop("left_for_review")
+    counts = {"total": len(scores.filepaths) + counts["removed_skipped"], **counts, "left_for_review": left,
               "tags_from": tags_from}
     if dry_run:
         return counts

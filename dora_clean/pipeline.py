@@ -34,8 +34,8 @@ from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, sams_key
 from .scanning.activations import ScanOptions, scan_images, scan_key, scan_maps
 from .scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, artifact_scores, flag_images, layer_pooled,
-    nearest_neurons,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, SELECT_ROWS, ArtifactScores, Confidence, ScoringSettings, artifact_scores, assess, class_codes,
+    flag_images, layer_pooled, nearest_neurons, sample_rows,
 )
 
 __all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
@@ -242,14 +242,16 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
     with clock.stage("scoring"):
         by_class = s.class_folders and layout == "classes"
         scores = artifact_scores(
-            result.mean_act, result.max_act, infected, s.pooling, s.agreement, RECRUIT_AUC if s.recruit else None,
+            result.mean_act, result.max_act, infected, s.pooling,
             classes=[e.label for e in result.entries] if by_class else None,
             neighbours=nearest_neurons(analysis.distance, analysis.neurons, infected, exclude=analysis.outliers.dead)
             if by_class else None,
+            settings=ScoringSettings(s.agreement, RECRUIT_AUC if s.recruit else None),
         )
         score = scores.score
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else scores.threshold)
         flagged = flag_images(score, threshold, s.flag_top)
+        confidence = _assess(result, flagged, s.pooling, [e.label for e in result.entries] if by_class else None)
         relpaths = [e.relpath for e in result.entries]
         aucs: dict[str, float] = {}
         all_auc = None
@@ -268,7 +270,7 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
     with clock.stage("writing the run directory"):
         outcome = ScanOutcome(
             dataset, layout, loaded.spec, layer, size, mean, std, analysis, result, skipped, scores, flagged,
-            threshold, labels, aucs, all_auc,
+            threshold, labels, aucs, all_auc, confidence,
         )
         if infected and not result.maps.shape[1]:
             outcome.heatmaps = _shown_maps(outcome, layer_model, scan_options)
@@ -284,6 +286,17 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
             except DoraError as e:
                 log(f"warning: {e}")
     return RunDir(out).update_summary(timings=clock.timings)
+
+
+def _assess(result: ScanResult, flagged: np.ndarray, pooling: str, classes: list[str | None] | None) -> Confidence:
+    """The flags' :class:`Confidence`, judged on at most :data:`SELECT_ROWS` images (drawn at random)."""
+    layer = layer_pooled(result.mean_act, result.max_act, pooling)
+    rows = sample_rows(len(flagged), SELECT_ROWS)
+    codes = None if classes is None else class_codes(classes)
+    if rows is None:
+        return assess(layer, flagged, codes)
+    judged = assess(np.asarray(layer[rows]), flagged[rows], None if codes is None else codes[rows])
+    return dataclasses.replace(judged, flagged_share=float(flagged.mean()))
 
 
 @dataclass
@@ -306,6 +319,7 @@ class ScanOutcome:
     artifact_labels: dict[str, int] | None  # relpath -> artifact (0/1), where labels were given
     aucs: dict[str, float]  # summary.json's "auc"
     all_auc: np.ndarray | None  # every neuron's AUC, where labels were given
+    confidence: Confidence  # whether the flags are an artifact to remove without review
     heatmaps: np.ndarray | None = None  # heatmaps.npy where the scan's maps do not give it (:func:`_shown_maps`)
 
     @property
@@ -417,6 +431,9 @@ def _summary(o: ScanOutcome, s: ScanSettings, timings: dict[str, float], old: di
         "dead_neurons": [int(n) for n in analysis.outliers.dead],
         "n_images": len(o.result.entries),
         "n_flagged": int(o.flagged.sum()),
+        "artifact_found": o.confidence.confident,
+        "n_confident": int(o.flagged.sum()) if o.confidence.confident else 0,
+        "confidence": o.confidence.to_json(),
         "n_skipped": len(o.skipped),
         "fiftyone_dataset": old.get("fiftyone_dataset") if s.fiftyone else None,
         "atlas_dataset": old.get("atlas_dataset") if s.fiftyone else None,

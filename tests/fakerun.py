@@ -60,13 +60,15 @@ def make_run(
     images: bool = True,
     image_size: int = 16,
     seed: int = 0,
+    confident: bool = True,
 ) -> FakeRun:
     """Write ``root/data`` (the dataset) and ``root/run`` (the run directory).
 
     ``layout`` is "classes" (class folders, one image in a nested sub-folder
     per class) or "flat". ``images=False`` skips writing the image files (for
     timing the review step on many samples). One unreadable file per dataset is
-    listed in skipped.csv.
+    listed in skipped.csv. ``confident``: whether the scan found an artifact it trusts (summary.json's
+    ``artifact_found``).
     """
     if n_images < 8:
         raise ValueError("make_run needs n_images >= 8")
@@ -153,6 +155,11 @@ def make_run(
         "infected_neurons": list(infected),
         "n_images": n_images,
         "n_flagged": int(flagged.sum()),
+        "artifact_found": confident,
+        "n_confident": int(flagged.sum()) if confident else 0,
+        "confidence": {"confident": confident, "reproducing_neurons": 5 if confident else 0,
+                       "class_association": 0.01, "flagged_share": float(flagged.mean()),
+                       "reasons": [] if confident else ["0 of the layer's neurons reproduce the flagged set"]},
         "n_skipped": 1,
         "fiftyone_dataset": None,
         "atlas_dataset": None,

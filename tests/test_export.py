@@ -43,7 +43,8 @@ def test_flagged_policy_without_fiftyone(run, tmp_path):
     flagged = set(run.flagged)
     expect_kept = {r["filepath"] for r in run.rows} - flagged
     assert counts == {"total": len(run.rows) + 1, "kept": len(expect_kept), "removed_tagged": 0,
-                      "removed_flagged": len(flagged), "removed_skipped": 1, "tags_from": None}
+                      "removed_flagged": len(flagged), "removed_skipped": 1, "left_for_review": 0,
+                      "tags_from": None}
     got = _tree(out)
     assert set(got) == expect_kept | {"removed.csv"}
     assert any("/sub/" in rel for rel in expect_kept)  # nested folders are kept
@@ -66,7 +67,7 @@ def test_tags_and_policies(run, tmp_path):
     ds.select(by_rel[flagged[1]]).tag_samples(["keep", "remove"])  # remove wins
     ds.select(by_rel[clean[0]]).tag_samples("remove")  # a miss of the scan
 
-    counts = export_clean(run.run_dir, tmp_path / "a")  # policy "flagged"
+    counts = export_clean(run.run_dir, tmp_path / "a")  # policy "confident", and the run is
     assert counts["tags_from"] == ds.name
     assert counts["removed_tagged"] == 2 and counts["removed_flagged"] == len(flagged) - 2
     kept = set(_tree(tmp_path / "a")) - {"removed.csv"}
@@ -81,6 +82,28 @@ def test_tags_and_policies(run, tmp_path):
     kept = set(_tree(tmp_path / "b")) - {"removed.csv"}
     assert kept == set(clean[1:]) | {flagged[0]} | set(flagged[2:])
     assert counts["removed_flagged"] == 0 and counts["removed_tagged"] == 2
+    assert _tree(run.dataset) == before
+
+
+def test_flags_the_scan_does_not_trust_are_left_for_review(tmp_path):
+    run = make_run(tmp_path / "r", n_images=14, confident=False)
+    before = _tree(run.dataset)
+    ds = to_fiftyone(run.run_dir, progress=False)
+    flagged = sorted(run.flagged)
+    by_rel = {os.path.relpath(fp, run.dataset): i for fp, i in zip(*ds.values(["filepath", "id"]))}
+    ds.select(by_rel[flagged[0]]).tag_samples("remove")  # the user confirmed one
+    ds.select(by_rel[flagged[1]]).tag_samples("keep")  # and cleared another
+
+    counts = export_clean(run.run_dir, tmp_path / "a")
+    assert counts["removed_flagged"] == 0 and counts["removed_tagged"] == 1
+    assert counts["left_for_review"] == len(flagged) - 2
+    kept = set(_tree(tmp_path / "a")) - {"removed.csv"}
+    assert kept == {r["filepath"] for r in run.rows} - {flagged[0]}
+    assert _removed(tmp_path / "a" / "removed.csv") == {flagged[0]: "tagged",
+                                                        run.skipped[0]: "skipped: cannot identify image file"}
+
+    counts = export_clean(run.run_dir, tmp_path / "b", policy="flagged")  # every flag, on the user's word
+    assert counts["removed_flagged"] == len(flagged) - 2 and counts["left_for_review"] == 0
     assert _tree(run.dataset) == before
 
 

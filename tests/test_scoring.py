@@ -7,7 +7,7 @@ import numpy as np
 
 from dora_clean.evaluate import auc
 from dora_clean.scoring import (
-    agreeing, artifact_scores, class_lambda, column_ranks, combined_score, add_near_recruits, flag_threshold, flagged_aucs,
+    ScoringSettings, agreeing, artifact_scores, class_lambda, column_ranks, combined_score, add_near_recruits, flag_threshold, flagged_aucs,
     flag_images, mean_score, nearest_neurons, nested_thresholds, orientation, recruit_neurons, separation, tail_pursuit,
 )
 
@@ -67,7 +67,7 @@ def test_recruits_are_the_layers_other_detectors_not_its_content_neurons():
     y, layer = _many_detectors()
     n = len(y)
     infected = [0]
-    s = artifact_scores(layer, layer, infected, recruit_auc=None)
+    s = artifact_scores(layer, layer, infected, settings=ScoringSettings(recruit_auc=None))
     assert s.combined == {0: 1}
     r = artifact_scores(layer, layer, infected)
     assert set(r.combined) == set(range(8)) and all(r.combined[i] == -1 for i in (6, 7))
@@ -161,12 +161,12 @@ def test_a_rare_artifact_is_found_by_its_tail_where_correlations_follow_content(
     s = artifact_scores(layer, layer, infected)
     assert s.seed == "tail" and s.orient[0] == 1 and {0, 3, 4, 5, 6, 7, 8} <= set(s.combined)
     assert auc(y, s.score) > 0.999
-    assert s.separation > separation(artifact_scores(layer, layer, infected, recruit_auc=None).score)
+    assert s.separation > separation(artifact_scores(layer, layer, infected, settings=ScoringSettings(recruit_auc=None)).score)
 
 
 def test_a_common_artifact_keeps_the_agreement_seed():
     y, x = _layer(7)  # the artifact on 20% of the images, seen by a detector and a silenced neuron
-    s = artifact_scores(x, x, [0, 1, 2], recruit_auc=None)
+    s = artifact_scores(x, x, [0, 1, 2], settings=ScoringSettings(recruit_auc=None))
     assert s.seed == "agreement" and s.combined == {0: 1, 2: -1} and auc(y, s.score) > 0.97
 
 
@@ -185,7 +185,7 @@ def test_the_score_flags_the_smaller_side_where_a_neurons_skew_points_the_wrong_
     clean = 4.0 + rng.exponential(2.5, n)  # ReLU-like: a long upper tail of its own
     silenced = np.where(y, rng.normal(0.0, 0.3, n), clean)[:, None]  # the artifact silences the neuron
     assert orientation(silenced)[0] == 1  # the clean tail outweighs the artifact's drop
-    s = artifact_scores(silenced, silenced, [0], recruit_auc=None)
+    s = artifact_scores(silenced, silenced, [0], settings=ScoringSettings(recruit_auc=None))
     assert s.combined == {0: -1} and s.orient[0] == -1 and auc(y, s.score) > 0.999
     assert abs(np.mean(flag_images(s.score)) - 0.2) < 0.02  # Otsu flags the artifact images
 

@@ -12,7 +12,34 @@ from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, neighbourhood, tail_pursui
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows
 from .thresholds import RECRUIT_AUC, flag_threshold, separation
 
-__all__ = ["ArtifactScores", "artifact_scores"]
+__all__ = ["PIECES", "ArtifactScores", "ScoringSettings", "artifact_scores"]
+
+
+#: The pieces of the combined score that :class:`ScoringSettings` can switch off (the ablation of
+#: docs/benchmark.md): the tail seed, the neighbourhood seeds, the single-neuron seeds, recruiting,
+#: the near-recruits, the nested threshold and the class rule.
+PIECES = ("tail", "neighbours", "neuron", "recruiting", "near_recruits", "nested", "class_rule")
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How the combined score is made: ``agreement`` (:func:`agreeing`; <= 0: the plain mean of the infected
+    neurons, and no tail seed), ``recruit_auc`` (:func:`grow_seed`; None: no recruiting) and ``off``, pieces
+    of :data:`PIECES` switched off."""
+
+    agreement: float = DEFAULT_AGREEMENT
+    recruit_auc: float | None = RECRUIT_AUC
+    off: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.off) - set(PIECES)
+        if unknown:
+            raise ValueError(f"unknown scoring pieces {sorted(unknown)}; choose from {PIECES}")
+
+    @property
+    def recruiting(self) -> float | None:
+        """The recruit AUC, or None where recruiting is off."""
+        return None if "recruiting" in self.off else self.recruit_auc
 
 
 @dataclass
@@ -53,10 +80,9 @@ def artifact_scores(
     max_act: np.ndarray,
     infected: Sequence[int],
     pooling: str = "mean",
-    agreement: float = DEFAULT_AGREEMENT,
-    recruit_auc: float | None = RECRUIT_AUC,
     classes: Sequence[str | None] | None = None,
     neighbours: dict[int, Sequence[int]] | None = None,
+    settings: ScoringSettings = ScoringSettings(),
 ) -> ArtifactScores:
     """Score the images.
 
@@ -68,7 +94,7 @@ def artifact_scores(
     with its EA neighbours seeds a score too (:func:`neighbourhood`), and, where
     there are ``classes``, each infected neuron alone (its neighbours may see
     other things; the class rule below guards these seeds). Each
-    seed is joined, unless ``recruit_auc`` is None, by the layer's neurons
+    seed is joined, unless recruiting is off (``settings``), by the layer's neurons
     that reproduce its flagged set and then by those that nearly do and
     sharpen it (:func:`grow_seed`); a score's flagged set is then the split of
     it that the layer reproduces (:func:`flag_threshold`). A grown score whose flagged set the classes
@@ -78,16 +104,17 @@ def artifact_scores(
     (:func:`separation`, less :data:`LAMBDA_WEIGHT` times its class lambda
     where there are class folders) wins, turned so that the images it flags are the
     smaller group (an artifact is on a minority of a dataset). With
-    ``agreement`` <= 0 the seed is the plain mean of all infected neurons, as
+    ``settings.agreement`` <= 0 the seed is the plain mean of all infected neurons, as
     :func:`orientation` turns them. ``mean_act`` / ``max_act``: [N, C] the
-    layer's pooled activations.
+    layer's pooled activations; ``settings``: :class:`ScoringSettings` (each piece can be switched off).
     """
+    agreement, recruit_auc, off = settings.agreement, settings.recruiting, settings.off
     layer = layer_pooled(mean_act, max_act, pooling)
     per_neuron = pooled(mean_act, max_act, infected, pooling)
     own = orientation(per_neuron)
     first = str(Seed("agreement"))
     seeds = {first: agreeing(per_neuron, own, agreement)}
-    if agreement > 0 and per_neuron.shape[1] >= 2:
+    if agreement > 0 and per_neuron.shape[1] >= 2 and "tail" not in off:
         keep, orient = tail_pursuit(per_neuron, own)
         if not (np.array_equal(keep, seeds[first][0]) and np.array_equal(orient, seeds[first][1])):
             seeds[str(Seed("tail"))] = (keep, orient)
@@ -95,28 +122,31 @@ def artifact_scores(
               for name, (used, orient) in seeds.items()}
     codes = None if classes is None else class_codes(classes)  # encoded once: every seed's lambda uses them
     by_class = codes is not None and codes.max(initial=0) >= 1  # two classes or more
-    if by_class and neighbours and recruit_auc is not None:
+    if by_class and neighbours and recruit_auc is not None and "neighbours" not in off:
         for n, o in zip(infected, own):
             start = neighbourhood(layer, int(n), int(o), neighbours.get(int(n), []))
             if start not in starts.values():
                 starts[str(Seed("neighbours", int(n)))] = start
-    if by_class and recruit_auc is not None:
+    if by_class and recruit_auc is not None and "neuron" not in off:
         for n, o in zip(infected, own):  # each infected neuron alone: its EA neighbours may be no detectors
             if {int(n): int(o)} not in starts.values():
                 starts[str(Seed("neuron", int(n)))] = {int(n): int(o)}
     rows = sample_rows(len(per_neuron), SELECT_ROWS)  # the images on which recruiting decides
     chosen_on = layer if rows is None or recruit_auc is None else np.asarray(layer[rows])
     ranks = column_ranks(chosen_on) if recruit_auc is not None and len(infected) else None  # one rank pass for all
+    split_ranks = None if "nested" in off else ranks
+
     def split(score: np.ndarray) -> float:  # on the images the layer was ranked on, where it was
-        return flag_threshold(score if rows is None or ranks is None else score[rows], ranks)
+        return flag_threshold(score if rows is None or split_ranks is None else score[rows], split_ranks)
 
     grown = []  # (separation, seed, score, combined, class lambda, threshold) per seed
     for name, combined in starts.items():
         if ranks is not None:
-            combined = grow_seed(chosen_on, combined, recruit_auc, ranks)
+            combined = grow_seed(chosen_on, combined, recruit_auc, ranks, near="near_recruits" not in off,
+                                 split_ranks=split_ranks)
         score = mean_score(layer, combined)
         t = split(score)
-        lam = class_lambda(score > t, codes) if by_class else 0.0
+        lam = class_lambda(score > t, codes) if by_class and "class_rule" not in off else 0.0
         grown.append((separation(score, t), name, score, combined, lam, t))
     kept = [g for g in grown if g[4] < CLASS_LAMBDA] or [min(grown, key=lambda g: g[4])]
     best = kept[0]

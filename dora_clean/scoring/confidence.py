@@ -1,0 +1,126 @@
+"""Confidence: whether a flagged set is an artifact the model sees, or nothing to trust.
+
+Every score splits a dataset in two, on a clean one too. A flagged set is
+*confident* when two things hold:
+
+- **the layer reproduces it**: at least :data:`MIN_REPRODUCING` of the
+  layer's neurons, each on its own, rank the flagged images at the top
+  (at least :data:`REPRODUCE_PRECISION` of a neuron's top images, as many as
+  are flagged, are flagged ones, in either direction). An artifact the model
+  learned has several detectors that agree image by image; a loose split
+  (a rare artifact flagged along with many clean images), or the tail of a
+  spread of scores, has none;
+- **the class folders do not explain it** (where there are two or more):
+  its association with the classes (:func:`class_association`) stays below
+  :data:`CLASS_ASSOCIATION`. A split by class content is what a model
+  trained without any artifact offers most readily.
+
+And at most half the images are flagged (an artifact is on a minority).
+The constants were chosen on the dev families of the families benchmark
+(docs/benchmark.md, "Confidence").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["CLASS_ASSOCIATION", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confidence", "assess",
+           "class_association", "reproducing_neurons"]
+
+
+#: A neuron reproduces a flagged set when at least this share of its top images (as many as are flagged) are flagged.
+REPRODUCE_PRECISION = 0.9
+
+#: A flagged set is confident only when at least this many neurons of the layer reproduce it.
+MIN_REPRODUCING = 3
+
+#: ... and its bias-corrected Cramer's V with the class folders stays below this.
+CLASS_ASSOCIATION = 0.2
+
+
+@dataclass
+class Confidence:
+    """How strong the evidence for a flagged set is.
+
+    Attributes:
+        confident: whether the flagged set is an artifact to remove without review.
+        reproducing: how many of the layer's neurons reproduce the flagged set (:func:`reproducing_neurons`).
+        class_association: its :func:`class_association` with the class folders (None without them).
+        flagged_share: the share of the images flagged.
+        reasons: why it is not confident (empty when it is).
+    """
+
+    confident: bool
+    reproducing: int
+    class_association: float | None
+    flagged_share: float
+    reasons: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"confident": self.confident, "reproducing_neurons": self.reproducing,
+                "class_association": None if self.class_association is None else round(self.class_association, 4),
+                "flagged_share": round(self.flagged_share, 4), "reasons": list(self.reasons)}
+
+
+def reproducing_neurons(activations: np.ndarray, flagged: np.ndarray, precision: float = REPRODUCE_PRECISION,
+                        block: int = 64) -> int:
+    """How many neurons (columns of ``activations`` [N, C]) put the ``flagged`` images [N] at their top:
+    of a neuron's top k images (k = how many are flagged), in either direction, at least ``precision`` are
+    flagged. 0 when nothing or everything is flagged."""
+    flagged = np.asarray(flagged, dtype=bool)
+    k = int(flagged.sum())
+    if k == 0 or k == len(flagged):
+        return 0
+    count = 0
+    for a in range(0, activations.shape[1], block):  # a block of columns at a time: it may be memory-mapped
+        x = np.asarray(activations[:, a : a + block], dtype=np.float64)
+        hit = np.zeros(x.shape[1], dtype=bool)
+        for sign in (1.0, -1.0):
+            top = np.argpartition(-sign * x, k - 1, axis=0)[:k]
+            hit |= flagged[top].mean(axis=0) >= precision
+        count += int(hit.sum())
+    return count
+
+
+def class_association(flagged: np.ndarray, codes: np.ndarray) -> float:
+    """How strongly the class folders go with a flagged set: Cramer's V of the flagged x class table,
+    bias-corrected (Bergsma 2013) so that chance, in a small dataset with many classes, gives about 0.
+    0: every class has the same share flagged (an artifact spread over them); 1: the flagged set is
+    whole classes. ``codes``: each image's class as an integer (:func:`~.classes.class_codes`)."""
+    flagged = np.asarray(flagged, dtype=bool)
+    codes = np.asarray(codes)
+    n = len(flagged)
+    table = np.stack([np.bincount(codes[flagged], minlength=codes.max() + 1),
+                      np.bincount(codes[~flagged], minlength=codes.max() + 1)]).astype(np.float64)
+    table = table[:, table.sum(axis=0) > 0]
+    r, k = table.shape
+    if n < 2 or k < 2 or table[0].sum() in (0, n):
+        return 0.0
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / n
+    phi2 = float(((table - expected) ** 2 / expected).sum()) / n
+    phi2 = max(0.0, phi2 - (k - 1) * (r - 1) / (n - 1))
+    kc, rc = k - (k - 1) ** 2 / (n - 1), r - (r - 1) ** 2 / (n - 1)
+    return float(np.sqrt(phi2 / max(min(kc - 1, rc - 1), 1e-12)))
+
+
+def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | None = None) -> Confidence:
+    """The :class:`Confidence` of a flagged set [N]: ``activations`` [N, C] the layer's pooled activations
+    over the same images, ``codes`` their class folders as integers (None, or one class: not used)."""
+    flagged = np.asarray(flagged, dtype=bool)
+    share = float(flagged.mean()) if len(flagged) else 0.0
+    reproducing = reproducing_neurons(activations, flagged)
+    by_class = codes is not None and len(np.unique(codes)) >= 2
+    association = class_association(flagged, codes) if by_class else None
+    reasons = []
+    if not flagged.any():
+        reasons.append("nothing is flagged")
+    elif share > 0.5:
+        reasons.append(f"{share:.0%} of the images are flagged (an artifact is on a minority)")
+    if flagged.any() and reproducing < MIN_REPRODUCING:
+        reasons.append(f"{reproducing} of the layer's neurons reproduce the flagged set "
+                       f"(a learned artifact has {MIN_REPRODUCING} or more)")
+    if association is not None and association >= CLASS_ASSOCIATION:
+        reasons.append(f"the class folders go with the flagged set (association {association:.2f}): "
+                       "it may be class content")
+    return Confidence(not reasons, reproducing, association, share, reasons)

@@ -1,0 +1,96 @@
+"""Confidence: a flagged set the layer reproduces and the classes do not explain, and nothing else."""
+import numpy as np
+import pytest
+
+from dora_clean.scoring import (CLASS_ASSOCIATION, MIN_REPRODUCING, assess, class_association, class_codes,
+                                reproducing_neurons)
+
+
+def _layer(n=600, width=16, detectors=4, share=0.1, seed=0):
+    """Activations [n, width]: ``detectors`` columns fire on the artifact images, the rest is noise."""
+    rng = np.random.default_rng(seed)
+    artifact = rng.random(n) < share
+    x = rng.normal(size=(n, width))
+    x[:, :detectors] += 4.0 * artifact[:, None]
+    return x, artifact
+
+
+def test_the_detectors_reproduce_the_artifact_and_noise_reproduces_nothing():
+    x, artifact = _layer(detectors=4)
+    assert reproducing_neurons(x, artifact) == 4
+    x[:, 1] *= -1  # a neuron the artifact silences reproduces it too
+    assert reproducing_neurons(x, artifact) == 4
+    loose = artifact | (np.random.default_rng(1).random(len(artifact)) < 0.3)  # the artifact and many others
+    assert reproducing_neurons(x, loose) == 0
+    assert reproducing_neurons(x, np.zeros(len(x), bool)) == reproducing_neurons(x, np.ones(len(x), bool)) == 0
+
+
+def test_class_association_is_near_zero_for_a_spread_artifact_and_one_for_whole_classes():
+    rng = np.random.default_rng(0)
+    classes = np.repeat(np.arange(10), 50)  # 10 classes of 50: chance makes an uncorrected V of about 0.13
+    spread = rng.random(500) < 0.1
+    assert class_association(spread, classes) < 0.1
+    assert class_association(classes == 3, classes) > 0.95
+    mostly = (classes == 3) & (rng.random(500) < 0.6)  # most of one class's images, none elsewhere
+    assert class_association(mostly, classes) > 0.5
+
+
+def test_assess_trusts_a_learned_artifact_spread_over_the_classes():
+    x, artifact = _layer(detectors=5)
+    codes = class_codes([f"c{i % 4}" for i in range(len(x))])
+    c = assess(x, artifact, codes)
+    assert c.confident and c.reasons == [] and c.reproducing == 5 and c.class_association < CLASS_ASSOCIATION
+    assert assess(x, artifact).class_association is None  # a flat folder: no classes to ask
+
+
+def test_assess_says_why_it_does_not_trust_a_flagged_set():
+    x, artifact = _layer(detectors=MIN_REPRODUCING - 1)
+    weak = assess(x, artifact)
+    assert not weak.confident and "reproduce" in weak.reasons[0]
+
+    classes = np.repeat(np.arange(4), 150)
+    y, _ = _layer(detectors=0)
+    content = classes == 2  # one class's images, and the neurons that see that class
+    y[:, :6] += 4.0 * content[:, None]
+    c = assess(y, content, classes)
+    assert c.reproducing >= MIN_REPRODUCING and not c.confident and "class" in " ".join(c.reasons)
+
+    most = ~artifact
+    assert "minority" in " ".join(assess(x, most).reasons)
+    assert assess(x, np.zeros(len(x), bool)).reasons == ["nothing is flagged"]
+
+
+@pytest.mark.slow
+def test_a_model_trained_without_any_artifact_finds_none_and_export_removes_nothing(tmp_path, monkeypatch):
+    """A real clean model (the families benchmark's, trained here) on a clean scan set: the CLI says that
+    no artifact was found, and the default export keeps every flagged image for review."""
+    import json
+
+    import torch
+    from click.testing import CliRunner
+
+    from benchmarks import families as F
+    from dora_clean.cli import main
+
+    monkeypatch.setenv("DORA_CLEAN_CACHE", str(tmp_path / "cache"))
+    family = F.Family("texture", "shapes", "text", "tiny_resnet")
+    model, _ = F.load_family_model(family, learned=False)
+    script = tmp_path / "clean.pt2"
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 64, 64),)), str(script))
+    data = F.write_family_scan_set(family, 300, 0.0)
+
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["scan", str(data), "--model", str(script), "--layer", "layer3",
+                                  "--image-size", "64", "--out", str(run), "--no-fiftyone", "--quiet"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((run / "summary.json").read_text())
+    assert "no artifact found that dora-clean trusts" in r.output
+    assert summary["artifact_found"] is False and summary["n_confident"] == 0
+    assert summary["confidence"]["reasons"]
+
+    r = CliRunner().invoke(main, ["export", str(run), "--to", str(tmp_path / "clean")])
+    assert r.exit_code == 0, r.output
+    assert "left out 0 tagged 'remove', 0 flagged" in r.output
+    if summary["n_flagged"]:
+        assert f"left for review: {summary['n_flagged']} flagged images" in r.output
+    assert len(list((tmp_path / "clean").rglob("*.png"))) == 300
