@@ -57,6 +57,12 @@ class ScanRun:
         return [p for p, f in zip(scores.filepaths, scores.flagged) if f]
 
     @property
+    def artifact_found(self) -> bool:
+        """Whether the scan trusts its flags (summary.json's ``confidence`` says why or why not); the default
+        export removes flagged images only then."""
+        return bool(self.summary.get("artifact_found"))
+
+    @property
     def infected_neurons(self) -> list[int]:
         """The infected neurons, most anomalous first."""
         return [int(n) for n in self.summary.get("infected_neurons", [])]

@@ -137,6 +137,11 @@ def write_report(run: RunDir, summary: dict, neurons: Sequence[NeuronRow], plots
         ("images scanned", summary.get("n_images")), ("images skipped", summary.get("n_skipped")),
         ("images flagged", summary.get("n_flagged")),
     ]
+    if "confidence" in summary:
+        c = summary["confidence"]
+        facts.append(("artifact found", "yes: confident" if summary.get("artifact_found") else
+                      "no artifact dora-clean trusts: " + "; ".join(c.get("reasons", []))))
+        facts.append(("neurons that reproduce the flags", c.get("reproducing_neurons")))
     if "combined_neurons" in summary:
         facts.append(("combined score", f"{len(summary['combined_neurons'])} neurons, seed "
                                         f"{summary.get('combined_seed')}, separation {summary.get('separation')}"))

@@ -37,6 +37,7 @@ def test_scan_returns_the_run(run, data):
     rows = _rows(run.path / "scores.csv")
     assert run.flagged == [r["filepath"] for r in rows if r["flagged"] == "1"]
     assert 0 < len(run.flagged) < len(rows) == 40
+    assert run.artifact_found == run.summary["artifact_found"] == run.summary["confidence"]["confident"]
     assert run.summary["dataset"] == str(data.resolve()) and run.summary["fiftyone_dataset"] is None
     assert run.infected_neurons == run.summary["infected_neurons"] and run.infected_neurons
     assert list(run.scores.neurons) == run.infected_neurons
@@ -53,12 +54,15 @@ def test_open_an_earlier_run(run, tmp_path):
 
 @pytest.mark.slow
 def test_export_writes_a_clean_copy(run, data, tmp_path):
-    counts = run.export(tmp_path / "clean")
+    counts = run.export(tmp_path / "clean", policy="flagged")  # every flag, trusted or not
     kept = sorted(p.relative_to(tmp_path / "clean").as_posix() for p in (tmp_path / "clean").rglob("*.png"))
     assert kept == sorted(set(run.scores.filepaths) - set(run.flagged))
     assert counts["kept"] == len(kept) and counts["removed_flagged"] == len(run.flagged)
     assert counts["removed_skipped"] == 1 and (tmp_path / "clean" / "removed.csv").is_file()
     assert all((tmp_path / "clean" / rel).read_bytes() == (data / rel).read_bytes() for rel in kept)
+    default = run.export(tmp_path / "default", dry_run=True)  # the flags only where the scan trusts them
+    assert default["removed_flagged"] == (len(run.flagged) if run.artifact_found else 0)
+    assert default["left_for_review"] == (0 if run.artifact_found else len(run.flagged))
 
 
 def test_unknown_settings_are_refused_before_any_work(tmp_path):
