@@ -76,7 +76,9 @@ def test_a_model_trained_without_any_artifact_finds_none_and_export_removes_noth
     family = F.Family("texture", "shapes", "text", "tiny_resnet")
     model, _ = F.load_family_model(family, learned=False)
     script = tmp_path / "clean.pt2"
-    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 64, 64),)), str(script))
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.export.save(torch.export.export(model, (torch.zeros(2, 3, 64, 64),), dynamic_shapes=({0: batch},)),
+                      str(script))
     data = F.write_family_scan_set(family, 300, 0.0)
 
     run = tmp_path / "run"
