@@ -55,32 +55,14 @@ def _mongod_peak_mb() -> float | None:
     return None
 
 
-def _stop(fodb) -> None:
-    """Drop this run's database and stop the mongod it started (as tests/conftest.py does)."""
-    import atexit
-
-    try:
-        fodb.get_db_conn().client.drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
-    finally:
-        atexit.unregister(fodb._delete_non_persistent_datasets_if_allowed)
-        fodb._disconnect()
-        service, fodb._db_service = fodb._db_service, None
-        if service is not None and service.child is not None:
-            child = service.child
-            service.stop()
-            child.wait(timeout=30)
-
-
 def one(run_dir: str) -> None:
     """In a child process: import, re-import and open the flagged view; print JSON."""
     t0 = time.perf_counter()
     from dora_clean.review import launch_review, to_fiftyone
-    from dora_clean.review.database import import_fiftyone
+    from dora_clean.review.database import import_fiftyone, stop_database
     from dora_clean.review.dataset import FLAGGED_VIEW
 
     fo = import_fiftyone(run_dir)
-    import fiftyone.core.odm.database as fodb
-
     out = {"connect_s": time.perf_counter() - t0, "rss_after_connect_mb": _mb(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)}
     try:
@@ -116,7 +98,7 @@ def one(run_dir: str) -> None:
         out["mongod_peak_mb"] = _mongod_peak_mb()
         fo.delete_dataset(name)
     finally:
-        _stop(fodb)
+        stop_database(os.environ["FIFTYONE_DATABASE_NAME"])
     print(json.dumps(out))
 
 

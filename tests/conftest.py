@@ -22,28 +22,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    import atexit
     import sys
 
     if "fiftyone" in sys.modules:
         import fiftyone.core.odm.database as fodb
 
         if fodb._client is not None:  # the tests connected: drop their database, stop mongod
+            from dora_clean.review.database import stop_database
+
             try:
-                fodb.get_db_conn().client.drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
+                stop_database(os.environ["FIFTYONE_DATABASE_NAME"])
             except Exception as e:  # never hide the tests' own result
-                print(f"could not drop the test database: {e}")
-            # FiftyOne's exit hook queries the database; with mongod gone it would wait 30 s
-            atexit.unregister(fodb._delete_non_persistent_datasets_if_allowed)
-            fodb._disconnect()
-            service, fodb._db_service = fodb._db_service, None
-            if service is not None and service.child is not None:
-                child = service.child
-                service.stop()
-                try:
-                    child.wait(timeout=30)
-                except Exception:
-                    pass
+                print(f"could not drop the test database or stop mongod: {e}")
     shutil.rmtree(_TMP, ignore_errors=True)
 
 

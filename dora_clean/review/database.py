@@ -6,7 +6,7 @@ import os
 from ..atomic import locked
 from ..errors import DoraError
 
-__all__ = ["DB_TIMEOUT_MS", "import_fiftyone"]
+__all__ = ["DB_TIMEOUT_MS", "import_fiftyone", "stop_database"]
 
 
 # How long to wait for a MongoDB named by FIFTYONE_DATABASE_URI (pymongo waits
@@ -73,3 +73,26 @@ def import_fiftyone(run_dir: str | os.PathLike | None, otherwise: str = "scan wi
     except Exception as e:  # ConnectionError, FiftyOneConfigError, a mongod that will not start
         raise _db_error(run_dir, e, otherwise) from e
     return fo
+
+
+def stop_database(name: str | None = None) -> None:
+    """Drop the database ``name`` (when given), disconnect, and stop the mongod this process started.
+
+    FiftyOne's exit hook, which queries the database, is unregistered first: with mongod gone it would
+    wait 30 s. The mongod is stopped even where dropping the database fails (the error is raised after).
+    """
+    import atexit
+
+    import fiftyone.core.odm.database as fodb
+
+    try:
+        if name is not None:
+            fodb.get_db_conn().client.drop_database(name)
+    finally:
+        atexit.unregister(fodb._delete_non_persistent_datasets_if_allowed)
+        fodb._disconnect()
+        service, fodb._db_service = fodb._db_service, None
+        if service is not None and service.child is not None:
+            child = service.child
+            service.stop()
+            child.wait(timeout=30)
