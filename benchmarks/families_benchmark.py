@@ -84,6 +84,15 @@ CLEAN_FAMILIES: tuple[Family, ...] = (
 )
 
 
+def prepare_clean(family: Family, fraction: float, n_scan: int) -> Case:
+    """:func:`prepare` for the family's clean model at its last layer; where the scan set is clean, one label
+    is turned round (``evaluate``'s ROC needs both kinds)."""
+    case = prepare(family, default_layers(family.arch)[0], fraction, n_scan, clean_model=True)
+    if case.y.min() == case.y.max():
+        case.y[0] = 1 - case.y[0]
+    return case
+
+
 def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
     """One row per clean model and scan set (clean, and with the family's artifact); returns, per split,
     [rows, rows with at most 1% of the images flagged as confident]."""
@@ -94,9 +103,7 @@ def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
     for family in families:
         layer = default_layers(family.arch)[0]
         for fraction in (0.0, 0.1):
-            case = prepare(family, layer, fraction, n_scan, clean_model=True)
-            if case.y.min() == case.y.max():  # evaluate's ROC needs both kinds: one label is turned round
-                case.y[0] = 1 - case.y[0]
+            case = prepare_clean(family, fraction, n_scan)
             e = evaluate(case)
             c = e["confidence"]
             confident = e["n_flagged"] if c.confident else 0
@@ -152,11 +159,7 @@ def ablation(families: list[Family], layers: int, fractions: list[float], n_scan
                 ("all (the mean of the infected neurons, Otsu)", {"off": frozenset(PIECES), "agreement": 0.0})]
     cases = [(f, prepare(f, layer, fraction, n_scan))
              for f in families for layer in default_layers(f.arch)[:layers] for fraction in fractions]
-    clean = [(f, prepare(f, default_layers(f.arch)[0], fraction, n_scan, clean_model=True))
-             for f in CLEAN_FAMILIES for fraction in (0.0, 0.1)]
-    for _, case in clean:
-        if case.y.min() == case.y.max():
-            case.y[0] = 1 - case.y[0]
+    clean = [(f, prepare_clean(f, fraction, n_scan)) for f in CLEAN_FAMILIES for fraction in (0.0, 0.1)]
     splits = sorted({f.split for f, _ in cases})
     head = f"{'piece off':<46} " + " ".join(f"{s + ': comb P/R export all':>30} {'clean':>5}" for s in splits)
     print(head)

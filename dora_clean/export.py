@@ -113,9 +113,7 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
         why = skipped.reason
         removed.append(RemovedRow(skipped.relpath, f"skipped: {why}" if why else "skipped"))
         counts["removed_skipped"] += 1
-    left = counts.pop("left_for_review")
-    counts = {"total": len(scores.filepaths) + counts["removed_skipped"], **counts, "left_for_review": left,
-              "tags_from": tags_from}
+    counts = {"total": len(scores.filepaths) + counts["removed_skipped"], **counts, "tags_from": tags_from}
     if dry_run:
         return counts
 

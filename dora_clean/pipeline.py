@@ -34,8 +34,8 @@ from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, sams_key
 from .scanning.activations import ScanOptions, scan_images, scan_key, scan_maps
 from .scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, SELECT_ROWS, ArtifactScores, Confidence, ScoringSettings, artifact_scores, assess, class_codes,
-    flag_images, layer_pooled, nearest_neurons, sample_rows,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, SELECT_ROWS, ArtifactScores, Confidence, ScoringSettings, artifact_scores,
+    assess, class_codes, flag_images, layer_pooled, nearest_neurons, sample_rows,
 )
 
 __all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
@@ -241,9 +241,9 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
 
     with clock.stage("scoring"):
         by_class = s.class_folders and layout == "classes"
+        classes = [e.label for e in result.entries] if by_class else None
         scores = artifact_scores(
-            result.mean_act, result.max_act, infected, s.pooling,
-            classes=[e.label for e in result.entries] if by_class else None,
+            result.mean_act, result.max_act, infected, s.pooling, classes=classes,
             neighbours=nearest_neurons(analysis.distance, analysis.neurons, infected, exclude=analysis.outliers.dead)
             if by_class else None,
             settings=ScoringSettings(s.agreement, RECRUIT_AUC if s.recruit else None),
@@ -251,7 +251,7 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
         score = scores.score
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else scores.threshold)
         flagged = flag_images(score, threshold, s.flag_top)
-        confidence = _assess(result, flagged, s.pooling, [e.label for e in result.entries] if by_class else None)
+        confidence = _assess(result, flagged, s.pooling, classes)
         relpaths = [e.relpath for e in result.entries]
         aucs: dict[str, float] = {}
         all_auc = None

@@ -142,8 +142,7 @@ def artifact_scores(
     grown = []  # (separation, seed, score, combined, class lambda, threshold) per seed
     for name, combined in starts.items():
         if ranks is not None:
-            combined = grow_seed(chosen_on, combined, recruit_auc, ranks, near="near_recruits" not in off,
-                                 split_ranks=split_ranks)
+            combined = grow_seed(chosen_on, combined, recruit_auc, split_ranks, near="near_recruits" not in off)
         score = mean_score(layer, combined)
         t = split(score)
         lam = class_lambda(score > t, codes) if by_class and "class_rule" not in off else 0.0

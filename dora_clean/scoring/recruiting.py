@@ -118,20 +118,19 @@ SELECT_ROWS = 50_000
 
 def grow_seed(
     activations: np.ndarray, combined: dict[int, int], recruit_auc: float = RECRUIT_AUC, ranks: np.ndarray | None = None,
-    near: bool = True, split_ranks: np.ndarray | None | bool = True,
+    near: bool = True,
 ) -> dict[int, int]:
     """A seed's neurons joined by the layer's recruits (:func:`recruit_neurons`, up to :data:`RECRUIT_ROUNDS`
     times) and then, with ``near``, by the near-recruits that sharpen its split (:func:`add_near_recruits`):
     neuron id -> direction.
 
     ``activations``: [N, C] the layer's pooled activations; ``combined``: the seed, neuron id -> direction;
-    ``ranks``: the activations' :func:`column_ranks`, where several seeds grow on one layer; ``split_ranks``:
-    the ranks the flagged split is chosen with (:func:`flag_threshold`; True: ``ranks``, None: Otsu's). One
+    ``ranks``: the activations' :func:`column_ranks`, where several seeds grow on one layer and the flagged
+    split is the one the layer reproduces (:func:`flag_threshold`; None: Otsu's). One
     :func:`flagged_aucs` per score: the last serves recruiting and extending alike.
     """
-    split_ranks = ranks if split_ranks is True else split_ranks
     score = mean_score(activations, combined)
-    aucs = flagged_aucs(activations, score, split_ranks)
+    aucs = flagged_aucs(activations, score, ranks)
     for _ in range(RECRUIT_ROUNDS):
         if aucs is None:
             break
@@ -141,7 +140,7 @@ def grow_seed(
             break
         combined = combined | new  # they join the seed's neurons (which keep their direction)
         score = mean_score(activations, combined)
-        aucs = flagged_aucs(activations, score, split_ranks)
+        aucs = flagged_aucs(activations, score, ranks)
     if aucs is None or not near:
         return combined
-    return add_near_recruits(activations, score, combined, aucs=aucs, ranks=split_ranks)[1]
+    return add_near_recruits(activations, score, combined, aucs=aucs, ranks=ranks)[1]
