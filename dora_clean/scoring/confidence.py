@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .recruiting import SELECT_ROWS
+from .stats import sample_rows
+
 __all__ = ["CLASS_ASSOCIATION", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confidence", "assess",
            "class_association", "reproducing_neurons"]
 
@@ -106,18 +109,23 @@ def class_association(flagged: np.ndarray, codes: np.ndarray) -> float:
 
 def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | None = None) -> Confidence:
     """The :class:`Confidence` of a flagged set [N]: ``activations`` [N, C] the layer's pooled activations
-    over the same images, ``codes`` their class folders as integers (None, or one class: not used)."""
+    over the same images (possibly memory-mapped), ``codes`` their class folders as integers (None, or one
+    class: not used). The tests are made on at most :data:`SELECT_ROWS` images drawn at random."""
     flagged = np.asarray(flagged, dtype=bool)
     share = float(flagged.mean()) if len(flagged) else 0.0
+    rows = sample_rows(len(flagged), SELECT_ROWS)
+    if rows is not None:
+        activations, flagged = np.asarray(activations[rows]), flagged[rows]
+        codes = None if codes is None else np.asarray(codes)[rows]
     reproducing = reproducing_neurons(activations, flagged)
     by_class = codes is not None and len(np.unique(codes)) >= 2
     association = class_association(flagged, codes) if by_class else None
     reasons = []
-    if not flagged.any():
+    if share == 0:
         reasons.append("nothing is flagged")
     elif share > 0.5:
         reasons.append(f"{share:.0%} of the images are flagged (an artifact is on a minority)")
-    if flagged.any() and reproducing < MIN_REPRODUCING:
+    if share > 0 and reproducing < MIN_REPRODUCING:
         reasons.append(f"{reproducing} of the layer's neurons reproduce the flagged set "
                        f"(a learned artifact has {MIN_REPRODUCING} or more)")
     if association is not None and association >= CLASS_ASSOCIATION:
