@@ -4,6 +4,7 @@ import pytest
 
 from dora_clean.scoring import (CLASS_ASSOCIATION, MIN_REPRODUCING, ScoringSettings, artifact_scores, assess,
                                 class_association, class_codes, judged_scores, reproducing_neurons, search_layer)
+from dora_clean.scoring.search import SEARCH_REPRODUCING
 
 
 def _layer(n=600, width=16, detectors=4, share=0.1, seed=0):
@@ -98,15 +99,15 @@ def test_a_model_trained_without_any_artifact_finds_none_and_export_removes_noth
     assert len(list((tmp_path / "clean").rglob("*.png"))) == 300
 
 
-def _missed(seed=0, n=800, width=24):
-    """A layer whose infected neurons (0-2) see only noise and one class, while neurons 10-14 detect an
-    artifact on 8% of the images, spread over four classes."""
+def _missed(seed=0, n=800, width=24, detectors=8):
+    """A layer whose infected neurons (0-2) see only noise and one class, while ``detectors`` neurons from
+    10 on detect an artifact on 8% of the images, spread over four classes."""
     rng = np.random.default_rng(seed)
     classes = np.arange(n) % 4
     artifact = rng.random(n) < 0.08
     x = rng.normal(size=(n, width))
     x[:, 2] += 3.0 * (classes == 1)
-    x[:, 10:15] += 4.0 * artifact[:, None]
+    x[:, 10:10 + detectors] += 4.0 * artifact[:, None]
     return x, artifact, [f"c{c}" for c in classes]
 
 
@@ -116,14 +117,17 @@ def test_where_the_infected_neurons_miss_the_detectors_the_layer_search_finds_th
     assert not assess(x, plain.score > plain.threshold, class_codes(classes)).confident
 
     scores, confidence = judged_scores(x, x, [0, 1, 2], classes=classes)
-    assert confidence.confident and confidence.reproducing >= 5
-    assert scores.seed.startswith("layer:") and set(scores.combined) >= set(range(10, 15))
+    assert confidence.confident and confidence.reproducing >= SEARCH_REPRODUCING
+    assert scores.seed.startswith("layer:") and set(scores.combined) >= set(range(10, 18))
     flagged = scores.score > scores.threshold
     assert np.array_equal(flagged, artifact)
     assert scores.per_neuron.shape == (len(x), 3)  # the infected neurons' own columns stay
 
     off, judged = judged_scores(x, x, [0, 1, 2], classes=classes, settings=ScoringSettings(off=frozenset({"search"})))
     assert not judged.confident and off.seed == plain.seed
+
+    few, _, few_classes = _missed(detectors=SEARCH_REPRODUCING - 1)  # too few to trust, chosen among many
+    assert search_layer(few, class_codes(few_classes)) is None
 
 
 def test_the_layer_search_trusts_no_class_content_and_no_noise():

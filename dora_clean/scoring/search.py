@@ -18,13 +18,19 @@ import numpy as np
 
 from .classes import class_codes, class_lambda
 from .combine import ArtifactScores, ScoringSettings, artifact_scores
-from .confidence import Confidence, assess
+from .confidence import MIN_REPRODUCING, Confidence, assess
 from .recruiting import SELECT_ROWS, column_ranks, grow_seed
 from .seeds import Seed
 from .stats import layer_pooled, mean_score, orientation, sample_rows
 from .thresholds import RECRUIT_AUC, flag_threshold, separation
 
-__all__ = ["judged_scores", "search_layer"]
+__all__ = ["SEARCH_REPRODUCING", "judged_scores", "search_layer"]
+
+
+#: A score the search finds must be reproduced by at least this many neurons: it is chosen among as many
+#: candidates as the layer has neurons, so one passes :data:`MIN_REPRODUCING` by chance more easily than
+#: DORA's own. Chosen on the dev families (docs/benchmark.md, "The layer search").
+SEARCH_REPRODUCING = 2 * MIN_REPRODUCING
 
 
 @dataclasses.dataclass
@@ -38,7 +44,8 @@ class _Found:
 
 
 def search_layer(layer: np.ndarray, codes: np.ndarray | None = None, recruit_auc: float = RECRUIT_AUC) -> _Found | None:
-    """The best confident score that one neuron of the layer seeds, or None where none is confident.
+    """The best confident score that one neuron of the layer seeds, reproduced by at least
+    :data:`SEARCH_REPRODUCING` neurons; None where there is none.
 
     ``layer``: [N, C] the pooled activations (possibly memory-mapped); ``codes``: the class folders as
     integers, or None. Each neuron not already in an earlier seed's grown score seeds one, in the direction
@@ -61,7 +68,7 @@ def search_layer(layer: np.ndarray, codes: np.ndarray | None = None, recruit_auc
         if np.mean(score > t) > 0.5:  # the artifact is on the smaller side
             score, t, combined = -score, -t, {k: -v for k, v in combined.items()}
         confidence = assess(layer, score > t, codes)
-        if not confidence.confident:
+        if not confidence.confident or confidence.reproducing < SEARCH_REPRODUCING:
             continue
         found = _Found(n, combined, score, float(t), confidence, separation(score, t))
         if best is None or (found.confidence.reproducing, found.separation) > (best.confidence.reproducing,
