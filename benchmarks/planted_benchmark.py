@@ -45,7 +45,7 @@ from dora_clean.review import import_fiftyone
 from dora_clean.analysis.sams import SamsConfig, cache_root
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, judged_scores, layer_pooled, nearest_neurons, orientation,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, artifact_scores, assess, class_codes, layer_pooled, nearest_neurons, orientation,
 )
 
 ARCHS = ("tiny_resnet", "tiny_cnn")
@@ -127,8 +127,8 @@ def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling
     inf = o.infected
     classes = [case.classes[i] for i in rows]
     neighbours = nearest_neurons(a.distance, a.neurons, inf, exclude=o.dead)
-    scores, confidence = judged_scores(mean_act, max_act, inf, pooling, classes, neighbours,
-                                       ScoringSettings(agreement, recruit_auc, frozenset(off)))
+    scores = artifact_scores(mean_act, max_act, inf, pooling, classes, neighbours,
+                             ScoringSettings(agreement, recruit_auc, frozenset(off)))
     orient, score = scores.orient, scores.score
     used = [raw[n] if d > 0 else 1 - raw[n] for n, d in zip(inf, orient)]
     best = int(np.argmax(used)) if inf else None
@@ -142,7 +142,7 @@ def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling
         "combined_auc": auc(y, score), "n_combined": len(scores.combined), "precision": p, "recall": r, "dead": len(o.dead),
         "n_flagged": int(flagged.sum()),
         "n_detectors": int(np.sum(two_way > 0.9)), "flipped": int(np.sum(orient < 0)),
-        "confidence": confidence,
+        "confidence": assess(src, flagged, class_codes(classes)),
         "class_lambda": scores.class_lambda, "seed": scores.seed, "flagged": flagged, "score": score,
     }
 

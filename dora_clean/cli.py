@@ -225,9 +225,7 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     if joined:
         seed = Seed.parse(summary.get("combined_seed", ""))
         how = {"neighbours": f"seeded by infected neuron {seed.neuron} and its nearest neurons in EA distance",
-               "neuron": f"that reproduce infected neuron {seed.neuron}'s flagged set",
-               "layer": f"that reproduce neuron {seed.neuron}'s flagged set (the infected neurons' flags were not "
-                        "trusted; this split the layer holds was)"}.get(
+               "neuron": f"that reproduce infected neuron {seed.neuron}'s flagged set"}.get(
                    seed.kind, "that reproduce the infected neurons' flagged set")
         echo(f"combined score: {len(combined)} neurons {how} "
              f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")
@@ -239,7 +237,7 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
         echo(f"warning: every candidate score flags mostly whole classes (the one used: lambda "
              f"{summary['class_lambda']:.2f}); the infected neurons may see class content rather than an artifact",
              err=True)
-    if left_out and Seed.parse(summary.get("combined_seed", "")).kind != "layer":
+    if left_out:
         echo(f"not in the combined score: infected {', '.join(map(str, left_out))} (their scores do not go with "
              "the others' on this dataset; they are still in scores.csv, review them on their own)")
     if summary.get("dead_neurons"):

@@ -34,8 +34,8 @@ from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
 from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, sams_key
 from .scanning.activations import ScanOptions, scan_images, scan_key, scan_maps
 from .scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, Confidence, ScoringSettings, assess, class_codes, flag_images,
-    judged_scores, layer_pooled, nearest_neurons,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, Confidence, ScoringSettings, artifact_scores, assess, class_codes,
+    flag_images, layer_pooled, nearest_neurons,
 )
 
 __all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
@@ -242,7 +242,7 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
     with clock.stage("scoring"):
         by_class = s.class_folders and layout == "classes"
         classes = [e.label for e in result.entries] if by_class else None
-        scores, confidence = judged_scores(
+        scores = artifact_scores(
             result.mean_act, result.max_act, infected, s.pooling, classes=classes,
             neighbours=nearest_neurons(analysis.distance, analysis.neurons, infected, exclude=analysis.outliers.dead)
             if by_class else None,
@@ -251,9 +251,8 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
         score = scores.score
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else scores.threshold)
         flagged = flag_images(score, threshold, s.flag_top)
-        if s.threshold is not None or s.flag_top:  # the user's own flags are judged
-            confidence = assess(layer_pooled(result.mean_act, result.max_act, s.pooling), flagged,
-                                None if classes is None else class_codes(classes))
+        confidence = assess(layer_pooled(result.mean_act, result.max_act, s.pooling), flagged,
+                            None if classes is None else class_codes(classes))
         relpaths = [e.relpath for e in result.entries]
         aucs: dict[str, float] = {}
         all_auc = None

@@ -6,7 +6,6 @@ is built from live in :mod:`.stats`, :mod:`.seeds`, :mod:`.recruiting`,
 """
 from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda
 from .confidence import CLASS_ASSOCIATION, MIN_REPRODUCING, REPRODUCE_PRECISION, Confidence, assess, class_association, reproducing_neurons
-from .search import judged_scores, search_layer
 from .combine import PIECES, ArtifactScores, ScoringSettings, artifact_scores
 from .recruiting import (EXTEND_AUC, RECRUIT_ROUNDS, SELECT_ROWS, add_near_recruits, column_ranks, flagged_aucs,
                          grow_seed, reaching, recruit_neurons)
@@ -20,7 +19,7 @@ __all__ = [
     "CLASS_ASSOCIATION", "CLASS_LAMBDA", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confidence", "assess", "class_association", "reproducing_neurons", "DEFAULT_AGREEMENT", "EXTEND_AUC", "LAMBDA_WEIGHT", "NEIGHBOURHOOD", "NESTED_SPLITS", "PIECES", "POOLINGS",
     "RECRUIT_AUC", "RECRUIT_ROUNDS", "REPRODUCING", "SELECT_ROWS", "ArtifactScores", "ScoringSettings", "Seed", "add_near_recruits",
     "agreeing", "artifact_scores", "class_codes", "class_lambda", "column_ranks", "combined_score", "flag_images",
-    "flag_threshold", "flagged_aucs", "grow_seed", "judged_scores", "search_layer", "layer_pooled", "mean_score", "nearest_neurons", "neighbourhood",
+    "flag_threshold", "flagged_aucs", "grow_seed", "layer_pooled", "mean_score", "nearest_neurons", "neighbourhood",
     "nested_thresholds", "orientation", "pooled", "reaching", "recruit_neurons", "robust_z", "sample_rows",
     "separation", "skewness", "tail_pursuit",
 ]

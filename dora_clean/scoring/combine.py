@@ -17,8 +17,8 @@ __all__ = ["PIECES", "ArtifactScores", "ScoringSettings", "artifact_scores"]
 
 #: The pieces of the combined score that :class:`ScoringSettings` can switch off (the ablation of
 #: docs/benchmark.md): the tail seed, the neighbourhood seeds, the single-neuron seeds, recruiting,
-#: the near-recruits, the nested threshold, the class rule and the layer search (:mod:`.search`).
-PIECES = ("tail", "neighbours", "neuron", "recruiting", "near_recruits", "nested", "class_rule", "search")
+#: the near-recruits, the nested threshold and the class rule.
+PIECES = ("tail", "neighbours", "neuron", "recruiting", "near_recruits", "nested", "class_rule")
 
 
 @dataclass(frozen=True)

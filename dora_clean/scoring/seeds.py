@@ -16,9 +16,8 @@ class Seed:
     """How a score's first neurons were chosen, written ``kind`` or ``kind:neuron`` in summary.json.
 
     Kinds: ``agreement`` (:func:`agreeing`), ``tail`` (:func:`tail_pursuit`),
-    ``neighbours`` (infected ``neuron`` and its EA neighbours, :func:`neighbourhood`),
-    ``neuron`` (infected ``neuron`` alone) and ``layer`` (any ``neuron`` of the layer, where the
-    infected neurons' flags are not trusted: :func:`~.search.search_layer`).
+    ``neighbours`` (infected ``neuron`` and its EA neighbours, :func:`neighbourhood`)
+    and ``neuron`` (infected ``neuron`` alone).
     """
 
     kind: str
