@@ -88,6 +88,16 @@ def test_tiny_mobilenet_gives_an_8x8_map_at_its_default_layer():
     assert any(m.groups > 1 for m in model.modules() if isinstance(m, torch.nn.Conv2d))  # depthwise
 
 
+def test_tiny_vit_is_a_held_out_token_model_whose_layers_read_as_an_8x8_patch_grid():
+    from dora_clean.models import LayerModel
+
+    model = F.build("tiny_vit", 4).eval()
+    assert model(torch.zeros(2, 3, SIZE, SIZE)).shape == (2, 4)
+    for layer in F.default_layers("tiny_vit"):  # 1 class token + 64 patch tokens of width 64
+        assert LayerModel(model, layer)(torch.zeros(1, 3, SIZE, SIZE)).shape == (1, 64, 8, 8)
+    assert F.Family("texture", "shapes", "text", "tiny_vit").split == "held-out"
+
+
 def test_a_family_scan_set_has_the_artifact_on_its_share_of_every_class(tmp_path, monkeypatch):
     monkeypatch.setenv("DORA_CLEAN_CACHE", str(tmp_path))
     family = F.Family("photo", "digits", "timestamp", "tiny_mobilenet")
