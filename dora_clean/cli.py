@@ -88,6 +88,7 @@ def main(debug: bool) -> None:
       dora-clean scan DATASET          scan your own image folder
       dora-clean review RUN            look at the flagged images in the FiftyOne App
       dora-clean export RUN --to DIR   write a cleaned copy of the dataset
+      dora-clean apply RUN NEW_DIR     flag new images with the scan's findings
     """
     _DEBUG["on"] = debug
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
@@ -370,6 +371,56 @@ def export(run: str, to: str, policy: str, symlink: bool, dry_run: bool, overwri
     if counts.get("left_for_review"):
         click.echo(f"left for review: {counts['left_for_review']} flagged images were kept, because the scan found no "
                    "artifact it trusts; tag them 'remove' in `dora-clean review`, or export with --policy flagged")
+
+
+@main.command()
+@click.argument("detector", metavar="RUN_OR_DETECTOR", type=click.Path())
+@click.argument("dataset", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Where the scores go. Default: ./dora-runs/<dataset name>-apply.")
+@click.option("--model", "model", metavar="SPEC", default=None,
+              help="The scan's model, where its spec in detector.json does not load it here (a moved file). "
+                   "Its weights must be the scan's.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="The state-dict file the scan loaded into the model.")
+@click.option("--trust-model-file", is_flag=True, help="Allow model files that are full pickles (they can run code).")
+@click.option("--findings", "findings", metavar="IDS", default=None,
+              help="Apply only these findings, like 1,3. Default: all of the detector's.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=click.IntRange(1, 65536), default=64, show_default=True)
+@click.option("--workers", type=click.IntRange(0, 256), default=None,
+              help="Image-decoding worker processes. Default: as for scan.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or stage messages.")
+@handle_errors
+def apply(detector: str, dataset: str, out: str | None, model: str | None, weights: str | None,
+          trust_model_file: bool, findings: str | None, device: str, batch_size: int, workers: int | None,
+          quiet: bool) -> None:
+    """Flag the images of DATASET with the findings of an earlier scan.
+
+    RUN_OR_DETECTOR is a run directory of `dora-clean scan` or its
+    detector.json. The same model scores each image by each finding's
+    neurons and threshold; no s-AMS are made. On the scanned dataset it
+    flags what the scan flagged. Writes scores.csv, skipped.csv and
+    summary.json.
+    """
+    from .detector import apply_detector, default_apply_dir
+
+    if not Path(dataset).is_dir():
+        raise DoraError(f"dataset folder {dataset} does not exist" if not Path(dataset).exists()
+                        else f"{dataset} is not a folder: give the folder that holds the images")
+    target = Path(out) if out else default_apply_dir(Path(dataset))
+    log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    summary = apply_detector(detector, dataset, out=target, model=model, weights=weights, device=device,
+                             batch_size=batch_size, workers=workers, findings=_finding_ids(findings),
+                             progress=not quiet, trust_model_file=trust_model_file, log=log)
+    click.echo(f"  {'finding':>7} {'flagged':>7} confident")
+    for f in summary["findings"]:
+        click.echo(f"  {f['id']:>7} {f['n_flagged']:>7} {'yes' if f['confident'] else 'no'}")
+    click.echo(f"images: {summary['n_images']} scored, {summary['n_flagged']} flagged"
+               + ("" if summary["artifact_found"] else " (no confident finding: finding "
+                  f"{summary['findings'][0]['id']}'s flags, for review)")
+               + f", {summary['n_skipped']} skipped" + (" (see skipped.csv)" if summary["n_skipped"] else ""))
+    click.echo(f"results: {target}  (scores.csv, summary.json)")
 
 
 if __name__ == "__main__":
