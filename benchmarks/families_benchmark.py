@@ -10,8 +10,8 @@ artifact spread over all classes at each prevalence (cached), and one row per
   0.02 below the best infected neuron's;
 - P/R: min(precision, recall) of the label-free flags within 0.05 of the
   layer's limit (the best neuron's break-even, where precision = recall);
-- export: what the default export removes without review (the flags, where
-  they are confident: ``dora_clean.scoring.confidence``) has precision >= 0.9,
+- export: what the default export removes without review (the flags of the
+  confident findings: ``dora_clean.scoring.findings``) has precision >= 0.9,
   or nothing is removed without review.
 
 Clean rows (``--clean``): a model of the family trained without any artifact,
@@ -71,7 +71,7 @@ def goals(e: dict) -> list[str]:
         miss.append("comb")
     if min(e["precision"], e["recall"]) < e["break_even"] - 0.05:
         miss.append("P/R")
-    if e["confidence"].confident and e["precision"] < 0.9:
+    if e["n_removed"] and e["removed_precision"] < 0.9:
         miss.append("export")
     return miss
 
@@ -106,7 +106,7 @@ def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
             case = prepare_clean(family, fraction, n_scan)
             e = evaluate(case)
             c = e["confidence"]
-            confident = e["n_flagged"] if c.confident else 0
+            confident = e["n_removed"]
             ok = confident <= 0.01 * len(case.y)
             row = tally.setdefault(family.split, [0, 0])
             row[0] += 1
@@ -140,7 +140,7 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                 row[1] += not miss
                 c = e["confidence"]
                 assoc = "-" if c.class_association is None else f"{c.class_association:.2f}"
-                removed = e["n_flagged"] if c.confident else 0
+                removed = e["n_removed"]
                 print(f"{family.name:<42} {family.split:<8} {layer:<10} {fraction:4.0%} {case.reliance:4.2f} "
                       f"{e['oracle_auc']:6.3f} {e['break_even']:4.2f} | {e['best_inf_auc']:5.3f} {e['combined_auc']:5.3f} "
                       f"{e['precision']:4.2f} {e['recall']:4.2f} {e['n_flagged']:5d} {c.reproducing:3d} {assoc:>5} {removed:4d} | "
@@ -176,7 +176,7 @@ def ablation(families: list[Family], layers: int, fractions: list[float], n_scan
             for f, case in clean:
                 if f.split == split:
                     e = evaluate(case, **kw)
-                    bad += e["confidence"].confident and e["n_flagged"] > 0.01 * len(case.y)
+                    bad += e["n_removed"] > 0.01 * len(case.y)
             cells.append(f"{' '.join(f'{t:>3}' for t in tally)} of {len(rows):<3} {bad:>5}")
         print(f"{name:<46} " + " ".join(f"{c:>36}" for c in cells), flush=True)
 

@@ -45,7 +45,7 @@ from dora_clean.review import import_fiftyone
 from dora_clean.analysis.sams import SamsConfig, cache_root
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, artifact_scores, assess, class_codes, layer_pooled, nearest_neurons, orientation,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, artifact_scores, class_codes, find_findings, layer_pooled, nearest_neurons, orientation,
 )
 
 ARCHS = ("tiny_resnet", "tiny_cnn")
@@ -129,11 +129,15 @@ def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling
     neighbours = nearest_neurons(a.distance, a.neurons, inf, exclude=o.dead)
     scores = artifact_scores(mean_act, max_act, inf, pooling, classes, neighbours,
                              ScoringSettings(agreement, recruit_auc, frozenset(off)))
+    findings = find_findings(src, scores, class_codes(classes))  # as a scan makes them
+    scores = scores.following(findings[0].candidate, inf)
     orient, score = scores.orient, scores.score
     used = [raw[n] if d > 0 else 1 - raw[n] for n, d in zip(inf, orient)]
     best = int(np.argmax(used)) if inf else None
-    flagged = score > scores.threshold
+    flagged = findings[0].flagged
     p, r = precision_recall(y, flagged)
+    confident = [f.flagged for f in findings if f.confident]
+    removed = np.logical_or.reduce(confident) if confident else np.zeros(len(y), dtype=bool)
     return {
         "oracle_auc": two_way[oracle], "oracle": oracle,
         "break_even": break_even(y, src[:, oracle] * oracle_dir),
@@ -142,7 +146,8 @@ def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling
         "combined_auc": auc(y, score), "n_combined": len(scores.combined), "precision": p, "recall": r, "dead": len(o.dead),
         "n_flagged": int(flagged.sum()),
         "n_detectors": int(np.sum(two_way > 0.9)), "flipped": int(np.sum(orient < 0)),
-        "confidence": assess(src, flagged, class_codes(classes)),
+        "confidence": findings[0].confidence, "findings": findings,
+        "n_removed": int(removed.sum()), "removed_precision": precision_recall(y, removed)[0],
         "class_lambda": scores.class_lambda, "seed": scores.seed, "flagged": flagged, "score": score,
     }
 

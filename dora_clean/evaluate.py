@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from .errors import DoraError
 
-__all__ = ["Curve", "LabelWarning", "auc", "break_even", "neuron_aucs", "precision_recall", "rank_aucs", "read_labels", "roc_curves"]
+__all__ = ["Curve", "LabelWarning", "auc", "break_even", "neuron_aucs", "precision_recall", "rank_aucs", "read_label_columns", "read_labels", "roc_curves"]
 
 
 class LabelWarning(UserWarning):
@@ -30,10 +30,32 @@ def _norm(path: str, root: Path) -> str:
 
 
 def read_labels(path: str | Path, root: str | Path, relpaths: Sequence[str]) -> dict[str, int]:
-    """Read ``filepath,artifact`` labels and match them to the dataset's files.
+    """Artifact labels matched to the dataset's files: relpath -> 1 where the image carries an artifact
+    (any column of :func:`read_label_columns`), else 0."""
+    columns = read_label_columns(path, root, relpaths)
+    out: dict[str, int] = {}
+    for labels in columns.values():
+        for p, v in labels.items():
+            out[p] = max(out.get(p, 0), v)
+    return out
 
-    Raises DoraError for a missing file, missing columns, values other than
-    0/1, duplicated paths, or labels that match no image; warns
+
+def _label_value(text: str) -> int | None:
+    value = text.strip().lower()
+    if value in ("1", "1.0", "true", "yes"):
+        return 1
+    if value in ("0", "0.0", "false", "no"):
+        return 0
+    return None
+
+
+def read_label_columns(path: str | Path, root: str | Path, relpaths: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Read artifact labels and match them to the dataset's files: column -> {relpath: 0/1}.
+
+    The file has a ``filepath`` column and either ``artifact`` or one 0/1
+    column per kind of artifact (``filepath,ruler,bandaid``). Raises
+    DoraError for a missing file, missing columns, values other than 0/1,
+    duplicated paths, or labels that match no image; warns
     (``LabelWarning``) when only some images are labelled or some labels
     name files that are not in the dataset.
     """
@@ -44,49 +66,51 @@ def read_labels(path: str | Path, root: str | Path, relpaths: Sequence[str]) -> 
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             fields = [c.strip() for c in reader.fieldnames or []]
-            if "filepath" not in fields or "artifact" not in fields:
+            names = [c for c in fields if c and c != "filepath"]
+            if "filepath" not in fields or not names:
                 raise DoraError(
-                    f"labels file {path} needs the columns filepath,artifact (it has: {','.join(fields) or 'none'})"
+                    f"labels file {path} needs the columns filepath,artifact or filepath and one 0/1 column per "
+                    f"artifact, like filepath,ruler,bandaid (it has: {','.join(fields) or 'none'})"
                 )
+            if len(set(names)) != len(names):
+                raise DoraError(f"labels file {path} has a column twice ({','.join(fields)})")
             rows = [{k.strip(): (v or "") for k, v in r.items() if k} for r in reader]
     except UnicodeDecodeError as e:
         raise DoraError(f"labels file {path} is not UTF-8 text") from e
-    labels: dict[str, int] = {}
-    bad_values, dupes = [], []
+    columns: dict[str, dict[str, int]] = {c: {} for c in names}
+    bad_values, dupes, seen = [], [], set()
     for line, row in enumerate(rows, start=2):
-        value = row["artifact"].strip().lower()
-        if value in ("1", "1.0", "true", "yes"):
-            v = 1
-        elif value in ("0", "0.0", "false", "no"):
-            v = 0
-        else:
-            bad_values.append(f"line {line}: {row['artifact']!r}")
-            continue
         key = _norm(row["filepath"], root)
-        if key in labels:
+        if key in seen:
             dupes.append(key)
-        labels[key] = v
+        seen.add(key)
+        for c in names:
+            v = _label_value(row.get(c, ""))
+            if v is None:
+                bad_values.append(f"line {line}, {c}: {row.get(c, '')!r}")
+            else:
+                columns[c][key] = v
     if bad_values:
-        raise DoraError(f"labels file {path}: artifact must be 0 or 1 ({'; '.join(bad_values[:3])})")
+        raise DoraError(f"labels file {path}: each artifact column must be 0 or 1 ({'; '.join(bad_values[:3])})")
     if dupes:
         raise DoraError(f"labels file {path} names {dupes[0]} more than once")
     known = set(relpaths)
-    extra = [p for p in labels if p not in known]
-    matched = {p: v for p, v in labels.items() if p in known}
+    extra = [p for p in seen if p not in known]
+    matched = [p for p in seen if p in known]
     if not matched:
-        example = next(iter(labels), "")
+        example = next(iter(seen), "")
         raise DoraError(
             f"no label in {path} matches an image of {root} (e.g. {example!r}): "
             "filepath must be relative to the dataset folder, like class/image.png"
         )
     if extra:
         warnings.warn(
-            f"{len(extra)} label(s) name files not scanned (e.g. {extra[0]}); they are ignored", LabelWarning
+            f"{len(extra)} label(s) name files not scanned (e.g. {sorted(extra)[0]}); they are ignored", LabelWarning
         )
     missing = len(known) - len(matched)
     if missing:
         warnings.warn(f"{missing} image(s) have no label; ROC/AUC use the {len(matched)} labelled ones", LabelWarning)
-    return matched
+    return {c: {p: v for p, v in labels.items() if p in known} for c, labels in columns.items()}
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:

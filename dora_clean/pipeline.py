@@ -21,7 +21,7 @@ from torch import nn
 from .analysis import AnalysisOptions, LayerAnalysis, OutlierSettings, analyse_layer, layer_width
 from .device import prepare_model, resolve_device
 from .errors import DoraError
-from .evaluate import auc, neuron_aucs, read_labels, roc_curves
+from .evaluate import auc, neuron_aucs, read_label_columns, roc_curves
 from .scanning import ScanResult, Skipped, list_images, load_image
 from .models import (LayerModel, LoadedModel, default_layer, fixed_input_size, freeze, get_layer, load_model,
                      weights_hash)
@@ -30,12 +30,12 @@ from .analysis.cost import estimate_sams
 from .analysis.layer import check_neurons
 from .analysis.outliers import DEFAULT_METHOD
 from .rundir import NeuronRow, RunDir, Scores
-from .report import plot_atlas, plot_flagged, plot_roc, plot_sams, write_report
+from .report import plot_atlas, plot_finding, plot_flagged, plot_roc, plot_sams, write_report
 from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, sams_key
 from .scanning.activations import ScanOptions, scan_images, scan_key, scan_maps
 from .scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, Confidence, ScoringSettings, artifact_scores, assess, class_codes,
-    flag_images, layer_pooled, nearest_neurons,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, ArtifactScores, Confidence, Finding, ScoringSettings, artifact_scores, class_codes,
+    find_findings, layer_pooled, nearest_neurons,
 )
 
 __all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
@@ -174,7 +174,7 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
     if s.labels:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            labels = read_labels(s.labels, dataset, [e.relpath for e in entries])
+            labels = read_label_columns(s.labels, dataset, [e.relpath for e in entries])
         for w in caught:
             log(f"warning: {w.message}")
 
@@ -242,39 +242,30 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
     with clock.stage("scoring"):
         by_class = s.class_folders and layout == "classes"
         classes = [e.label for e in result.entries] if by_class else None
+        codes = None if classes is None else class_codes(classes)
         scores = artifact_scores(
             result.mean_act, result.max_act, infected, s.pooling, classes=classes,
             neighbours=nearest_neurons(analysis.distance, analysis.neurons, infected, exclude=analysis.outliers.dead)
             if by_class else None,
             settings=ScoringSettings(s.agreement, RECRUIT_AUC if s.recruit else None),
         )
-        score = scores.score
-        threshold = s.threshold if s.threshold is not None else (None if s.flag_top else scores.threshold)
-        flagged = flag_images(score, threshold, s.flag_top)
-        confidence = assess(layer_pooled(result.mean_act, result.max_act, s.pooling), flagged,
-                            None if classes is None else class_codes(classes))
+        src = layer_pooled(result.mean_act, result.max_act, s.pooling)
+        findings = find_findings(src, scores, codes, s.threshold, s.flag_top)
+        scores = scores.following(findings[0].candidate, infected)  # the old keys describe the first finding
+        threshold = s.threshold if s.threshold is not None else (None if s.flag_top else findings[0].threshold)
+        confident = [f for f in findings if f.confident]
+        flagged = np.logical_or.reduce([f.flagged for f in confident]) if confident else findings[0].flagged
         relpaths = [e.relpath for e in result.entries]
-        aucs: dict[str, float] = {}
-        all_auc = None
-        if labels is not None:
-            rows = np.array([i for i, p in enumerate(relpaths) if p in labels], dtype=np.int64)
-            y = np.array([labels[relpaths[i]] for i in rows])
-            if len(rows) and y.min() != y.max():
-                src = layer_pooled(result.mean_act, result.max_act, s.pooling)
-                all_auc = neuron_aucs(y, src, rows)
-                for n in analysis.neurons:
-                    aucs[str(n)] = float(all_auc[n])
-                aucs["combined"] = auc(y, score[rows])
-            else:
-                log("warning: the labelled images are all of one kind; no ROC/AUC")
+        evaluation = _evaluate(labels, relpaths, src, findings, infected, log) if labels else None
 
     with clock.stage("writing the run directory"):
         outcome = ScanOutcome(
-            dataset, layout, loaded.spec, layer, size, mean, std, analysis, result, skipped, scores, flagged,
-            threshold, labels, aucs, all_auc, confidence,
+            dataset, layout, loaded.spec, weights_hash(loaded.model), layer, size, mean, std, analysis, result,
+            skipped, scores, flagged, threshold, findings, labels, evaluation,
         )
         if infected and not result.maps.shape[1]:
             outcome.heatmaps = _shown_maps(outcome, layer_model, scan_options)
+        outcome.finding_maps = _finding_maps(outcome, layer_model, scan_options)
         write_run(RunDir(out), outcome, s, clock.timings)
 
     if s.fiftyone:
@@ -290,12 +281,64 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
 
 
 @dataclass
+class Evaluation:
+    """Step 6: the scan against the artifact labels, per label column (``filepath,artifact`` has one).
+
+    Attributes:
+        columns: label column -> {relpath: 0/1}.
+        all_auc: label column -> every neuron's AUC [C].
+        finding_aucs: finding id -> label column -> the AUC of its score.
+        aucs: label column -> summary.json's ``auc_by_label`` entry (infected neurons, "combined", each
+            "finding_K", and the layer's "best_neuron" in either direction with its "best_neuron_auc").
+    """
+
+    columns: dict[str, dict[str, int]]
+    all_auc: dict[str, np.ndarray]
+    finding_aucs: dict[int, dict[str, float]]
+    aucs: dict[str, dict]
+
+    def label_of(self, finding: int) -> str | None:
+        """The label column a finding detects best."""
+        aucs = self.finding_aucs.get(finding) or {}
+        return max(aucs, key=aucs.get) if aucs else None
+
+    @property
+    def first(self) -> str | None:
+        """The label column of finding 1: what summary.json's ``auc`` and roc.png use."""
+        return self.label_of(1) or next((c for c in self.aucs), None)
+
+
+def _evaluate(labels: dict[str, dict[str, int]], relpaths: list[str], src: np.ndarray, findings: list[Finding],
+              infected: Sequence[int], log: Callable[[str], None]) -> Evaluation | None:
+    """AUCs of every neuron, the infected ones, the combined score and each finding, per label column."""
+    out = Evaluation(labels, {}, {f.id: {} for f in findings}, {})
+    for column, given in labels.items():
+        rows = np.array([i for i, p in enumerate(relpaths) if p in given], dtype=np.int64)
+        y = np.array([given[relpaths[i]] for i in rows])
+        name = "" if len(labels) == 1 else f" of {column}"
+        if not len(rows) or y.min() == y.max():
+            log(f"warning: the labelled images{name} are all of one kind; no ROC/AUC for them")
+            continue
+        every = neuron_aucs(y, src, rows)
+        best = int(np.nanargmax(np.maximum(every, 1 - every)))
+        entry: dict = {str(n): float(every[n]) for n in infected}
+        entry["combined"] = auc(y, findings[0].score[rows])
+        for f in findings:
+            entry[f"finding_{f.id}"] = out.finding_aucs[f.id][column] = auc(y, f.score[rows])
+        entry["best_neuron"] = best
+        entry["best_neuron_auc"] = float(max(every[best], 1 - every[best]))
+        out.all_auc[column], out.aucs[column] = every, entry
+    return out if out.aucs else None
+
+
+@dataclass
 class ScanOutcome:
     """What one scan found, for the run directory: its input, the analysis, the scan and the scores."""
 
     dataset: Path
     layout: str  # "classes" or "flat"
     model_spec: str
+    fingerprint: str  # the model's weights_hash
     layer: str
     size: int
     mean: Sequence[float]
@@ -304,17 +347,41 @@ class ScanOutcome:
     result: ScanResult
     skipped: list[Skipped]
     scores: ArtifactScores
-    flagged: np.ndarray  # bool, per scanned image
+    flagged: np.ndarray  # bool, per scanned image: the confident findings' flags (finding 1's where none is)
     threshold: float | None
-    artifact_labels: dict[str, int] | None  # relpath -> artifact (0/1), where labels were given
-    aucs: dict[str, float]  # summary.json's "auc"
-    all_auc: np.ndarray | None  # every neuron's AUC, where labels were given
-    confidence: Confidence  # whether the flags are an artifact to remove without review
+    findings: list[Finding]  # ranked; the first is what the single score of old was
+    labels: dict[str, dict[str, int]] | None  # label column -> {relpath: 0/1}, where labels were given
+    evaluation: Evaluation | None  # where labels were given (of both kinds)
     heatmaps: np.ndarray | None = None  # heatmaps.npy where the scan's maps do not give it (:func:`_shown_maps`)
+    finding_maps: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # :func:`_finding_maps`
 
     @property
     def relpaths(self) -> list[str]:
         return [e.relpath for e in self.result.entries]
+
+    @property
+    def confidence(self) -> Confidence:
+        """The first finding's confidence."""
+        return self.findings[0].confidence
+
+    @property
+    def artifact_labels(self) -> dict[str, int] | None:
+        """The labels of the first finding's column: relpath -> 0/1."""
+        return None if self.evaluation is None else self.evaluation.columns[self.evaluation.first]
+
+    @property
+    def aucs(self) -> dict[str, float]:
+        """summary.json's ``auc``: the infected neurons' and the combined score's, on the first finding's column."""
+        if self.evaluation is None:
+            return {}
+        every = self.evaluation.all_auc[self.evaluation.first]
+        aucs = {str(n): float(every[n]) for n in self.analysis.neurons}
+        return aucs | {"combined": self.evaluation.aucs[self.evaluation.first]["combined"]}
+
+    @property
+    def all_auc(self) -> np.ndarray | None:
+        """Every neuron's AUC on the first finding's column."""
+        return None if self.evaluation is None else self.evaluation.all_auc[self.evaluation.first]
 
     @property
     def shown(self) -> np.ndarray:
@@ -341,13 +408,21 @@ def _neuron_rows(o: ScanOutcome) -> list[NeuronRow]:
 
 def _scores_table(o: ScanOutcome) -> Scores:
     relpaths = o.relpaths
+    columns = {c: [given.get(p) for p in relpaths] for c, given in (o.labels or {}).items()}
+    any_artifact = None
+    if columns:  # with several columns: 1 where any is 1 (None where none is labelled)
+        any_artifact = [None if all(c[i] is None for c in columns.values())
+                        else max(c[i] or 0 for c in columns.values()) for i in range(len(relpaths))]
     return Scores(
         filepaths=relpaths,
         labels=[e.label or "" for e in o.result.entries],
         score=o.scores.score,
         neurons={int(n): o.scores.per_neuron[:, j] for j, n in enumerate(o.analysis.infected)},
         flagged=o.flagged,
-        artifact=None if o.artifact_labels is None else [o.artifact_labels.get(p) for p in relpaths],
+        artifact=any_artifact,
+        findings={f.id: f.score for f in o.findings},
+        finding_flags={f.id: f.flagged for f in o.findings},
+        artifacts=columns if len(columns) > 1 else {},
     )
 
 
@@ -361,6 +436,52 @@ def _shown_maps(o: ScanOutcome, layer_model: nn.Module, options: ScanOptions) ->
     heat = np.zeros((len(o.result.entries), *maps.shape[2:]), np.float16)
     heat[rows] = maps[:, 0]
     return heat
+
+
+#: The report shows this many top images of each finding.
+FINDING_TOP = 8
+
+
+def _finding_maps(o: ScanOutcome, layer_model: nn.Module, options: ScanOptions) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Each finding's top images (rows, highest score first) and the maps of its heatmap neuron on them
+    ([rows, h, w]); a finding without a neuron that fires on its artifact gets no maps."""
+    out = {}
+    for f in o.findings:
+        rows = np.argsort(-f.score, kind="stable")[:FINDING_TOP]
+        neuron = _heatmap_neuron(o, f)
+        if neuron is None or not len(rows):
+            continue
+        maps = scan_maps(layer_model, o.dataset, [o.result.entries[i] for i in rows], options, [neuron])
+        out[f.id] = (rows, maps[:, 0])
+    return out
+
+
+def _plot_findings(run: RunDir, o: ScanOutcome, findings: list[dict]) -> dict[int, Path]:
+    """Each finding's page of the report (:func:`plot_finding`): finding id -> its file."""
+    sams_np, index = o.analysis.sams.numpy(), {n: i for i, n in enumerate(o.analysis.neurons)}
+    relpaths, out = o.relpaths, {}
+    for f, entry in zip(o.findings, findings):
+        shown = list(entry["infected_neurons"]) + [n for n in f.neurons if n not in o.analysis.infected]
+        sams = [(n, sams_np[index[n], 0].transpose(1, 2, 0)) for n in shown[:6] if n in index]
+        rows, maps = o.finding_maps.get(f.id, (np.zeros(0, dtype=np.int64), None))
+        imgs, titles, hms = [], [], []
+        for j, i in enumerate(rows):
+            try:
+                imgs.append(load_image(o.dataset / relpaths[i], o.size).permute(1, 2, 0).numpy())
+            except Exception:
+                continue
+            titles.append(f"{f.score[i]:.1f} {Path(relpaths[i]).name[:18]}")
+            hms.append(np.asarray(maps[j], dtype=np.float32))
+        curve = None
+        label = entry.get("label")
+        if label is not None and o.evaluation is not None:
+            given = o.evaluation.columns[label]
+            rows_l = np.array([i for i, p in enumerate(relpaths) if p in given], dtype=np.int64)
+            y = np.array([given[relpaths[i]] for i in rows_l])
+            curve = roc_curves(y, {f"finding {f.id} vs {label}": f.score[rows_l]})[0]
+        plot_finding(run.finding_plot(f.id), entry, sams, imgs, titles, hms, f.score, curve)
+        out[f.id] = run.finding_plot(f.id)
+    return out
 
 
 def _heatmaps(o: ScanOutcome) -> np.ndarray:
@@ -378,7 +499,7 @@ def _plot(run: RunDir, o: ScanOutcome, heat: np.ndarray, pooling: str) -> list[P
     infected, orient, score, per_neuron = analysis.infected, scores.orient, scores.score, scores.per_neuron
     sams_np = analysis.sams.numpy()
     plot_atlas(run.atlas_plot, analysis.outliers.atlas, analysis.neurons, analysis.outliers.scores, infected,
-               analysis.outliers.dead, sams_np)
+               analysis.outliers.dead, sams_np, {f.id: list(f.neurons) for f in o.findings})
     plot_sams(run.sams_plot, sams_np, analysis.neurons, infected)
     plots = [run.atlas_plot, run.sams_plot]
     relpaths = o.relpaths
@@ -421,9 +542,10 @@ def _summary(o: ScanOutcome, s: ScanSettings, timings: dict[str, float], old: di
         "dead_neurons": [int(n) for n in analysis.outliers.dead],
         "n_images": len(o.result.entries),
         "n_flagged": int(o.flagged.sum()),
-        "artifact_found": o.confidence.confident,
-        "n_confident": int(o.flagged.sum()) if o.confidence.confident else 0,
+        "artifact_found": any(f.confident for f in o.findings),
+        "n_confident": int(o.flagged.sum()) if any(f.confident for f in o.findings) else 0,
         "confidence": o.confidence.to_json(),
+        "findings": _findings_json(o),
         "n_skipped": len(o.skipped),
         "fiftyone_dataset": old.get("fiftyone_dataset") if s.fiftyone else None,
         "atlas_dataset": old.get("atlas_dataset") if s.fiftyone else None,
@@ -451,6 +573,10 @@ def _summary(o: ScanOutcome, s: ScanSettings, timings: dict[str, float], old: di
         "representation": s.representation,
         "sams": analysis.config.key_fields(),
     }
+    if o.labels:
+        summary["label_columns"] = list(o.labels)
+    if o.evaluation is not None:
+        summary["auc_by_label"] = o.evaluation.aucs
     if o.aucs:
         summary["auc"] = o.aucs
         # each infected neuron in the direction the combined score uses it
@@ -458,6 +584,39 @@ def _summary(o: ScanOutcome, s: ScanSettings, timings: dict[str, float], old: di
             max(o.aucs[str(n)] if d > 0 else 1 - o.aucs[str(n)] for n, d in zip(infected, orient)) if infected else None
         )
     return summary
+
+
+def _findings_json(o: ScanOutcome) -> list[dict]:
+    """summary.json's ``findings``."""
+    out = []
+    for f in o.findings:
+        entry = f.to_json(o.analysis.infected)
+        entry["heatmap_neuron"] = _heatmap_neuron(o, f)
+        if o.evaluation is not None:
+            entry["label"] = o.evaluation.label_of(f.id)
+            entry["auc"] = o.evaluation.finding_aucs[f.id]
+        out.append(entry)
+    return out
+
+
+def _heatmap_neuron(o: ScanOutcome, f: Finding) -> int | None:
+    """The neuron whose maps show where a finding's artifact is: an infected one of its neurons that fires on
+    it, else any of its that fires on it, else its first."""
+    infected = [n for n in o.analysis.infected if f.neurons.get(int(n), 0) > 0]
+    firing = [n for n, d in f.neurons.items() if d > 0]
+    return int((infected or firing or list(f.neurons) or [None])[0]) if f.neurons else None
+
+
+def _detector(o: ScanOutcome, s: ScanSettings) -> dict:
+    """detector.json: what ``dora-clean apply`` needs to score new images as this scan scored its own."""
+    return {
+        "format": "dora-clean detector", "version": 1,
+        "model": o.model_spec, "weights_sha256": o.fingerprint, "layer": o.layer,
+        "pooling": s.pooling, "prefix_tokens": s.prefix_tokens, "image_size": o.size,
+        "mean": list(o.mean), "std": list(o.std),
+        "findings": [f.detector() | {"label": None if o.evaluation is None else o.evaluation.label_of(f.id)}
+                     for f in o.findings],
+    }
 
 
 def _previous_summary(run: RunDir) -> dict:
@@ -482,6 +641,11 @@ def write_run(run: RunDir, o: ScanOutcome, s: ScanSettings, timings: dict[str, f
     run.write_skipped(o.skipped)
     plots = _plot(run, o, heat, s.pooling)
     summary = _summary(o, s, timings, _previous_summary(run))
+    finding_plots = _plot_findings(run, o, summary["findings"])
+    for stale in run.path.glob("finding_*.png"):  # of a finding an earlier scan here had
+        if stale not in finding_plots.values():
+            stale.unlink()
+    run.write_detector(_detector(o, s))
     run.write_summary(summary)
-    write_report(run, summary, neurons, plots)
+    write_report(run, summary, neurons, plots, finding_plots)
     return summary

@@ -7,7 +7,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple, Sequence
 
@@ -30,9 +30,10 @@ SKIPPED = "skipped.csv"
 REMOVED = "removed.csv"
 SAMS = "sams"
 REPORT = "report.html"
+DETECTOR = "detector.json"
 
 _NEURON_COLUMNS = ["neuron", "outlier_score", "infected", "dead", "atlas_x", "atlas_y"]
-_REMOVED_COLUMNS = ["filepath", "reason", "score"]
+_REMOVED_COLUMNS = ["filepath", "reason", "score", "findings"]
 
 
 @dataclass
@@ -43,8 +44,24 @@ class Scores:
     labels: list[str]  # class folder names ("" in a flat layout)
     score: np.ndarray  # float
     neurons: dict[int, np.ndarray]  # infected neuron -> its score per image (column order: the infected order)
-    flagged: np.ndarray  # bool
+    flagged: np.ndarray  # bool: the union of the confident findings' flags (finding 1's where none is confident)
     artifact: np.ndarray | None  # bool, only when labels were given; None for an image the labels leave out
+    findings: dict[int, np.ndarray] = field(default_factory=dict)  # finding id -> its score per image
+    finding_flags: dict[int, np.ndarray] = field(default_factory=dict)  # finding id -> the images it flags (bool)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)  # label column -> labels, with several columns
+
+    def flags_of(self, finding: int) -> np.ndarray:
+        """The images a finding flags; a run written before findings has one: ``flagged``."""
+        if finding in self.finding_flags:
+            return self.finding_flags[finding]
+        if not self.finding_flags and finding == 1:
+            return self.flagged
+        raise DoraError(f"the run has no finding {finding} (it has: {', '.join(map(str, self.finding_ids)) or 'none'})")
+
+    @property
+    def finding_ids(self) -> list[int]:
+        """The run's findings, by id (``[1]`` for a run written before findings)."""
+        return sorted(self.finding_flags) or [1]
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,7 @@ class RemovedRow:
     filepath: str
     reason: str  # "tagged", "flagged" or "skipped[: why]"
     score: float | None = None  # None for a skipped image
+    findings: tuple[int, ...] = ()  # the chosen findings that flag it (for "flagged")
 
 
 class SamsImage(NamedTuple):
@@ -97,9 +115,9 @@ def _cell(value: Any) -> Any:
     return "" if value is None or value == "" else int(value)
 
 
-def _artifact_column(rows: list[dict]) -> np.ndarray:
-    """The artifact labels: bool, or (where the labels file left some images out) objects with None for those."""
-    values = [None if r["artifact"] in ("", None) else int(r["artifact"]) == 1 for r in rows]
+def _artifact_column(rows: list[dict], column: str = "artifact") -> np.ndarray:
+    """Artifact labels: bool, or (where the labels file left some images out) objects with None for those."""
+    values = [None if r[column] in ("", None) else int(r[column]) == 1 for r in rows]
     return np.array(values, dtype=object if None in values else bool)
 
 
@@ -108,7 +126,8 @@ def removed_csv(rows: Iterable[RemovedRow]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(_REMOVED_COLUMNS)
-    w.writerows([r.filepath, r.reason, "" if r.score is None else repr(float(r.score))] for r in rows)
+    w.writerows([r.filepath, r.reason, "" if r.score is None else repr(float(r.score)), " ".join(map(str, r.findings))]
+                for r in rows)
     return buf.getvalue()
 
 
@@ -155,6 +174,10 @@ class RunDir:
         return self.path / REPORT
 
     @property
+    def detector_path(self) -> Path:
+        return self.path / DETECTOR
+
+    @property
     def atlas_plot(self) -> Path:
         return self.path / "atlas.png"
 
@@ -169,6 +192,10 @@ class RunDir:
     @property
     def flagged_plot(self) -> Path:
         return self.path / "flagged.png"
+
+    def finding_plot(self, finding: int) -> Path:
+        """The report's page of one finding, ``finding_K.png``."""
+        return self.path / f"finding_{finding}.png"
 
     def sams_image(self, neuron: int, sample: int) -> Path:
         """The path of one s-AMS image, ``sams/NEURON_SAMPLE.png``."""
@@ -207,6 +234,22 @@ class RunDir:
         """The scanned dataset's folder, from summary.json."""
         return dataset_root(self.read_summary() if summary is None else summary, self.path)
 
+    # -- detector.json ---------------------------------------------------------------------------------------
+    def write_detector(self, detector: dict) -> None:
+        """Write detector.json (atomically): what ``dora-clean apply`` needs to score new images."""
+        with atomic_write(self.detector_path) as f:
+            json.dump(detector, f, indent=1)
+            f.write("\n")
+
+    def read_detector(self) -> dict:
+        """The run's detector.json; a DoraError when there is none."""
+        try:
+            return json.loads(self.detector_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DoraError(f"{self.path} has no detector.json: scan again with this version of dora-clean") from None
+        except (OSError, ValueError) as e:
+            raise DoraError(f"cannot read {self.detector_path}: {e}") from None
+
     # -- neurons.csv -------------------------------------------------------------------------------------------
     def write_neurons(self, rows: Sequence[NeuronRow]) -> None:
         """Write neurons.csv; the ``auc`` column when the rows have one."""
@@ -242,14 +285,17 @@ class RunDir:
     # -- scores.csv --------------------------------------------------------------------------------------------
     def write_scores(self, scores: Scores) -> None:
         """Write scores.csv: one row per image."""
-        neurons = list(scores.neurons)
-        header = ["filepath", "label", "score"] + [f"neuron_{n}" for n in neurons] + ["flagged"]
-        if scores.artifact is not None:
-            header.append("artifact")
+        neurons, ids = list(scores.neurons), sorted(scores.findings)
+        header = (["filepath", "label", "score"] + [f"neuron_{n}" for n in neurons] + ["flagged"]
+                  + [c for k in ids for c in (f"finding_{k}", f"flagged_{k}")])
+        labels = ([scores.artifact] if scores.artifact is not None else []) + list(scores.artifacts.values())
+        header += (["artifact"] if scores.artifact is not None else []) + [f"artifact_{c}" for c in scores.artifacts]
         columns = [scores.neurons[n] for n in neurons]
+        pairs = [(scores.findings[k], scores.finding_flags[k]) for k in ids]
         _write_csv(self.scores_path, header, (
             [p, scores.labels[i] or "", f"{scores.score[i]:.6f}"] + [f"{c[i]:.6f}" for c in columns]
-            + [int(scores.flagged[i])] + ([_cell(scores.artifact[i])] if scores.artifact is not None else [])
+            + [int(scores.flagged[i])] + [v for f, g in pairs for v in (f"{f[i]:.6f}", int(g[i]))]
+            + [_cell(c[i]) for c in labels]
             for i, p in enumerate(scores.filepaths)
         ))
 
@@ -275,6 +321,12 @@ class RunDir:
                 },
                 flagged=np.array([int(r["flagged"]) == 1 for r in rows], dtype=bool),
                 artifact=_artifact_column(rows) if "artifact" in columns else None,
+                findings={int(c[len("finding_"):]): np.array([float(r[c]) for r in rows], dtype=float)
+                          for c in columns if re.fullmatch(r"finding_\d+", c)},
+                finding_flags={int(c[len("flagged_"):]): np.array([int(r[c]) == 1 for r in rows], dtype=bool)
+                               for c in columns if re.fullmatch(r"flagged_\d+", c)},
+                artifacts={c[len("artifact_"):]: _artifact_column(rows, c)
+                           for c in columns if c.startswith("artifact_")},
             )
         except (TypeError, ValueError) as e:
             raise DoraError(f"{path} has a bad value: {e}") from None
@@ -316,7 +368,8 @@ class RunDir:
             rows, _ = _read_csv(self.removed_path)
         except FileNotFoundError:
             return []
-        return [RemovedRow(r["filepath"], r["reason"], float(r["score"]) if r.get("score") else None) for r in rows]
+        return [RemovedRow(r["filepath"], r["reason"], float(r["score"]) if r.get("score") else None,
+                           tuple(int(k) for k in (r.get("findings") or "").split())) for r in rows]
 
     # -- sams/ -------------------------------------------------------------------------------------------------
     def copy_sams(self, source: Path, neurons: Sequence[int], n_signals: int) -> None:

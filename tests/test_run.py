@@ -79,7 +79,16 @@ def test_scores_neurons_and_files(run, planted):
     out, summary = run
     inf = summary["infected_neurons"]
     rows = read_csv(out / "scores.csv")
-    assert list(rows[0]) == ["filepath", "label", "score"] + [f"neuron_{n}" for n in inf] + ["flagged", "artifact"]
+    ids = [f["id"] for f in summary["findings"]]
+    assert ids == list(range(1, len(ids) + 1))
+    assert list(rows[0]) == (["filepath", "label", "score"] + [f"neuron_{n}" for n in inf] + ["flagged"]
+                             + [c for k in ids for c in (f"finding_{k}", f"flagged_{k}")] + ["artifact"])
+    assert all(r["score"] == r["finding_1"] for r in rows)  # the old score is the first finding's
+    for f in summary["findings"]:
+        assert sum(int(r[f"flagged_{f['id']}"]) for r in rows) == f["n_flagged"]
+        assert f["label"] == "artifact" and set(f["auc"]) == {"artifact"}
+    confident = [f["id"] for f in summary["findings"] if f["confident"]] or [1]
+    assert all(r["flagged"] == str(max(int(r[f"flagged_{k}"]) for k in confident)) for r in rows)
     assert len(rows) == 160
     assert [r["filepath"] for r in rows] == sorted(r["filepath"] for r in rows)
     assert all(r["label"] == r["filepath"].split("/")[0] for r in rows)
@@ -165,7 +174,7 @@ def test_flag_overrides(run, planted, tmp_path):
 def test_bad_labels_and_outputs_fail_early_and_clearly(planted, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("filepath,artifact\ncircle/circle_00000.png,maybe\n")
-    with pytest.raises(DoraError, match="artifact must be 0 or 1.*line 2"):
+    with pytest.raises(DoraError, match="must be 0 or 1.*line 2"):
         scan_dataset(planted, ScanSettings(labels=str(bad), out=str(tmp_path / "o"), progress=False))
     bad.write_text("path,label\n")
     with pytest.raises(DoraError, match="needs the columns filepath,artifact"):

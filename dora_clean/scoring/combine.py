@@ -12,7 +12,7 @@ from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, neighbourhood, tail_pursui
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows
 from .thresholds import RECRUIT_AUC, flag_threshold, separation
 
-__all__ = ["PIECES", "ArtifactScores", "ScoringSettings", "artifact_scores"]
+__all__ = ["PIECES", "ArtifactScores", "Candidate", "ScoringSettings", "artifact_scores"]
 
 
 #: The pieces of the combined score that :class:`ScoringSettings` can switch off (the ablation of
@@ -43,6 +43,40 @@ class ScoringSettings:
 
 
 @dataclass
+class Candidate:
+    """One grown seed's score: a suspected artifact, turned so that the images it flags (above
+    ``threshold``) are the smaller group.
+
+    Attributes:
+        seed: how its first neurons were chosen (:class:`~.seeds.Seed`).
+        combined: neuron id -> direction, the neurons its score averages.
+        score: [N] their mean oriented robust z-score.
+        threshold: its label-free threshold.
+        separation: its :func:`separation` at that threshold.
+        class_lambda: its flagged set's :func:`class_lambda` (0 without class folders).
+    """
+
+    seed: str
+    combined: dict[int, int]
+    score: np.ndarray
+    threshold: float
+    separation: float
+    class_lambda: float
+
+    @property
+    def merit(self) -> float:
+        """What the seeds compete on: the separation, less :data:`LAMBDA_WEIGHT` times the class lambda."""
+        return self.separation - LAMBDA_WEIGHT * self.class_lambda
+
+    def turned(self) -> "Candidate":
+        """The candidate turned, where it flags more than half the images (an artifact is on a minority)."""
+        if np.mean(self.score > self.threshold) <= 0.5:
+            return self
+        return Candidate(self.seed, {n: -o for n, o in self.combined.items()}, -self.score, -self.threshold,
+                         self.separation, self.class_lambda)
+
+
+@dataclass
 class ArtifactScores:
     """Every image's artifact scores.
 
@@ -62,6 +96,10 @@ class ArtifactScores:
         class_lambda: the combined score's :func:`class_lambda` (None without class folders).
         threshold: the label-free threshold on ``score`` (:func:`flag_threshold`, with the layer's
             ranks where neurons were recruited): the images above it are flagged.
+        candidates: every grown seed's score (:class:`Candidate`), the winner first, then by
+            :attr:`Candidate.merit`; those set aside as class content last. The findings are made of them
+            (:mod:`.findings`).
+        own_orient: [m] each infected neuron's own direction (:func:`orientation`).
     """
 
     per_neuron: np.ndarray
@@ -73,6 +111,18 @@ class ArtifactScores:
     class_content: dict[str, float] = field(default_factory=dict)
     class_lambda: float | None = None
     threshold: float = float("nan")
+    candidates: list[Candidate] = field(default_factory=list)
+    own_orient: np.ndarray | None = None
+
+    def following(self, candidate: Candidate, infected: Sequence[int]) -> "ArtifactScores":
+        """These scores with ``candidate`` as the combined score (``infected``: the infected neurons, in
+        ``per_neuron``'s order)."""
+        own = self.orient if self.own_orient is None else self.own_orient
+        orient = np.array([candidate.combined.get(int(n), o) for n, o in zip(infected, own)], dtype=np.float64)
+        return ArtifactScores(self.per_neuron, orient, candidate.score, candidate.combined, candidate.seed,
+                              candidate.separation, self.class_content,
+                              None if self.class_lambda is None else round(candidate.class_lambda, 4),
+                              candidate.threshold, self.candidates, own)
 
 
 def artifact_scores(
@@ -139,24 +189,24 @@ def artifact_scores(
     def split(score: np.ndarray) -> float:  # on the images the layer was ranked on, where it was
         return flag_threshold(score if rows is None or split_ranks is None else score[rows], split_ranks)
 
-    grown = []  # (separation, seed, score, combined, class lambda, threshold) per seed
+    grown = []
     for name, combined in starts.items():
         if ranks is not None:
             combined = grow_seed(chosen_on, combined, recruit_auc, split_ranks, near="near_recruits" not in off)
         score = mean_score(layer, combined)
         t = split(score)
         lam = class_lambda(score > t, codes) if by_class and "class_rule" not in off else 0.0
-        grown.append((separation(score, t), name, score, combined, lam, t))
-    kept = [g for g in grown if g[4] < CLASS_LAMBDA] or [min(grown, key=lambda g: g[4])]
+        grown.append(Candidate(name, combined, score, float(t), separation(score, t), lam))
+    kept = [g for g in grown if g.class_lambda < CLASS_LAMBDA] or [min(grown, key=lambda g: g.class_lambda)]
     best = kept[0]
     for g in kept[1:]:  # the earlier seed (agreement first) keeps a tie
-        if g[0] - LAMBDA_WEIGHT * g[4] > best[0] - LAMBDA_WEIGHT * best[4] + 1e-9:
+        if g.merit > best.merit + 1e-9:
             best = g
-    sep, name, score, combined, lam, t = best
-    if np.mean(score > t) > 0.5:
-        # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
-        score, combined, t = -score, {n: -o for n, o in combined.items()}, -t
-    orient = np.array([combined.get(int(n), o) for n, o in zip(infected, own)], dtype=np.float64)
-    class_content = {g[1]: round(g[4], 4) for g in grown if g[4] >= CLASS_LAMBDA and g is not best}
-    return ArtifactScores(per_neuron, orient, score, combined, name, sep, class_content,
-                          round(lam, 4) if by_class else None, float(t))
+    # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
+    others = sorted((g for g in grown if g is not best), key=lambda g: (g.class_lambda >= CLASS_LAMBDA, -g.merit))
+    candidates = [g.turned() for g in [best] + others]
+    winner = candidates[0]
+    class_content = {g.seed: round(g.class_lambda, 4) for g in grown if g.class_lambda >= CLASS_LAMBDA and g is not best}
+    return ArtifactScores(per_neuron, own, winner.score, winner.combined, winner.seed, winner.separation,
+                          class_content, round(winner.class_lambda, 4) if by_class else None, winner.threshold,
+                          candidates, own).following(winner, infected)

@@ -5,19 +5,40 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["POOLINGS", "robust_z", "skewness", "orientation", "combined_score", "mean_score", "layer_pooled", "pooled", "sample_rows"]
+__all__ = ["POOLINGS", "finding_score", "robust_scale", "robust_z", "skewness", "orientation", "combined_score", "mean_score", "layer_pooled", "pooled", "sample_rows"]
 
 
 POOLINGS = ("mean", "max")
 
 
-def robust_z(x: np.ndarray) -> np.ndarray:
-    """(x - median) / (1.4826 * MAD) per column; a column without spread is centred only."""
+def robust_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's centre (median) and spread (1.4826 * MAD; the standard deviation where the MAD is 0,
+    1 where that is 0 too): what :func:`robust_z` divides by."""
     x = np.asarray(x, dtype=np.float64)
     med = np.median(x, axis=0)
     mad = 1.4826 * np.median(np.abs(x - med), axis=0)
     spread = np.where(mad > 0, mad, np.std(x, axis=0))
-    return (x - med) / np.where(spread > 0, spread, 1.0)
+    return med, np.where(spread > 0, spread, 1.0)
+
+
+def robust_z(x: np.ndarray) -> np.ndarray:
+    """(x - median) / (1.4826 * MAD) per column; a column without spread is centred only."""
+    x = np.asarray(x, dtype=np.float64)
+    centre, spread = robust_scale(x)
+    return (x - centre) / spread
+
+
+def finding_score(activations: np.ndarray, neurons: Sequence[int], directions: Sequence[int],
+                  centre: Sequence[float], spread: Sequence[float]) -> np.ndarray:
+    """A finding's score [N]: the mean over its ``neurons`` of ``direction * (activation - centre) / spread``
+    (columns of ``activations`` [N, C], the layer's pooled activations). With each neuron's
+    :func:`robust_scale` over the same images it is :func:`mean_score`; a stored detector scores new images
+    with the scan's centre and spread."""
+    if not len(neurons):
+        return np.zeros(len(activations))
+    x = np.asarray(activations[:, list(neurons)], dtype=np.float64)
+    z = (x - np.asarray(centre, dtype=np.float64)) / np.asarray(spread, dtype=np.float64)
+    return (z * np.asarray(directions, dtype=np.float64)).mean(axis=1)
 
 
 def skewness(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,142 @@
+"""Findings: the suspected artifacts of a scan, each with its own neurons, score, flags and confidence.
+
+A dataset may carry several artifacts (rulers and ink marks, tubes and
+hospital text), and a layer may hold detectors of each. Every seed of the
+combined score (:mod:`.combine`) grows into a candidate; the candidates that
+flag other images than a better one are the findings, each judged on its own
+(:func:`~.confidence.assess`). Two candidates flag the same images when most
+of the smaller flagged set lies in the other (:data:`SAME_IMAGES`); the
+better one (the contest's winner first, then by merit) stands for both.
+
+Which candidates are reported: the contest's winner always (it is what the
+scan's single score was before findings), and any other that is confident or
+could become so on review: at most half the images flagged, at least one
+neuron of the layer reproducing its flags, and, with class folders, little
+association with them. At most :data:`MAX_FINDINGS`; confident ones first.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .combine import ArtifactScores, Candidate
+from .confidence import CLASS_ASSOCIATION, Confidence, assess
+from .stats import finding_score, robust_scale
+
+__all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images"]
+
+#: A scan reports at most this many findings.
+MAX_FINDINGS = 5
+
+#: Two flagged sets are one finding when this share of the smaller lies in the other.
+SAME_IMAGES = 0.5
+
+#: At most this many distinct candidates are judged (:func:`assess` ranks the whole layer once each).
+_MAX_JUDGED = 2 * MAX_FINDINGS
+
+
+@dataclass
+class Finding:
+    """One suspected artifact.
+
+    Attributes:
+        id: its rank, from 1 (confident findings first).
+        candidate: the grown seed it comes from (:class:`~.combine.Candidate`).
+        centre, spread: [len(neurons)] each of its neurons' median and spread over the scanned
+            images (:func:`robust_scale`): what :func:`~.stats.finding_score` needs to score new images.
+        threshold: the images whose score lies above it are flagged.
+        flagged: [N] bool, the images it flags.
+        confidence: whether its flags are an artifact to remove without review, and why not.
+    """
+
+    id: int
+    candidate: Candidate
+    centre: np.ndarray
+    spread: np.ndarray
+    threshold: float
+    flagged: np.ndarray
+    confidence: Confidence
+
+    @property
+    def neurons(self) -> dict[int, int]:
+        """Its neurons (infected and recruited): neuron id -> direction."""
+        return self.candidate.combined
+
+    @property
+    def score(self) -> np.ndarray:
+        return self.candidate.score
+
+    @property
+    def confident(self) -> bool:
+        return self.confidence.confident
+
+    def to_json(self, infected: list[int] | tuple[int, ...]) -> dict:
+        """Its entry in summary.json's ``findings`` (without labels)."""
+        return {
+            "id": self.id, "seed": self.candidate.seed,
+            "neurons": {str(n): int(d) for n, d in self.neurons.items()},
+            "infected_neurons": [int(n) for n in infected if int(n) in self.neurons],
+            "threshold": float(self.threshold), "n_flagged": int(self.flagged.sum()),
+            "confident": self.confident, "confidence": self.confidence.to_json(),
+            "separation": round(self.candidate.separation, 4),
+        }
+
+    def detector(self) -> dict:
+        """Its entry in detector.json's ``findings``."""
+        return {"id": self.id, "neurons": [int(n) for n in self.neurons],
+                "directions": [int(d) for d in self.neurons.values()],
+                "centre": [float(v) for v in self.centre], "spread": [float(v) for v in self.spread],
+                "threshold": float(self.threshold), "confident": self.confident}
+
+
+def same_images(a: np.ndarray, b: np.ndarray, share: float = SAME_IMAGES) -> bool:
+    """Whether two flagged sets are one finding: ``share`` of the smaller lies in the other."""
+    smaller = min(int(a.sum()), int(b.sum()))
+    return smaller > 0 and int(np.sum(a & b)) >= share * smaller
+
+
+def _worth_reporting(c: Confidence) -> bool:
+    """A candidate past the first is reported when it is confident or might be on review."""
+    return c.confident or (0 < c.flagged_share <= 0.5 and c.reproducing >= 1
+                           and (c.class_association is None or c.class_association < CLASS_ASSOCIATION))
+
+
+def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.ndarray | None = None,
+                  threshold: float | None = None, top: int | None = None) -> list[Finding]:
+    """The findings of a scan, ranked: confident ones first, the contest's winner first among its kind.
+
+    ``activations``: [N, C] the layer's pooled activations (possibly memory-mapped); ``scores``:
+    :func:`~.combine.artifact_scores` of them; ``codes``: the images' class folders as integers (None:
+    no class folders). ``threshold`` / ``top`` (the user's ``--threshold`` / ``--flag-top``) replace the
+    winner's label-free threshold: the images above ``threshold``, or the ``top`` highest.
+    """
+    found: list[tuple[Candidate, float, np.ndarray, Confidence]] = []
+    judged = 0
+    for rank, c in enumerate(scores.candidates):
+        t = c.threshold
+        if rank == 0 and top is not None:
+            ordered = np.sort(c.score)[::-1]
+            t = float(ordered[top]) if 0 <= top < len(ordered) else (-np.inf if top >= len(ordered) else np.inf)
+        elif rank == 0 and threshold is not None:
+            t = float(threshold)
+        flagged = c.score > t
+        if rank > 0 and (not flagged.any() or any(same_images(flagged, f[2]) for f in found)):
+            continue
+        if judged >= _MAX_JUDGED or len(found) >= MAX_FINDINGS:
+            break
+        judged += 1
+        confidence = assess(activations, flagged, codes)
+        if rank == 0 or _worth_reporting(confidence):
+            found.append((c, t, flagged, confidence))
+    found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind
+    out = []
+    for k, (c, t, flagged, confidence) in enumerate(found, start=1):
+        neurons = list(c.combined)
+        centre, spread = robust_scale(np.asarray(activations[:, neurons], dtype=np.float64))
+        # the score as a stored detector computes it (the same arithmetic: apply flags what the scan flagged)
+        score = finding_score(activations, neurons, list(c.combined.values()), centre, spread)
+        c = dataclasses.replace(c, score=score)
+        out.append(Finding(k, c, centre, spread, t, score > t, confidence))
+    return out
