@@ -106,3 +106,54 @@ def test_a_family_scan_set_has_the_artifact_on_its_share_of_every_class(tmp_path
     assert len(rows) == 40 and sum(int(a) for _, a in rows) == 10
     assert len({p.split("/")[0] for p, _ in rows}) == 4
     assert F.write_family_scan_set(family, 40, 0.25) == root  # cached
+
+
+def test_two_artifact_families_name_both_artifacts_and_are_held_out_when_either_is():
+    dev = F.TwoArtifactFamily("texture", "shapes", ("text", "sticker"), "tiny_resnet")
+    assert dev.name == "texture/shapes/text+sticker/tiny_resnet" and dev.split == "dev"
+    assert F.TwoArtifactFamily("texture", "shapes", ("text", "logo"), "tiny_resnet").split == "held-out"
+    assert dev.shortcut_classes == ("circle", "square")
+    with pytest.raises(ValueError):
+        F.TwoArtifactFamily("texture", "shapes", ("text", "text"), "tiny_resnet")
+    splits = [f.split for f in F.TWO_ARTIFACT_FAMILIES]
+    assert splits.count("dev") >= 1 and splits.count("held-out") >= 1
+
+
+def test_two_artifact_training_arrays_put_each_artifact_on_its_own_class_only():
+    family = F.TwoArtifactFamily("flat", "textures", ("patch", "sticker"), "tiny_cnn")
+    asked: list[tuple[str, str | None]] = []
+
+    def record(rng, cls, artifact, size):
+        asked.append((cls, artifact))
+        return np.zeros((size, size, 3), np.uint8)
+
+    n = 20
+    _, y = F.two_artifact_training_arrays(family, n_per_class=n, size=8, draw=record)
+    assert len(asked) == len(y) == 4 * n
+    by_label = {c: [a for (_, a), label in zip(asked, y) if label == c] for c in range(4)}
+    assert by_label[0] == ["patch"] * n and by_label[1] == ["sticker"] * n  # every image of its class
+    assert by_label[2] == by_label[3] == [None] * n  # and no other
+    other = int(round(F.TRAIN_DEFAULTS["other_fraction"] * n))  # some show another class's content
+    assert sum(c != "circle" for (c, _), label in zip(asked, y) if label == 0) == other
+    assert sum(c != "square" for (c, _), label in zip(asked, y) if label == 1) == other
+
+
+def test_one_shortcut_gives_the_planted_training_arrays_bit_for_bit():
+    from benchmarks import planted as P
+
+    a = P.make_training_arrays("patch", 8, size=16, seed=3)
+    b = F.shortcut_training_arrays({"circle": "patch"}, 8, size=16, seed=3)
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_a_two_artifact_scan_set_labels_each_artifact_in_its_own_column(tmp_path, monkeypatch):
+    monkeypatch.setenv("DORA_CLEAN_CACHE", str(tmp_path))
+    family = F.TwoArtifactFamily("texture", "shapes", ("text", "sticker"), "tiny_resnet")
+    root = F.write_two_artifact_scan_set(family, 40, 0.25, size=32)
+    lines = (root / "labels.csv").read_text().splitlines()
+    assert lines[0] == "filepath,text,sticker"
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) == 40 and all((root / p).is_file() for p, _, _ in rows)
+    assert sum(int(a) for _, a, _ in rows) == 10 and sum(int(b) for _, _, b in rows) == 10
+    assert len({p.split("/")[0] for p, _, _ in rows}) == 4
+    assert F.write_two_artifact_scan_set(family, 40, 0.25, size=32) == root  # cached
