@@ -154,7 +154,7 @@ def apply_detector(
     with _borrowed(model):
         return _apply(detector, chosen, dataset, out, ScanSettings(
             model=model if model is not None else detector.get("model"),
-            weights=None if weights is None else str(weights),
+            weights=str(weights) if weights is not None else (detector.get("weights") if model is None else None),
             device=device, batch_size=batch_size, workers=workers, progress=progress,
             trust_model_file=trust_model_file), model is None, log)
 

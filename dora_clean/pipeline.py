@@ -611,7 +611,8 @@ def _detector(o: ScanOutcome, s: ScanSettings) -> dict:
     """detector.json: what ``dora-clean apply`` needs to score new images as this scan scored its own."""
     return {
         "format": "dora-clean detector", "version": 1,
-        "model": o.model_spec, "weights_sha256": o.fingerprint, "layer": o.layer,
+        "model": o.model_spec, "weights": str(Path(s.weights).resolve()) if s.weights else None,
+        "weights_sha256": o.fingerprint, "layer": o.layer,
         "pooling": s.pooling, "prefix_tokens": s.prefix_tokens, "image_size": o.size,
         "mean": list(o.mean), "std": list(o.std),
         "findings": [f.detector() | {"label": None if o.evaluation is None else o.evaluation.label_of(f.id)}

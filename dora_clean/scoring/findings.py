@@ -105,7 +105,8 @@ def _worth_reporting(c: Confidence) -> bool:
 
 def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.ndarray | None = None,
                   threshold: float | None = None, top: int | None = None) -> list[Finding]:
-    """The findings of a scan, ranked: confident ones first, the contest's winner first among its kind.
+    """The findings of a scan, ranked: confident ones first, the contest's winner first among its kind
+    (first of all where ``threshold`` or ``top`` is given).
 
     ``activations``: [N, C] the layer's pooled activations (possibly memory-mapped); ``scores``:
     :func:`~.combine.artifact_scores` of them; ``codes``: the images' class folders as integers (None:
@@ -130,7 +131,8 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
         confidence = assess(activations, flagged, codes)
         if rank == 0 or _worth_reporting(confidence):
             found.append((c, t, flagged, confidence))
-    found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind
+    if threshold is None and top is None:  # the user's flags stay first
+        found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind
     out = []
     for k, (c, t, flagged, confidence) in enumerate(found, start=1):
         neurons = list(c.combined)

@@ -1,0 +1,91 @@
+"""Findings: one per suspected artifact, each with its own neurons, score, flags and confidence."""
+from __future__ import annotations
+
+import numpy as np
+
+from dora_clean.evaluate import auc
+from dora_clean.scoring import (
+    MAX_FINDINGS, artifact_scores, class_codes, find_findings, finding_score, mean_score, robust_scale, same_images,
+)
+
+
+def _two_artifacts(n: int = 3000, seed: int = 0):
+    """Labels of two artifacts (10% each, spread over four classes) and a layer of 40 neurons: five detectors
+    of each, four of class content, the rest noise."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.random(n) < 0.1, rng.random(n) < 0.1
+    cls = rng.integers(0, 4, n)
+    x = rng.normal(size=(n, 40))
+    x[:, 0:5] += 5.0 * a[:, None]
+    x[:, 5:10] += 5.0 * b[:, None]
+    x[:, 10:14] += 3.0 * (cls[:, None] == np.arange(4))
+    return a, b, np.array([f"c{c}" for c in cls]), x
+
+
+def _findings(x, classes, infected):
+    neighbours = {n: [m for m in range(10) if m // 5 == n // 5 and m != n] for n in infected}
+    scores = artifact_scores(x, x, infected, classes=classes, neighbours=neighbours)
+    return scores, find_findings(x, scores, class_codes(classes))
+
+
+def test_two_artifacts_are_two_confident_findings():
+    a, b, classes, x = _two_artifacts()
+    scores, found = _findings(x, classes, [0, 6, 12])
+    confident = [f for f in found if f.confident]
+    assert len(confident) == 2 and [f.id for f in found[:2]] == [1, 2]  # confident ones first
+    best = {name: max(confident, key=lambda f: auc(y, f.score)) for name, y in (("a", a), ("b", b))}
+    assert best["a"] is not best["b"]  # each artifact its own finding
+    for name, y in (("a", a), ("b", b)):
+        f = best[name]
+        assert auc(y, f.score) > 0.99
+        assert set(f.neurons) <= set(range(0, 5) if name == "a" else range(5, 10))  # its detectors only
+        assert np.mean(f.flagged == y) > 0.98
+    assert np.array_equal(scores.candidates[0].score, scores.score)  # the old score is the contest's winner
+    assert len(found) <= MAX_FINDINGS
+
+
+def test_a_findings_score_is_what_a_stored_detector_computes():
+    _, _, classes, x = _two_artifacts(seed=1)
+    _, found = _findings(x, classes, [0, 6])
+    for f in found:
+        neurons = list(f.neurons)
+        centre, spread = robust_scale(x[:, neurons])
+        assert np.array_equal(f.centre, centre) and np.array_equal(f.spread, spread)
+        again = finding_score(x, neurons, list(f.neurons.values()), f.centre.tolist(), f.spread.tolist())
+        assert np.array_equal(again, f.score)  # bit for bit: apply flags what the scan flagged
+        assert np.array_equal(again > f.threshold, f.flagged)
+        assert np.allclose(mean_score(x, f.neurons), f.score)
+        entry = f.detector()
+        assert entry["neurons"] == neurons and len(entry["centre"]) == len(neurons)
+
+
+def test_one_artifact_is_one_finding_and_class_content_none():
+    a, _, classes, x = _two_artifacts(seed=2)
+    x[:, 5:10] = np.random.default_rng(9).normal(size=(len(x), 5))  # no second artifact
+    _, found = _findings(x, classes, [0, 3, 12])
+    assert found[0].confident and auc(a, found[0].score) > 0.99
+    assert all(not f.confident for f in found[1:])
+    assert not any(same_images(found[0].flagged, f.flagged) for f in found[1:])  # distinct, or merged
+
+
+def test_overrides_set_the_first_findings_flags():
+    _, _, classes, x = _two_artifacts(seed=3)
+    scores = artifact_scores(x, x, [0, 6], classes=classes, neighbours={0: [1, 2], 6: [7, 8]})
+    codes = class_codes(classes)
+    first = find_findings(x, scores, codes, top=25)[0]  # the user's flags come first
+    assert first.candidate.seed == scores.seed
+    assert first.flagged.sum() == 25 and np.array_equal(first.flagged, first.score > first.threshold)
+    first = find_findings(x, scores, codes, threshold=-1e9)[0]
+    assert first.flagged.all() and not first.confident  # all images flagged: not an artifact
+
+
+def test_same_images():
+    a = np.zeros(100, dtype=bool)
+    a[:20] = True
+    b = np.zeros(100, dtype=bool)
+    b[10:40] = True
+    assert same_images(a, b)  # half of the smaller lies in the other
+    b[:] = False
+    b[15:60] = True
+    assert not same_images(a, b)
+    assert not same_images(a, np.zeros(100, dtype=bool))
