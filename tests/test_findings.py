@@ -89,3 +89,17 @@ def test_same_images():
     b[15:60] = True
     assert not same_images(a, b)
     assert not same_images(a, np.zeros(100, dtype=bool))
+
+
+def test_the_layers_most_skewed_neurons_find_an_artifact_the_infected_set_misses():
+    a, b, classes, x = _two_artifacts(seed=4)
+    scores, found = _findings(x, classes, [0, 12])  # no detector of b is infected
+    assert any(s.seed.startswith("skewed:") for s in scores.candidates)
+    assert scores.seed != "" and not scores.seed.startswith("skewed:")  # they do not compete for the score
+    of_b = max(found, key=lambda f: auc(b, f.score))
+    assert of_b.confident and of_b.candidate.seed.startswith("skewed:") and auc(b, of_b.score) > 0.99
+    from dora_clean.scoring import ScoringSettings
+    off = artifact_scores(x, x, [0, 12], classes=classes, neighbours={0: [1, 2], 12: [13]},
+                          settings=ScoringSettings(off=frozenset({"skewed"})))
+    assert not any(s.seed.startswith("skewed:") for s in off.candidates)
+    assert max(auc(b, f.score) for f in find_findings(x, off, class_codes(classes))) < 0.9

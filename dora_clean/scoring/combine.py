@@ -9,16 +9,21 @@ import numpy as np
 from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda
 from .recruiting import SELECT_ROWS, column_ranks, grow_seed
 from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, neighbourhood, tail_pursuit
-from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows
+from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
 from .thresholds import RECRUIT_AUC, flag_threshold, separation
 
-__all__ = ["PIECES", "ArtifactScores", "Candidate", "ScoringSettings", "artifact_scores"]
+__all__ = ["PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings", "artifact_scores"]
 
 
 #: The pieces of the combined score that :class:`ScoringSettings` can switch off (the ablation of
 #: docs/benchmark.md): the tail seed, the neighbourhood seeds, the single-neuron seeds, recruiting,
 #: the near-recruits, the nested threshold and the class rule.
-PIECES = ("tail", "neighbours", "neuron", "recruiting", "near_recruits", "nested", "class_rule")
+PIECES = ("tail", "neighbours", "neuron", "recruiting", "near_recruits", "nested", "class_rule", "skewed")
+
+#: Besides the infected neurons' seeds, each of the layer's this many most skewed neurons seeds a candidate
+#: finding (not the combined score): DORA's outlier step can miss the detectors of a second artifact, which
+#: still make a long tail over the images. Chosen on the dev two-artifact families (docs/benchmark.md).
+SKEWED_SEEDS = 16
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,15 @@ class ArtifactScores:
                               candidate.threshold, self.candidates, own)
 
 
+def _most_skewed(activations: np.ndarray, k: int, exclude: dict[int, int], block: int = 64) -> list[tuple[int, int]]:
+    """The ``k`` neurons (columns of ``activations`` [N, C]) of largest absolute skewness, but those of
+    ``exclude``, each with the direction of its tail: [(neuron, +1 or -1)]."""
+    skew = np.concatenate([np.atleast_1d(skewness(np.asarray(activations[:, a : a + block], dtype=np.float64)))
+                           for a in range(0, activations.shape[1], block)])
+    order = [int(c) for c in np.argsort(-np.abs(skew), kind="stable") if int(c) not in exclude]
+    return [(c, 1 if skew[c] >= 0 else -1) for c in order[:k]]
+
+
 def artifact_scores(
     mean_act: np.ndarray,
     max_act: np.ndarray,
@@ -202,9 +216,18 @@ def artifact_scores(
     for g in kept[1:]:  # the earlier seed (agreement first) keeps a tie
         if g.merit > best.merit + 1e-9:
             best = g
+    by_merit = lambda g: (g.class_lambda >= CLASS_LAMBDA, -g.merit)  # noqa: E731
+    others = sorted((g for g in grown if g is not best), key=by_merit)
+    skewed = []  # candidates only: they do not compete for the combined score
+    if ranks is not None and "skewed" not in off:
+        for c, sign in _most_skewed(chosen_on, SKEWED_SEEDS, exclude=best.combined):
+            combined = grow_seed(chosen_on, {c: sign}, recruit_auc, split_ranks, near="near_recruits" not in off)
+            score = mean_score(layer, combined)
+            t = split(score)
+            lam = class_lambda(score > t, codes) if by_class and "class_rule" not in off else 0.0
+            skewed.append(Candidate(str(Seed("skewed", c)), combined, score, float(t), separation(score, t), lam))
     # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
-    others = sorted((g for g in grown if g is not best), key=lambda g: (g.class_lambda >= CLASS_LAMBDA, -g.merit))
-    candidates = [g.turned() for g in [best] + others]
+    candidates = [g.turned() for g in [best] + others + sorted(skewed, key=by_merit)]
     winner = candidates[0]
     class_content = {g.seed: round(g.class_lambda, 4) for g in grown if g.class_lambda >= CLASS_LAMBDA and g is not best}
     return ArtifactScores(per_neuron, own, winner.score, winner.combined, winner.seed, winner.separation,

@@ -2,17 +2,17 @@
 
 A dataset may carry several artifacts (rulers and ink marks, tubes and
 hospital text), and a layer may hold detectors of each. Every seed of the
-combined score (:mod:`.combine`) grows into a candidate; the candidates that
+combined score (:mod:`.combine`) grows into a candidate, and so does each of the
+layer's most skewed neurons (DORA's infected set can miss the detectors of a
+second artifact, which still make a long tail); the candidates that
 flag other images than a better one are the findings, each judged on its own
 (:func:`~.confidence.assess`). Two candidates flag the same images when most
 of the smaller flagged set lies in the other (:data:`SAME_IMAGES`); the
 better one (the contest's winner first, then by merit) stands for both.
 
 Which candidates are reported: the contest's winner always (it is what the
-scan's single score was before findings), and any other that is confident or
-could become so on review: at most half the images flagged, at least one
-neuron of the layer reproducing its flags, and, with class folders, little
-association with them. At most :data:`MAX_FINDINGS`; confident ones first.
+scan's single score was before findings), and any other that is confident.
+At most :data:`MAX_FINDINGS`; confident ones first.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .combine import ArtifactScores, Candidate
-from .confidence import CLASS_ASSOCIATION, Confidence, assess
+from .confidence import Confidence, assess
 from .stats import finding_score, robust_scale
 
 __all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images"]
@@ -34,7 +34,7 @@ MAX_FINDINGS = 5
 SAME_IMAGES = 0.5
 
 #: At most this many distinct candidates are judged (:func:`assess` ranks the whole layer once each).
-_MAX_JUDGED = 2 * MAX_FINDINGS
+_MAX_JUDGED = 3 * MAX_FINDINGS
 
 
 @dataclass
@@ -97,12 +97,6 @@ def same_images(a: np.ndarray, b: np.ndarray, share: float = SAME_IMAGES) -> boo
     return smaller > 0 and int(np.sum(a & b)) >= share * smaller
 
 
-def _worth_reporting(c: Confidence) -> bool:
-    """A candidate past the first is reported when it is confident or might be on review."""
-    return c.confident or (0 < c.flagged_share <= 0.5 and c.reproducing >= 1
-                           and (c.class_association is None or c.class_association < CLASS_ASSOCIATION))
-
-
 def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.ndarray | None = None,
                   threshold: float | None = None, top: int | None = None) -> list[Finding]:
     """The findings of a scan, ranked: confident ones first, the contest's winner first among its kind
@@ -129,7 +123,7 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
             break
         judged += 1
         confidence = assess(activations, flagged, codes)
-        if rank == 0 or _worth_reporting(confidence):
+        if rank == 0 or confidence.confident:
             found.append((c, t, flagged, confidence))
     if threshold is None and top is None:  # the user's flags stay first
         found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind

@@ -16,8 +16,9 @@ class Seed:
     """How a score's first neurons were chosen, written ``kind`` or ``kind:neuron`` in summary.json.
 
     Kinds: ``agreement`` (:func:`agreeing`), ``tail`` (:func:`tail_pursuit`),
-    ``neighbours`` (infected ``neuron`` and its EA neighbours, :func:`neighbourhood`)
-    and ``neuron`` (infected ``neuron`` alone).
+    ``neighbours`` (infected ``neuron`` and its EA neighbours, :func:`neighbourhood`),
+    ``neuron`` (infected ``neuron`` alone) and ``skewed`` (one of the layer's most skewed neurons: a
+    candidate finding, never the combined score).
     """
 
     kind: str
