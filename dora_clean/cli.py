@@ -342,35 +342,57 @@ def review(run: str, address: str, port: int) -> None:
     launch_review(run, address=address, port=port, wait=True)
 
 
+def _finding_ids(value: str | None) -> list[int] | None:
+    """``1,3`` (or ``1 3``) -> [1, 3]; a DoraError (one line) for anything else."""
+    if value is None:
+        return None
+    parts = value.replace(",", " ").split()
+    if not parts or not all(p.isdigit() for p in parts):
+        raise DoraError(f"--findings {value!r}: give finding ids like 1,3 (see summary.json's findings)")
+    return [int(p) for p in parts]
+
+
 @main.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--to", "to", type=click.Path(file_okay=False), required=True, help="Where to write the cleaned copy.")
+@click.option("--findings", "findings", metavar="IDS",
+              help="Leave out the flags of these findings, like 1,3 (confident or not), plus what is tagged "
+                   "'remove'; instead of the policy's choice.")
 @click.option("--policy", type=click.Choice(["confident", "flagged", "tagged"]), default="confident",
               show_default=True,
-              help="confident: leave out what is tagged 'remove', and the flagged images not tagged 'keep' where the "
-                   "scan found an artifact it trusts; flagged: also where it did not; tagged: only what is tagged "
-                   "'remove'.")
+              help="confident: leave out what is tagged 'remove', and the flags not tagged 'keep' of the findings "
+                   "the scan trusts; flagged: of every finding; tagged: only what is tagged 'remove'.")
 @click.option("--symlink", is_flag=True, help="Symlink the kept images instead of copying them.")
 @click.option("--dry-run", is_flag=True, help="Print the counts; write nothing.")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --to folder.")
 @click.option("--quiet", "-q", is_flag=True)
 @handle_errors
-def export(run: str, to: str, policy: str, symlink: bool, dry_run: bool, overwrite: bool, quiet: bool) -> None:
+def export(run: str, to: str, findings: str | None, policy: str, symlink: bool, dry_run: bool, overwrite: bool,
+           quiet: bool) -> None:
     """Write a cleaned copy of RUN's dataset to --to (same layout), and removed.csv.
 
     The source dataset is never modified.
     """
     from .export import export_clean
 
+    chosen = _finding_ids(findings)
     counts = export_clean(run, to, policy=policy, dry_run=dry_run, overwrite=overwrite,
-                          mode="symlink" if symlink else "copy")
+                          mode="symlink" if symlink else "copy", findings=chosen)
+    used = counts.get("findings") or []
+    if used:
+        click.echo(f"{'would leave' if dry_run else 'left'} out the flags of finding{'s' if len(used) > 1 else ''} "
+                   f"{', '.join(map(str, used))}")
+    else:
+        click.echo("no finding's flags are left out" + (", only what is tagged 'remove'" if policy == "tagged" else ""))
     verb = "would keep" if dry_run else "kept"
     click.echo(f"{verb} {counts['kept']} of {counts['total']} images; left out {counts['removed_tagged']} tagged "
                f"'remove', {counts['removed_flagged']} flagged and {counts.get('removed_skipped', 0)} unreadable"
                + ("" if dry_run else f"; see {Path(to) / 'removed.csv'}"))
     if counts.get("left_for_review"):
-        click.echo(f"left for review: {counts['left_for_review']} flagged images were kept, because the scan found no "
-                   "artifact it trusts; tag them 'remove' in `dora-clean review`, or export with --policy flagged")
+        why = ("the scan trusts none of their findings" if chosen is None and policy == "confident"
+               else "their findings were not chosen")
+        click.echo(f"left for review: {counts['left_for_review']} flagged images were kept, because {why}; tag them "
+                   "'remove' in `dora-clean review`, or export with --findings IDS or --policy flagged")
 
 
 @main.command()

@@ -6,9 +6,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from .errors import DoraError
-from .review import KEEP_TAG, REMOVE_TAG, import_fiftyone
+from .review import KEEP_TAG, REMOVE_TAG, import_fiftyone, run_findings
 from .rundir import RemovedRow, RunDir, removed_csv, sample_filepaths
 
 __all__ = ["MODES", "POLICIES", "export_clean"]
@@ -48,34 +51,62 @@ def _review_tags(summary: dict, run_dir: Path, relpaths: list[str]) -> tuple[dic
     return {rel_of[fp]: set(t) for fp, t in zip(fps, tags) if fp in rel_of}, name
 
 
+def _chosen_findings(policy: str, findings: Sequence[int] | None, ids: list[int], summary: dict) -> list[int]:
+    """The findings whose flags the export leaves out: ``findings`` when given, else by the policy."""
+    if findings is not None:
+        if policy == "tagged":
+            raise DoraError("the policy 'tagged' leaves out only what is tagged 'remove', and findings pick flags "
+                            "to leave out: give one or the other")
+        chosen = sorted({int(k) for k in findings})
+        unknown = [k for k in chosen if k not in ids]
+        if unknown:
+            raise DoraError(f"the run has no finding {', '.join(map(str, unknown))} "
+                            f"(it has: {', '.join(map(str, ids))})")
+        return chosen
+    if policy == "tagged":
+        return []
+    if policy == "flagged":
+        return list(ids)
+    confident = {f["id"] for f in run_findings(summary) if f["confident"]}
+    return [k for k in ids if k in confident]
+
+
 def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str = "confident",
-                 dry_run: bool = False, overwrite: bool = False, mode: str = "copy") -> dict:
+                 dry_run: bool = False, overwrite: bool = False, mode: str = "copy",
+                 findings: Sequence[int] | None = None) -> dict:
     """Write a cleaned copy of the run's dataset to ``to``; returns the counts.
 
-    Policies (what is left out):
+    A scan reports findings (suspected artifacts, summary.json's
+    ``findings``; a run written before findings has one, id 1, its flags
+    ``flagged``, confident when ``artifact_found``). What is left out: images
+    tagged ``remove``, and the images flagged by a chosen finding unless tagged
+    ``keep``. The chosen findings: ``findings`` (ids, confident or not) when
+    given; otherwise by the policy:
 
-    - ``"confident"`` (default): images tagged ``remove``, and the images the
-      scan flagged (unless tagged ``keep``) where it found an artifact it
-      trusts (summary.json's ``artifact_found``); otherwise the flagged images
-      are kept and counted as ``left_for_review``;
-    - ``"flagged"``: images tagged ``remove``, and every image the scan
-      flagged unless it is tagged ``keep``;
-    - ``"tagged"``: only images tagged ``remove`` (the flags are ignored).
+    - ``"confident"`` (default): the findings the scan trusts (their
+      ``confident``); the other findings' flags are kept and counted as
+      ``left_for_review``;
+    - ``"flagged"``: every finding;
+    - ``"tagged"``: none, only images tagged ``remove`` (``findings`` cannot
+      go with it).
 
     ``remove`` wins over ``keep``. Tags come from the run's FiftyOne dataset
     (summary.json's ``fiftyone_dataset``) when it exists; otherwise there are
     none and only the flags count. Images the scan skipped (unreadable) are
     left out too. The copy keeps the layout and every relative path and file
     name; ``mode="symlink"`` links to the source files instead of copying
-    them. ``removed.csv`` (filepath, reason, score) lists what was left out;
-    it is written into ``to`` and into the run directory. ``dry_run`` only
-    counts. The source dataset is never modified; ``to`` must not exist or be
-    empty, unless ``overwrite`` (its contents are then replaced).
+    them. ``removed.csv`` (filepath, reason, score, findings: the chosen
+    findings that flag the image) lists what was left out; it is written into
+    ``to`` and into the run directory. ``dry_run`` only counts. The source
+    dataset is never modified; ``to`` must not exist or be empty, unless
+    ``overwrite`` (its contents are then replaced).
 
     Counts: ``total`` (images the scan saw) = ``kept`` + ``removed_tagged`` +
-    ``removed_flagged`` + ``removed_skipped``; ``left_for_review``: flagged
-    images kept because the flags were not confident; ``tags_from``: the
-    FiftyOne dataset the tags came from, or None.
+    ``removed_flagged`` + ``removed_skipped``; ``left_for_review``: images
+    flagged by a finding that was not chosen (and not tagged ``keep``), kept
+    (0 under the policy "tagged", which sets the flags aside); ``tags_from``:
+    the FiftyOne dataset the tags came from, or None; ``findings``: the
+    chosen findings' ids.
     """
     if policy not in POLICIES:
         raise DoraError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
@@ -85,6 +116,8 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
     run_dir = run.path
     summary = run.read_summary()
     scores = run.read_scores()
+    ids = scores.finding_ids
+    chosen = _chosen_findings(policy, findings, ids, summary)
     src = run.dataset_root(summary).resolve()
     if not src.is_dir():
         raise DoraError(f"the scanned dataset {src} is not there any more")
@@ -92,28 +125,33 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
     _check_target(src, run_dir, to, overwrite)
 
     tags, tags_from = _review_tags(summary, run_dir, scores.filepaths)
-    flags_count = policy == "flagged" or (policy == "confident" and bool(summary.get("artifact_found")))
+    flags = {k: scores.flags_of(k) for k in ids}
+    chosen_flags = [(k, flags[k]) for k in chosen]
+    review = np.logical_or.reduce(list(flags.values())) if policy != "tagged" or findings is not None \
+        else np.zeros(len(scores.filepaths), dtype=bool)
     kept: list[str] = []
     removed: list[RemovedRow] = []
     counts = dict.fromkeys(["kept", "removed_tagged", "removed_flagged", "removed_skipped", "left_for_review"], 0)
-    for rel, score, flagged in zip(scores.filepaths, scores.score, scores.flagged):
+    for i, (rel, score) in enumerate(zip(scores.filepaths, scores.score)):
         t = tags.get(rel, set())
+        by: tuple[int, ...] = ()
         if REMOVE_TAG in t:
             reason = "tagged"
-        elif flags_count and flagged and KEEP_TAG not in t:
+        elif KEEP_TAG not in t and (by := tuple(k for k, f in chosen_flags if f[i])):
             reason = "flagged"
         else:
             kept.append(rel)
             counts["kept"] += 1
-            counts["left_for_review"] += bool(policy == "confident" and flagged and KEEP_TAG not in t)
+            counts["left_for_review"] += bool(review[i] and KEEP_TAG not in t)
             continue
-        removed.append(RemovedRow(rel, reason, float(score)))
+        removed.append(RemovedRow(rel, reason, float(score), by))
         counts[f"removed_{reason}"] += 1
     for skipped in run.read_skipped():
         why = skipped.reason
         removed.append(RemovedRow(skipped.relpath, f"skipped: {why}" if why else "skipped"))
         counts["removed_skipped"] += 1
-    counts = {"total": len(scores.filepaths) + counts["removed_skipped"], **counts, "tags_from": tags_from}
+    counts = {"total": len(scores.filepaths) + counts["removed_skipped"], **counts, "tags_from": tags_from,
+              "findings": chosen}
     if dry_run:
         return counts
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from dora_clean.errors import DoraError
 from dora_clean.export import export_clean
 from dora_clean.review import to_fiftyone
+from dora_clean.rundir import RunDir
 from fakerun import make_run
 
 
@@ -30,6 +32,12 @@ def _removed(path: Path) -> dict[str, str]:
         return {r["filepath"]: r["reason"] for r in csv.DictReader(f)}
 
 
+def _removed_findings(path: Path) -> dict[str, str]:
+    """removed.csv's ``findings`` column."""
+    with open(path, newline="") as f:
+        return {r["filepath"]: r["findings"] for r in csv.DictReader(f)}
+
+
 @pytest.fixture
 def run(tmp_path):
     return make_run(tmp_path / "r", n_images=14)
@@ -44,7 +52,7 @@ def test_flagged_policy_without_fiftyone(run, tmp_path):
     expect_kept = {r["filepath"] for r in run.rows} - flagged
     assert counts == {"total": len(run.rows) + 1, "kept": len(expect_kept), "removed_tagged": 0,
                       "removed_flagged": len(flagged), "removed_skipped": 1, "left_for_review": 0,
-                      "tags_from": None}
+                      "tags_from": None, "findings": [1]}  # a run written before findings: finding 1 is `flagged`
     got = _tree(out)
     assert set(got) == expect_kept | {"removed.csv"}
     assert any("/sub/" in rel for rel in expect_kept)  # nested folders are kept
@@ -165,3 +173,123 @@ def test_symlink_mode_and_flat_layout(tmp_path):
         assert (out / rel).is_symlink()
         assert (out / rel).resolve() == (run.dataset / rel).resolve()
     assert _tree(run.dataset) == before
+
+
+# -- findings ----------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def two(tmp_path):
+    """A run with two findings: 1 confident, 2 not (it flags two of finding 1's images and two others)."""
+    return make_run(tmp_path / "r", n_images=14, findings=(True, False))
+
+
+def _all(run) -> set[str]:
+    return {r["filepath"] for r in run.rows}
+
+
+def test_default_removes_only_the_confident_findings(two, tmp_path):
+    before = _tree(two.dataset)
+    one, other = set(two.flagged_by(1)), set(two.flagged_by(2))
+    assert one & other and other - one  # the fake run is what the test needs
+    counts = export_clean(two.run_dir, tmp_path / "a")
+    assert counts["findings"] == [1]
+    assert counts["removed_flagged"] == len(one) and counts["left_for_review"] == len(other - one)
+    assert set(_tree(tmp_path / "a")) - {"removed.csv"} == _all(two) - one
+    by = _removed_findings(tmp_path / "a" / "removed.csv")
+    assert {rel: k for rel, k in by.items() if rel in _all(two)} == dict.fromkeys(one, "1")
+    assert by[two.skipped[0]] == ""
+    assert counts["kept"] + counts["removed_flagged"] + counts["removed_skipped"] == counts["total"]
+
+    counts = export_clean(two.run_dir, tmp_path / "b", findings=[2])  # the one the scan did not trust
+    assert counts["findings"] == [2]
+    assert counts["removed_flagged"] == len(other) and counts["left_for_review"] == len(one - other)
+    assert set(_tree(tmp_path / "b")) - {"removed.csv"} == _all(two) - other
+    by = _removed_findings(tmp_path / "b" / "removed.csv")
+    assert {rel: k for rel, k in by.items() if rel in _all(two)} == dict.fromkeys(other, "2")
+
+    counts = export_clean(two.run_dir, tmp_path / "c", findings=(2, 1))  # both: removed.csv says which
+    assert counts["findings"] == [1, 2] and counts["left_for_review"] == 0
+    assert counts["removed_flagged"] == len(one | other)
+    by = _removed_findings(tmp_path / "c" / "removed.csv")
+    assert {rel: k for rel, k in by.items() if rel in _all(two)} == {
+        rel: "1 2" if rel in one & other else ("1" if rel in one else "2") for rel in one | other}
+    rows = {r.filepath: r for r in RunDir(two.run_dir).read_removed()}
+    assert all(rows[rel].findings == (1, 2) for rel in one & other)
+
+    counts = export_clean(two.run_dir, tmp_path / "d", policy="flagged", dry_run=True)  # every finding
+    assert counts["findings"] == [1, 2] and counts["removed_flagged"] == len(one | other)
+    counts = export_clean(two.run_dir, tmp_path / "e", policy="tagged", dry_run=True)
+    assert counts["findings"] == [] and counts["removed_flagged"] == 0 and counts["left_for_review"] == 0
+    assert _tree(two.dataset) == before
+
+
+def test_keep_and_remove_tags_win_over_a_finding(two, tmp_path):
+    ds = to_fiftyone(two.run_dir, progress=False)
+    one, other = set(two.flagged_by(1)), set(two.flagged_by(2))
+    both, only2 = sorted(one & other), sorted(other - one)
+    by_rel = {os.path.relpath(fp, two.dataset): i for fp, i in zip(*ds.values(["filepath", "id"]))}
+    ds.select(by_rel[both[0]]).tag_samples("keep")  # flagged by both findings, but the user keeps it
+    ds.select(by_rel[only2[0]]).tag_samples("remove")  # finding 2 (not chosen), confirmed by the user
+    ds.select(by_rel[only2[1]]).tag_samples("keep")  # and one cleared: not left for review
+
+    counts = export_clean(two.run_dir, tmp_path / "a")  # finding 1 only
+    kept = set(_tree(tmp_path / "a")) - {"removed.csv"}
+    assert both[0] in kept and only2[0] not in kept and only2[1] in kept
+    assert counts["removed_tagged"] == 1 and counts["removed_flagged"] == len(one) - 1
+    assert counts["left_for_review"] == len(other - one) - 2
+    by = _removed_findings(tmp_path / "a" / "removed.csv")
+    assert _removed(tmp_path / "a" / "removed.csv")[only2[0]] == "tagged" and by[only2[0]] == ""
+
+    counts = export_clean(two.run_dir, tmp_path / "b", findings=[2])
+    kept = set(_tree(tmp_path / "b")) - {"removed.csv"}
+    assert kept == _all(two) - other | {both[0], only2[1]}
+    assert counts["removed_tagged"] == 1 and counts["removed_flagged"] == len(other) - 3
+
+
+def test_unknown_or_conflicting_findings_are_refused(two, tmp_path):
+    run = make_run(tmp_path / "old", n_images=8)
+    with pytest.raises(DoraError, match=r"no finding 5 \(it has: 1, 2\)"):
+        export_clean(two.run_dir, tmp_path / "x", findings=[1, 5])
+    with pytest.raises(DoraError, match="tagged"):
+        export_clean(two.run_dir, tmp_path / "x", findings=[1], policy="tagged")
+    with pytest.raises(DoraError, match=r"no finding 2 \(it has: 1\)"):  # a run written before findings
+        export_clean(run.run_dir, tmp_path / "x", findings=[2])
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_run_without_findings_exports_as_before(tmp_path):
+    for confident in (True, False):
+        run = make_run(tmp_path / f"r{confident}", n_images=14, confident=confident)
+        flagged = set(run.flagged)
+        counts = export_clean(run.run_dir, tmp_path / f"a{confident}", dry_run=True)
+        assert counts["findings"] == ([1] if confident else [])
+        assert counts["removed_flagged"] == (len(flagged) if confident else 0)
+        assert counts["left_for_review"] == (0 if confident else len(flagged))
+        counts = export_clean(run.run_dir, tmp_path / f"b{confident}", findings=[1])  # on the user's word
+        assert counts["removed_flagged"] == len(flagged) and counts["left_for_review"] == 0
+        by = _removed_findings(tmp_path / f"b{confident}" / "removed.csv")
+        assert {rel: k for rel, k in by.items() if rel in flagged} == dict.fromkeys(flagged, "1")
+
+
+def test_export_command_takes_findings(two, tmp_path):
+    from click.testing import CliRunner
+
+    from dora_clean.cli import main
+
+    one, other = set(two.flagged_by(1)), set(two.flagged_by(2))
+    r = CliRunner().invoke(main, ["export", str(two.run_dir), "--to", str(tmp_path / "a"), "--findings", "2"])
+    assert r.exit_code == 0, r.output
+    assert "left out the flags of finding 2" in r.output
+    assert f"left out 0 tagged 'remove', {len(other)} flagged" in r.output
+    assert f"left for review: {len(one - other)} flagged images" in r.output
+    assert set(_tree(tmp_path / "a")) - {"removed.csv"} == _all(two) - other
+
+    r = CliRunner().invoke(main, ["export", str(two.run_dir), "--to", str(tmp_path / "b"), "--dry-run"])
+    assert r.exit_code == 0 and "would leave out the flags of finding 1\n" in r.output, r.output
+    assert "the scan trusts none of their findings" in r.output
+
+    for bad, message in (("1,x", "give finding ids like 1,3"), ("1,7", r"no finding 7 \(it has: 1, 2\)")):
+        r = CliRunner().invoke(main, ["export", str(two.run_dir), "--to", str(tmp_path / "c"), "--findings", bad])
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+        assert re.search(message, lines[0]), lines[0]

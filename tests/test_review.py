@@ -126,6 +126,82 @@ def test_refuses_a_dataset_it_did_not_make(tmp_path):
     other.delete()
 
 
+def _finding_views(ds) -> list[str]:
+    return sorted(v for v in ds.list_saved_views() if v.startswith("finding-"))
+
+
+def test_findings_fields_tags_and_views(tmp_path):
+    run = make_run(tmp_path, n_images=14, findings=(True, False))
+    ds = to_fiftyone(run.run_dir, progress=False)
+    assert ds.has_sample_field("dora_score") and ds.has_sample_field("dora_flagged")  # as before
+    assert len(ds.load_saved_view(FLAGGED_VIEW)) == len(ds.match_tags(FLAGGED_TAG)) == len(run.flagged)
+    assert _finding_views(ds) == ["finding-1", "finding-2"]
+    for k in (1, 2):
+        assert ds.has_sample_field(f"dora_finding_{k}")
+        values = _by_relpath(ds, run, f"dora_finding_{k}")
+        assert all(values[r["filepath"]] == pytest.approx(r[f"finding_{k}"]) for r in run.rows)
+        flagged = set(run.flagged_by(k))
+        tagged = ds.match_tags(f"dora:finding-{k}")
+        assert len(tagged) == len(flagged) and len(flagged) >= 4
+        assert {os.path.relpath(fp, run.dataset) for fp in tagged.values("filepath")} == flagged
+        view = ds.load_saved_view(f"finding-{k}")
+        got = view.values(f"dora_finding_{k}")
+        assert len(got) == len(flagged) and got == sorted(got, reverse=True)
+    assert set(run.flagged_by(2)) - set(run.flagged)  # finding 2 (not confident) flags images `flagged` leaves out
+    described = {v: ds.get_saved_view_info(v)["description"] for v in _finding_views(ds)}
+    assert "neurons +5, +2" in described["finding-1"] and "confident" in described["finding-1"]
+    assert "neurons -2, +7" in described["finding-2"] and "not confident" in described["finding-2"]
+    assert ds.info["findings"] == [{"id": 1, "neurons": {"5": 1, "2": 1}, "confident": True},
+                                   {"id": 2, "neurons": {"2": -1, "7": 1}, "confident": False}]
+
+
+def test_reimport_with_fewer_findings_removes_the_stale_ones(tmp_path):
+    run = make_run(tmp_path, n_images=12, findings=(True, False, False))
+    ds = to_fiftyone(run.run_dir, progress=False)
+    assert _finding_views(ds) == ["finding-1", "finding-2", "finding-3"]
+    only3 = sorted(set(run.flagged_by(3)) - set(run.flagged_by(2)))
+    ids = _by_relpath(ds, run, "id")
+    ds.select(ids[only3[0]]).tag_samples("remove")  # the user's review
+    ds.select(ids[only3[1]]).tag_samples("keep")
+    ds.save_view("mine", ds.match_tags("remove"))  # and a view of the user's own
+
+    run2 = make_run(tmp_path, n_images=12, findings=(False, True), seed=0, images=False)  # one finding fewer
+    ds2 = to_fiftyone(run2.run_dir, progress=False)
+    assert ds2.name == ds.name
+    assert not ds2.has_sample_field("dora_finding_3") and ds2.has_sample_field("dora_finding_2")
+    assert _finding_views(ds2) == ["finding-1", "finding-2"] and ds2.has_saved_view("mine")
+    counts = ds2.count_sample_tags()
+    assert "dora:finding-3" not in counts
+    assert counts["dora:finding-1"] == len(run2.flagged_by(1)) and counts["dora:finding-2"] == len(run2.flagged_by(2))
+    assert counts["remove"] == counts["keep"] == 1
+    tags = _by_relpath(ds2, run2, "tags")
+    assert "remove" in tags[only3[0]] and "keep" in tags[only3[1]]
+    assert [f["id"] for f in ds2.info["findings"]] == [2, 1]  # ranked: the confident one first
+    assert "not confident" in ds2.get_saved_view_info("finding-1")["description"]
+
+    run3 = make_run(tmp_path, n_images=12, seed=0, images=False)  # a run written before findings: one finding
+    ds3 = to_fiftyone(run3.run_dir, progress=False)
+    assert _finding_views(ds3) == ["finding-1"] and not ds3.has_sample_field("dora_finding_2")
+    assert ds3.values("dora_finding_1") == ds3.values("dora_score")
+    assert len(ds3.match_tags("dora:finding-1")) == len(run3.flagged)
+    assert "dora:finding-2" not in ds3.count_sample_tags()
+    assert ds3.info["findings"] == [{"id": 1, "neurons": {"5": 1, "2": 1}, "confident": True}]
+    assert len(ds3.match_tags("remove")) == len(ds3.match_tags("keep")) == 1
+
+
+def test_atlas_is_labelled_by_finding(tmp_path):
+    run = make_run(tmp_path, n_images=8, n_neurons=8, infected=(5, 2), n_sams=2, findings=(False, True))
+    ds = atlas_to_fiftyone(run.run_dir)
+    got = {n: (f, first) for n, f, first in zip(*ds.values(["neuron", "findings", "finding"]))}
+    # finding 1: neurons 5, 2; finding 2 (confident, so ranked first): neurons 2, 7
+    assert got[5] == ([1], 1) and got[7] == ([2], 2) and got[2] == ([2, 1], 2)
+    assert got[0] == ([], None) and got[3] == ([], None)
+    assert ds.match_tags("finding-1").distinct("neuron") == [2, 5]
+    assert ds.match_tags("finding-2").distinct("neuron") == [2, 7]
+    assert len(ds.match(fo.ViewField("finding") == 2)) == 2 * 2
+    assert [f["id"] for f in ds.info["findings"]] == [2, 1]
+
+
 def test_atlas_dataset_has_the_visualization(tmp_path):
     run = make_run(tmp_path, n_images=8, n_neurons=6, infected=(4, 1), n_sams=2)
     ds = atlas_to_fiftyone(run.run_dir)
@@ -146,6 +222,9 @@ def test_atlas_dataset_has_the_visualization(tmp_path):
     assert infected == [1, 4]
     assert ds.match(fo.ViewField("dead")).distinct("neuron") == [0]
     assert ds.match_tags("infected").distinct("neuron") == [1, 4]
+
+    assert ds.match_tags("finding-1").distinct("neuron") == [1, 4]  # a run without findings: one, its neurons
+    assert ds.match(fo.ViewField("finding") == None).distinct("neuron") == [0, 2, 3, 5]  # noqa: E711
 
     again = atlas_to_fiftyone(run.run_dir)  # a re-run rebuilds it under the same name
     assert again.name == ds.name and len(again) == 12 and again.list_brain_runs() == ["atlas"]

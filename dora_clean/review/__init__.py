@@ -4,7 +4,9 @@ pay for its import (seconds) or need its database (:mod:`.database`)."""
 from .app import launch_review
 from .atlas import ATLAS_BRAIN_KEY, atlas_to_fiftyone
 from .database import import_fiftyone
-from .dataset import FLAGGED_TAG, FLAGGED_VIEW, KEEP_TAG, REMOVE_TAG, default_name, to_fiftyone
+from .dataset import (FLAGGED_TAG, FLAGGED_VIEW, KEEP_TAG, REMOVE_TAG, default_name, finding_field, finding_tag,
+                      finding_view, run_findings, to_fiftyone)
 
 __all__ = ["ATLAS_BRAIN_KEY", "FLAGGED_TAG", "FLAGGED_VIEW", "KEEP_TAG", "REMOVE_TAG", "atlas_to_fiftyone",
-           "default_name", "import_fiftyone", "launch_review", "to_fiftyone"]
+           "default_name", "finding_field", "finding_tag", "finding_view", "import_fiftyone", "launch_review",
+           "run_findings", "to_fiftyone"]

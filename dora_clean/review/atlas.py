@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import DoraError
 from ..rundir import RunDir
 from .database import import_fiftyone
-from .dataset import default_name
+from .dataset import default_name, run_findings
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -25,9 +25,12 @@ def atlas_to_fiftyone(run_dir: str | os.PathLike, name: str | None = None) -> "f
     """A persistent dataset of the s-AMS images with the representation atlas.
 
     Fields ``neuron``, ``outlier_score``, ``infected``, ``dead`` (and ``auc``
-    where present); each image gets its neuron's atlas point in the brain run
-    "atlas" (``fob.compute_visualization`` with the given points). The dataset
-    is rebuilt on a re-run; its name goes into summary.json.
+    where present), ``findings`` (the ids of the findings whose neurons include
+    the neuron, ranked as in summary.json) and ``finding`` (the first of them,
+    or None); tags ``infected`` and ``finding-K``. Each image gets its neuron's
+    atlas point in the brain run "atlas" (``fob.compute_visualization`` with
+    the given points). The dataset is rebuilt on a re-run; its name goes into
+    summary.json.
     """
     run = RunDir(Path(run_dir).resolve())
     run_dir = run.path
@@ -51,6 +54,14 @@ def atlas_to_fiftyone(run_dir: str | os.PathLike, name: str | None = None) -> "f
         old.delete()
     ds = fo.Dataset(name, persistent=True)
     ds.info["dora_clean_run"] = str(run_dir)
+    findings = run_findings(summary)
+    ds.info["findings"] = findings
+    in_findings: dict[int, list[int]] = {}  # neuron -> the findings whose neurons include it, ranked
+    for f in findings:
+        for m in f["neurons"]:
+            in_findings.setdefault(int(m), []).append(f["id"])
+    ds.add_sample_field("findings", fo.ListField, subfield=fo.IntField)
+    ds.add_sample_field("finding", fo.IntField)
 
     samples = []
     for n, s, path in sams:
@@ -64,7 +75,10 @@ def atlas_to_fiftyone(run_dir: str | os.PathLike, name: str | None = None) -> "f
         }
         if with_auc:
             fields["auc"] = row.auc
-        tags = ["infected"] if row.infected else []
+        ids = in_findings.get(n, [])
+        fields["findings"] = list(ids)
+        fields["finding"] = ids[0] if ids else None
+        tags = (["infected"] if row.infected else []) + [f"finding-{k}" for k in ids]
         samples.append(fo.Sample(filepath=str(path), tags=tags, **fields))
     ds.add_samples(samples, progress=False)
     ds.save()

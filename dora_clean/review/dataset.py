@@ -16,7 +16,8 @@ from .database import import_fiftyone
 if TYPE_CHECKING:
     import fiftyone as fo
 
-__all__ = ["FLAGGED_TAG", "FLAGGED_VIEW", "KEEP_TAG", "REMOVE_TAG", "default_name", "to_fiftyone"]
+__all__ = ["FLAGGED_TAG", "FLAGGED_VIEW", "KEEP_TAG", "REMOVE_TAG", "default_name", "finding_field", "finding_tag",
+           "finding_view", "run_findings", "to_fiftyone"]
 
 
 FLAGGED_TAG = "dora:flagged"
@@ -29,6 +30,56 @@ KEEP_TAG = "keep"
 
 
 FLAGGED_VIEW = "flagged"
+
+
+def finding_field(finding: int) -> str:
+    """The review dataset's score field of a finding: ``dora_finding_K``."""
+    return f"dora_finding_{finding}"
+
+
+def finding_tag(finding: int) -> str:
+    """The tag on the images a finding flags: ``dora:finding-K``."""
+    return f"dora:finding-{finding}"
+
+
+def finding_view(finding: int) -> str:
+    """The saved view of a finding's flagged images: ``finding-K``."""
+    return f"finding-{finding}"
+
+
+_FINDING_FIELD = re.compile(r"dora_finding_\d+")
+_FINDING_TAG = re.compile(r"dora:finding-\d+")
+_FINDING_VIEW = re.compile(r"finding-\d+")
+
+
+def run_findings(summary: dict) -> list[dict]:
+    """summary.json's findings, ranked: ``id``, ``neurons`` ({"neuron": direction}), ``confident`` (and ``label``
+    where known). A run written before findings has one: id 1, its combined neurons, ``artifact_found``."""
+    if "findings" in summary:
+        out = []
+        for f in summary["findings"] or []:
+            entry = {"id": int(f["id"]), "neurons": {str(n): int(d) for n, d in (f.get("neurons") or {}).items()},
+                     "confident": bool(f.get("confident"))}
+            if f.get("label") is not None:
+                entry["label"] = f["label"]
+            out.append(entry)
+        return out
+    neurons = (summary.get("combined_orientation") or summary.get("infected_orientation")
+               or {str(n): 1 for n in summary.get("infected_neurons") or []})
+    return [{"id": 1, "neurons": {str(n): int(d) for n, d in neurons.items()},
+             "confident": bool(summary.get("artifact_found"))}]
+
+
+def _describe(finding: dict | None, k: int, n: int) -> str:
+    """A finding's saved view's description: its neurons, whether it is confident."""
+    if finding is None:
+        return f"flagged by dora-clean's finding {k} ({n} images), highest score first"
+    neurons = ", ".join(f"{'-' if d < 0 else '+'}{m}" for m, d in finding["neurons"].items()) or "none"
+    trust = "confident: the default export removes them" if finding["confident"] else \
+        "not confident: left for review"
+    label = f", detects {finding['label']!r}" if finding.get("label") else ""
+    return (f"flagged by dora-clean's finding {k} ({n} images; neurons {neurons}; {trust}{label}), "
+            "highest score first")
 
 
 def default_name(run_dir: str | os.PathLike, kind: str = "dora-clean") -> str:
@@ -96,9 +147,15 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
     the layout has classes), ``dora_score``, ``dora_neuron_<i>`` per infected
     neuron, ``dora_flagged`` and the ``dora:flagged`` tag, ``artifact`` (where
     labels were given) and ``dora_heatmap`` on the flagged images; and the
-    saved view "flagged", most suspicious first. On a re-run the scores are
-    replaced and every other tag (the user's ``remove``/``keep``) is kept.
-    The name (default: derived from the run directory) goes into summary.json.
+    saved view "flagged", most suspicious first. Per finding K (one, id 1, for
+    a run written before findings): the score ``dora_finding_K``, the tag
+    ``dora:finding-K`` on its flagged images and the saved view ``finding-K``
+    (those, highest score first; its description names the neurons and says
+    whether the finding is confident); ``ds.info["findings"]`` lists them. On a
+    re-run the scores are replaced, the fields, tags and views of findings that
+    are gone are removed, and every other tag (the user's ``remove``/``keep``)
+    is kept. The name (default: derived from the run directory) goes into
+    summary.json.
     """
     run = RunDir(Path(run_dir).resolve())
     run_dir = run.path
@@ -122,9 +179,15 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
     for n, values in scores.neurons.items():
         columns[f"dora_neuron_{n}"] = values.tolist()
     columns["dora_flagged"] = scores.flagged.tolist()
+    # the findings: those of scores.csv; a run written before findings has one, ``score`` and ``flagged``
+    finding_ids = sorted(scores.finding_flags) or ([] if summary.get("findings") == [] else [1])
+    for k in finding_ids:
+        columns[finding_field(k)] = scores.findings.get(k, scores.score).tolist()
     if scores.artifact is not None:
         columns["artifact"] = scores.artifact.tolist()
-    old = {f for f in ds.get_field_schema() if re.fullmatch(r"dora_neuron_\d+", f)}
+    schema = ds.get_field_schema()
+    old = {f for f in schema if re.fullmatch(r"dora_neuron_\d+", f)}
+    old_findings = {f for f in schema if _FINDING_FIELD.fullmatch(f)}
     kept = _sync_samples(fo, ds, filepaths, columns, progress)  # new samples come with their fields
     ds_filepaths, ids = ds.values(["filepath", "id"])
     order = np.array([row_of[fp] for fp in ds_filepaths], dtype=int)
@@ -134,11 +197,23 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
             ds.set_values(field, update, key_field="id", validate=False)
     for f in old - {f"dora_neuron_{n}" for n in scores.neurons}:
         ds.delete_sample_field(f)
+    for f in old_findings - {finding_field(k) for k in finding_ids}:
+        ds.delete_sample_field(f)
     if scores.artifact is None and ds.has_sample_field("artifact"):
         ds.delete_sample_field("artifact")
 
     ds.untag_samples(FLAGGED_TAG)
     ds.match(F("dora_flagged") == True).tag_samples(FLAGGED_TAG)  # noqa: E712
+    old_tags = [t for t in ds.count_sample_tags() if _FINDING_TAG.fullmatch(t)]
+    if old_tags:
+        ds.untag_samples(old_tags)
+    ids_arr = np.array(ids, dtype=object)
+    n_flagged = {}
+    for k in finding_ids:  # the ids of the samples it flags, as scores.csv says
+        rows_k = scores.flags_of(k)[order]
+        n_flagged[k] = int(rows_k.sum())
+        if n_flagged[k]:
+            ds.select(ids_arr[rows_k].tolist()).tag_samples(finding_tag(k))
 
     if ds.has_sample_field("dora_heatmap"):
         ds.clear_sample_field("dora_heatmap")
@@ -163,6 +238,13 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
     view = ds.match(F("dora_flagged") == True).sort_by("dora_score", reverse=True)  # noqa: E712
     ds.save_view(FLAGGED_VIEW, view, overwrite=True,
                  description="flagged by dora-clean, most suspicious first")
+    findings = {f["id"]: f for f in run_findings(summary)}
+    for k in finding_ids:
+        view = ds.match_tags(finding_tag(k)).sort_by(finding_field(k), reverse=True)
+        ds.save_view(finding_view(k), view, overwrite=True, description=_describe(findings.get(k), k, n_flagged[k]))
+    for v in ds.list_saved_views():
+        if _FINDING_VIEW.fullmatch(v) and int(v.split("-")[1]) not in finding_ids:
+            ds.delete_saved_view(v)
     if ds.app_config.active_fields is None:  # what the App shows at first; the user may change it
         ds.app_config.active_fields = fo.ActiveFields(
             paths=["tags", "ground_truth", "dora_heatmap"])
@@ -172,6 +254,8 @@ def to_fiftyone(run_dir: str | os.PathLike, name: str | None = None,
         "layer": summary.get("layer"),
         "infected_neurons": summary.get("infected_neurons"),
         "heatmap_neuron": summary.get("heatmap_neuron"),
+        "findings": [f for k, f in findings.items() if k in finding_ids]  # ranked, as summary.json
+        + [{"id": k, "neurons": {}, "confident": False} for k in finding_ids if k not in findings],
     })
     ds.save()
     run.update_summary(fiftyone_dataset=name)
