@@ -200,20 +200,43 @@ def _settings(**o):
 MINORITY_WARNING = 0.45
 
 
+def _print_findings(summary: dict) -> None:
+    """The table of findings: neurons, flagged images, confidence (and why not), AUC where labels were given."""
+    findings = summary.get("findings") or []
+    if not findings:
+        return
+    with_auc = any(f.get("auc") for f in findings)
+    click.echo(f"findings ({len(findings)}):")
+    click.echo(f"  {'#':>2} {'neurons':>7} {'infected':<12} {'flagged':>7} {'confident':<9}"
+               + (f" {'AUC (label)':<20}" if with_auc else "") + " why not")
+    for f in findings:
+        c = f.get("confidence") or {}
+        infected = ",".join(map(str, f.get("infected_neurons", []))) or "-"
+        auc, label = "", f.get("label")
+        if with_auc:
+            text = f"{f['auc'][label]:.3f} ({label})" if label and f["auc"].get(label) is not None else "-"
+            auc = f" {text:<20}"
+        click.echo(f"  {f['id']:>2} {len(f['neurons']):>7} {infected[:12]:<12} {f['n_flagged']:>7} "
+                   f"{'yes' if f['confident'] else 'no':<9}{auc} {'; '.join(c.get('reasons', [])) or '-'}")
+
+
 def _print_confidence(summary: dict) -> None:
     """Say whether the flags are an artifact dora-clean trusts, and what export will do with them."""
     c = summary.get("confidence") or {}
     n = summary["n_flagged"]
+    confident = [f["id"] for f in summary.get("findings", []) if f["confident"]]
     if summary.get("artifact_found"):
         assoc = c.get("class_association")
-        click.echo(f"artifact found: {n} flagged images, confident ({c['reproducing_neurons']} neurons of the layer "
-                   f"reproduce the flagged set" + ("" if assoc is None else f"; class association {assoc:.2f}")
+        which = (f"finding{'s' if len(confident) > 1 else ''} {', '.join(map(str, confident))}: "
+                 if confident else "")
+        click.echo(f"artifact found: {n} flagged images, confident ({which}{c['reproducing_neurons']} neurons of the "
+                   f"layer reproduce finding 1's flags" + ("" if assoc is None else f"; class association {assoc:.2f}")
                    + "); `dora-clean export` leaves them out")
     else:
         click.echo("no artifact found that dora-clean trusts: " + "; ".join(c.get("reasons", ["no confidence"])))
         if n:
             click.echo(f"  the {n} flagged images are left for review: `dora-clean export` leaves out only what is "
-                       "tagged 'remove' (or, with --policy flagged, every flagged image)")
+                       "tagged 'remove' (or, with --findings 1, finding 1's flags)")
 
 
 def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
@@ -245,6 +268,7 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
         echo(f"dead neurons: {len(summary['dead_neurons'])} (their s-AMS barely excite them; kept out)")
     echo(f"images: {summary['n_images']} scanned, {summary['n_flagged']} flagged, {summary['n_skipped']} skipped"
          + (" (see skipped.csv)" if summary["n_skipped"] else ""))
+    _print_findings(summary)
     _print_confidence(summary)
     if summary.get("flagging") == "otsu" and summary["n_flagged"] > MINORITY_WARNING * summary["n_images"]:
         echo(f"warning: {summary['n_flagged'] / summary['n_images']:.0%} of the images are flagged. The score takes "

@@ -5,32 +5,32 @@ import numpy as np
 
 from dora_clean.evaluate import auc
 from dora_clean.scoring import (
-    MAX_FINDINGS, artifact_scores, class_codes, find_findings, finding_score, mean_score, robust_scale, same_images,
+    EXTRA_REPRODUCING, MAX_FINDINGS, artifact_scores, class_codes, find_findings, finding_score, mean_score, robust_scale, same_images,
 )
 
 
 def _two_artifacts(n: int = 3000, seed: int = 0):
-    """Labels of two artifacts (10% each, spread over four classes) and a layer of 40 neurons: five detectors
-    of each, four of class content, the rest noise."""
+    """Labels of two artifacts (10% each, spread over four classes) and a layer of 40 neurons: eight detectors
+    of each (0-7 and 8-15), four of class content (16-19), the rest noise."""
     rng = np.random.default_rng(seed)
     a, b = rng.random(n) < 0.1, rng.random(n) < 0.1
     cls = rng.integers(0, 4, n)
     x = rng.normal(size=(n, 40))
-    x[:, 0:5] += 5.0 * a[:, None]
-    x[:, 5:10] += 5.0 * b[:, None]
-    x[:, 10:14] += 3.0 * (cls[:, None] == np.arange(4))
+    x[:, 0:8] += 5.0 * a[:, None]
+    x[:, 8:16] += 5.0 * b[:, None]
+    x[:, 16:20] += 3.0 * (cls[:, None] == np.arange(4))
     return a, b, np.array([f"c{c}" for c in cls]), x
 
 
 def _findings(x, classes, infected):
-    neighbours = {n: [m for m in range(10) if m // 5 == n // 5 and m != n] for n in infected}
+    neighbours = {n: [m for m in range(16) if m // 8 == n // 8 and m != n] for n in infected}
     scores = artifact_scores(x, x, infected, classes=classes, neighbours=neighbours)
     return scores, find_findings(x, scores, class_codes(classes))
 
 
 def test_two_artifacts_are_two_confident_findings():
     a, b, classes, x = _two_artifacts()
-    scores, found = _findings(x, classes, [0, 6, 12])
+    scores, found = _findings(x, classes, [0, 9, 17])
     confident = [f for f in found if f.confident]
     assert len(confident) == 2 and [f.id for f in found[:2]] == [1, 2]  # confident ones first
     best = {name: max(confident, key=lambda f: auc(y, f.score)) for name, y in (("a", a), ("b", b))}
@@ -38,15 +38,16 @@ def test_two_artifacts_are_two_confident_findings():
     for name, y in (("a", a), ("b", b)):
         f = best[name]
         assert auc(y, f.score) > 0.99
-        assert set(f.neurons) <= set(range(0, 5) if name == "a" else range(5, 10))  # its detectors only
+        assert set(f.neurons) <= set(range(0, 8) if name == "a" else range(8, 16))  # its detectors only
         assert np.mean(f.flagged == y) > 0.98
     assert np.array_equal(scores.candidates[0].score, scores.score)  # the old score is the contest's winner
     assert len(found) <= MAX_FINDINGS
+    assert all(f.confidence.reproducing >= EXTRA_REPRODUCING for f in found[1:])  # the stricter bar past the first
 
 
 def test_a_findings_score_is_what_a_stored_detector_computes():
     _, _, classes, x = _two_artifacts(seed=1)
-    _, found = _findings(x, classes, [0, 6])
+    _, found = _findings(x, classes, [0, 9])
     for f in found:
         neurons = list(f.neurons)
         centre, spread = robust_scale(x[:, neurons])
@@ -61,8 +62,8 @@ def test_a_findings_score_is_what_a_stored_detector_computes():
 
 def test_one_artifact_is_one_finding_and_class_content_none():
     a, _, classes, x = _two_artifacts(seed=2)
-    x[:, 5:10] = np.random.default_rng(9).normal(size=(len(x), 5))  # no second artifact
-    _, found = _findings(x, classes, [0, 3, 12])
+    x[:, 8:16] = np.random.default_rng(9).normal(size=(len(x), 8))  # no second artifact
+    _, found = _findings(x, classes, [0, 3, 17])
     assert found[0].confident and auc(a, found[0].score) > 0.99
     assert all(not f.confident for f in found[1:])
     assert not any(same_images(found[0].flagged, f.flagged) for f in found[1:])  # distinct, or merged
@@ -70,7 +71,7 @@ def test_one_artifact_is_one_finding_and_class_content_none():
 
 def test_overrides_set_the_first_findings_flags():
     _, _, classes, x = _two_artifacts(seed=3)
-    scores = artifact_scores(x, x, [0, 6], classes=classes, neighbours={0: [1, 2], 6: [7, 8]})
+    scores = artifact_scores(x, x, [0, 9], classes=classes, neighbours={0: [1, 2], 9: [10, 11]})
     codes = class_codes(classes)
     first = find_findings(x, scores, codes, top=25)[0]  # the user's flags come first
     assert first.candidate.seed == scores.seed
@@ -93,13 +94,13 @@ def test_same_images():
 
 def test_the_layers_most_skewed_neurons_find_an_artifact_the_infected_set_misses():
     a, b, classes, x = _two_artifacts(seed=4)
-    scores, found = _findings(x, classes, [0, 12])  # no detector of b is infected
+    scores, found = _findings(x, classes, [0, 17])  # no detector of b is infected
     assert any(s.seed.startswith("skewed:") for s in scores.candidates)
     assert scores.seed != "" and not scores.seed.startswith("skewed:")  # they do not compete for the score
     of_b = max(found, key=lambda f: auc(b, f.score))
     assert of_b.confident and of_b.candidate.seed.startswith("skewed:") and auc(b, of_b.score) > 0.99
     from dora_clean.scoring import ScoringSettings
-    off = artifact_scores(x, x, [0, 12], classes=classes, neighbours={0: [1, 2], 12: [13]},
+    off = artifact_scores(x, x, [0, 17], classes=classes, neighbours={0: [1, 2], 17: [18]},
                           settings=ScoringSettings(off=frozenset({"skewed"})))
     assert not any(s.seed.startswith("skewed:") for s in off.candidates)
     assert max(auc(b, f.score) for f in find_findings(x, off, class_codes(classes))) < 0.9

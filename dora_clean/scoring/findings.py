@@ -11,7 +11,8 @@ of the smaller flagged set lies in the other (:data:`SAME_IMAGES`); the
 better one (the contest's winner first, then by merit) stands for both.
 
 Which candidates are reported: the contest's winner always (it is what the
-scan's single score was before findings), and any other that is confident.
+scan's single score was before findings), and any other that is confident
+with at least :data:`EXTRA_REPRODUCING` neurons reproducing its flags.
 At most :data:`MAX_FINDINGS`; confident ones first.
 """
 from __future__ import annotations
@@ -22,13 +23,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .combine import ArtifactScores, Candidate
-from .confidence import Confidence, assess
+from .confidence import MIN_REPRODUCING, Confidence, assess
 from .stats import finding_score, robust_scale
 
-__all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images"]
+__all__ = ["EXTRA_REPRODUCING", "MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images"]
 
 #: A scan reports at most this many findings.
 MAX_FINDINGS = 5
+
+#: A finding past the contest's winner must be reproduced by this many of the layer's neurons (twice what
+#: confidence asks: a scan judges up to 15 candidates, and the more it judges, the likelier one passes by
+#: chance). Chosen on the dev families (docs/benchmark.md, "Findings").
+EXTRA_REPRODUCING = 2 * MIN_REPRODUCING
 
 #: Two flagged sets are one finding when this share of the smaller lies in the other.
 SAME_IMAGES = 0.5
@@ -123,7 +129,7 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
             break
         judged += 1
         confidence = assess(activations, flagged, codes)
-        if rank == 0 or confidence.confident:
+        if rank == 0 or (confidence.confident and confidence.reproducing >= EXTRA_REPRODUCING):
             found.append((c, t, flagged, confidence))
     if threshold is None and top is None:  # the user's flags stay first
         found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind
