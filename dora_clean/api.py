@@ -63,6 +63,13 @@ class ScanRun:
         return bool(self.summary.get("artifact_found"))
 
     @property
+    def findings(self) -> list[dict]:
+        """The suspected artifacts, ranked (summary.json's ``findings``): each with ``id``, ``neurons``,
+        ``n_flagged``, ``confident`` and ``confidence``; their scores and flags are scores.csv's
+        ``finding_K`` and ``flagged_K``."""
+        return list(self.summary.get("findings", []))
+
+    @property
     def infected_neurons(self) -> list[int]:
         """The infected neurons, most anomalous first."""
         return [int(n) for n in self.summary.get("infected_neurons", [])]
@@ -78,6 +85,13 @@ class ScanRun:
         from .export import export_clean
 
         return export_clean(self.path, to, **kw)
+
+    def apply(self, dataset: str | os.PathLike, **kw: Any) -> dict:
+        """Score new images with this scan's detector.json (:func:`dora_clean.detector.apply_detector`);
+        returns the summary of what it wrote."""
+        from .detector import apply_detector
+
+        return apply_detector(self.path, dataset, **kw)
 
     def review(self, **kw: Any):
         """The FiftyOne App on the flagged images (:func:`dora_clean.review.launch_review`)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dora_clean as dc
@@ -54,15 +55,23 @@ def test_open_an_earlier_run(run, tmp_path):
 
 @pytest.mark.slow
 def test_export_writes_a_clean_copy(run, data, tmp_path):
-    counts = run.export(tmp_path / "clean", policy="flagged")  # every flag, trusted or not
+    scores = run.scores
+
+    def flagged_by(ids):
+        return {p for k in ids for p, f in zip(scores.filepaths, scores.flags_of(k)) if f}
+
+    every = flagged_by(scores.finding_ids)
+    counts = run.export(tmp_path / "clean", policy="flagged")  # every finding's flags, trusted or not
     kept = sorted(p.relative_to(tmp_path / "clean").as_posix() for p in (tmp_path / "clean").rglob("*.png"))
-    assert kept == sorted(set(run.scores.filepaths) - set(run.flagged))
-    assert counts["kept"] == len(kept) and counts["removed_flagged"] == len(run.flagged)
+    assert kept == sorted(set(scores.filepaths) - every)
+    assert counts["kept"] == len(kept) and counts["removed_flagged"] == len(every)
     assert counts["removed_skipped"] == 1 and (tmp_path / "clean" / "removed.csv").is_file()
     assert all((tmp_path / "clean" / rel).read_bytes() == (data / rel).read_bytes() for rel in kept)
-    default = run.export(tmp_path / "default", dry_run=True)  # the flags only where the scan trusts them
-    assert default["removed_flagged"] == (len(run.flagged) if run.artifact_found else 0)
-    assert default["left_for_review"] == (0 if run.artifact_found else len(run.flagged))
+    default = run.export(tmp_path / "default", dry_run=True)  # the confident findings' flags only
+    trusted = flagged_by([f["id"] for f in run.findings if f["confident"]])
+    assert trusted == (set(run.flagged) if run.artifact_found else set())
+    assert default["removed_flagged"] == len(trusted)
+    assert default["left_for_review"] == len(every - trusted)
 
 
 def test_unknown_settings_are_refused_before_any_work(tmp_path):
@@ -201,3 +210,13 @@ def test_listing_restricted_to_given_files(tmp_path):
     for bad in ("../x.png", "/abs.png", "a/./x.png"):
         with pytest.raises(dc.DoraError, match="not a path relative to the dataset folder"):
             list_images(tmp_path, only=[bad])
+
+
+@pytest.mark.slow
+def test_findings_and_apply(run, data, tmp_path):
+    scores = run.scores
+    assert [f["id"] for f in run.findings] == scores.finding_ids
+    applied = run.apply(data, out=tmp_path / "applied", progress=False)  # the demo model, by its spec
+    again = dc.ScanRun(tmp_path / "applied").scores
+    assert again.filepaths == scores.filepaths and np.array_equal(again.flagged, scores.flagged)
+    assert applied["n_flagged"] == len(run.flagged)
