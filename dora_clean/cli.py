@@ -227,10 +227,10 @@ def _print_confidence(summary: dict) -> None:
     confident = [f["id"] for f in summary.get("findings", []) if f["confident"]]
     if summary.get("artifact_found"):
         assoc = c.get("class_association")
-        which = (f"finding{'s' if len(confident) > 1 else ''} {', '.join(map(str, confident))}: "
-                 if confident else "")
-        click.echo(f"artifact found: {n} flagged images, confident ({which}{c['reproducing_neurons']} neurons of the "
-                   f"layer reproduce finding 1's flags" + ("" if assoc is None else f"; class association {assoc:.2f}")
+        by = f" by finding{'s' if len(confident) > 1 else ''} {', '.join(map(str, confident))}" if confident else ""
+        click.echo(f"artifact found: {n} flagged images{by}, confident ({c['reproducing_neurons']} neurons of the "
+                   "layer reproduce " + ("finding 1's" if len(confident) > 1 else "the") + " flags"
+                   + ("" if assoc is None else f"; class association {assoc:.2f}")
                    + "); `dora-clean export` leaves them out")
     else:
         click.echo("no artifact found that dora-clean trusts: " + "; ".join(c.get("reasons", ["no confidence"])))

@@ -30,6 +30,11 @@ def test_the_demo_finds_the_planted_watermark_and_its_flags_export(tmp_path):
     assert f"infected neurons: {', '.join(map(str, summary['infected_neurons']))}" in r.stdout
     assert f"{summary['n_images']} scanned, {summary['n_flagged']} flagged" in r.stdout
     assert f"FiftyOne dataset: {summary['fiftyone_dataset']}" in r.stdout
+    assert f"findings ({len(summary['findings'])}):" in r.stdout  # the table, one row per finding
+    for f in summary["findings"]:
+        assert any(line.split()[:2] == [str(f["id"]), str(len(f["neurons"]))] and f"{f['n_flagged']}" in line
+                   for line in r.stdout.splitlines())
+    assert summary["findings"][0]["confident"] and summary["findings"][0]["label"] == "artifact"
     assert summary["n_images"] == 1000 and summary["n_skipped"] == 0
     # the watermark is found: the combined score ranks it, and the flags are the watermarked images
     assert summary["auc"]["combined"] >= 0.99
@@ -39,7 +44,8 @@ def test_the_demo_finds_the_planted_watermark_and_its_flags_export(tmp_path):
     marked = {r["filepath"] for r in rows if r["artifact"] == "1"}
     assert len(marked) == 200
     assert len(flagged & marked) >= 0.95 * len(flagged) and len(flagged & marked) >= 0.95 * len(marked)
-    for name in ("neurons.csv", "heatmaps.npy", "skipped.csv", "atlas.png", "report.html"):
+    for name in ("neurons.csv", "heatmaps.npy", "skipped.csv", "atlas.png", "report.html", "finding_1.png",
+                 "detector.json"):
         assert (run / name).is_file(), name
 
     clean = tmp_path / "clean"
