@@ -23,6 +23,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --split held-out    # every held-out family
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
     python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn
+    python benchmarks/families_benchmark.py --layers 1 --steps 32   # what a cheaper s-AMS setting costs
 
 Training takes about a minute a 4-class model on 2 cores, the s-AMS about as
 long a layer; everything is cached (``$DORA_CLEAN_CACHE``).
@@ -30,6 +31,7 @@ long a layer; everything is cached (``$DORA_CLEAN_CACHE``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -45,13 +47,17 @@ from families import FAMILIES, Family, default_layers, load_family_model, write_
 from planted_benchmark import Case, baselines, evaluate
 
 
+#: The s-AMS settings of every row (``--steps`` / ``--signals`` change them: what cheaper settings cost).
+SAMS = SamsConfig()
+
+
 def prepare(family: Family, layer: str, fraction: float, n_scan: int, clean_model: bool = False) -> Case:
     """Train (cached) the family's model, write (cached) its scan set, analyse ``layer`` and scan."""
     model, metrics = load_family_model(family, learned=not clean_model)
     root = write_family_scan_set(family, n_scan, fraction)
     labels = dict((p, int(a)) for p, a in (line.split(",") for line in (root / "labels.csv").read_text().splitlines()[1:]))
     entries, _, _ = list_images(root)
-    analysis = analyse_layer(model, layer, config=SamsConfig(), outliers=OutlierSettings(),
+    analysis = analyse_layer(model, layer, config=SAMS, outliers=OutlierSettings(),
                              options=AnalysisOptions(device="cpu", progress=False))
     options = ScanOptions(64, IMAGENET_MEAN, IMAGENET_STD, progress=False)
     key = scan_key(weights_hash(model), layer, root, entries, options)
@@ -191,7 +197,11 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
     ap.add_argument("--clean", action="store_true", help="the rows of models trained without any artifact")
     ap.add_argument("--ablation", action="store_true", help="each piece of the combined score off in turn")
+    ap.add_argument("--steps", type=int, help="s-AMS steps (default: the scan's, 128)")
+    ap.add_argument("--signals", type=int, help="s-AMS per neuron (default: the scan's, 4)")
     args = ap.parse_args()
+    global SAMS
+    SAMS = dataclasses.replace(SAMS, **{k: v for k, v in (("steps", args.steps), ("n_signals", args.signals)) if v})
     if args.clean:
         clean = [f for f in CLEAN_FAMILIES if args.split in ("all", f.split)]
         run_clean([f for f in clean if not args.family or any(s in f.name for s in args.family)], args.images)

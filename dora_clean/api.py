@@ -193,7 +193,7 @@ def _write_fields(collection: "fo.SampleCollection", run: ScanRun, ids: Sequence
     """The run's scores on the user's samples: fields, the flagged tag; None where the scan skipped a file."""
     import fiftyone as fo
 
-    from .review import FLAGGED_TAG
+    from .review import FLAGGED_TAG, finding_field, finding_tag
 
     scores = run.scores
     row_of = {rel: i for i, rel in enumerate(scores.filepaths)}
@@ -207,17 +207,21 @@ def _write_fields(collection: "fo.SampleCollection", run: ScanRun, ids: Sequence
     put("dora_flagged", scores.flagged.tolist())
     for n, values in scores.neurons.items():
         put(f"dora_neuron_{n}", values.tolist())
-    stale = {f for f in collection.get_field_schema() if re.fullmatch(r"dora_neuron_\d+", f)} \
-        - {f"dora_neuron_{n}" for n in scores.neurons}
-    for f in sorted(stale):  # an earlier call's infected neurons
+    for k, values in scores.findings.items():
+        put(finding_field(k), values.tolist())
+    stale = {f for f in collection.get_field_schema() if re.fullmatch(r"dora_(neuron|finding)_\d+", f)} \
+        - {f"dora_neuron_{n}" for n in scores.neurons} - {finding_field(k) for k in scores.findings}
+    for f in sorted(stale):  # an earlier call's infected neurons and findings
         if isinstance(collection, fo.Dataset):
             collection.delete_sample_field(f)
         else:
             collection.clear_sample_field(f)
-    collection.untag_samples(FLAGGED_TAG)
-    flagged = [sid for sid, r in zip(ids, rows) if r is not None and scores.flagged[r]]
-    if flagged:
-        collection.select(flagged).tag_samples(FLAGGED_TAG)
+    old_tags = [t for t in collection.count_sample_tags() if re.fullmatch(r"dora:finding-\d+", t)]
+    collection.untag_samples([FLAGGED_TAG] + old_tags)
+    for tag, flags in [(FLAGGED_TAG, scores.flagged)] + [(finding_tag(k), f) for k, f in scores.finding_flags.items()]:
+        chosen = [sid for sid, r in zip(ids, rows) if r is not None and flags[r]]
+        if chosen:
+            collection.select(chosen).tag_samples(tag)
 
 
 def compute_artifacts(
@@ -236,7 +240,8 @@ def compute_artifacts(
     (local, under one common folder) are scanned with ``model`` (a spec as
     ``--model``, or an ``nn.Module``) at ``layer``, and each sample gets
     ``dora_score``, ``dora_flagged`` (bool), ``dora_neuron_<i>`` per infected
-    neuron, and the tag ``dora:flagged`` when flagged (None where the scan
+    neuron, ``dora_finding_<K>`` per finding, the tag ``dora:flagged`` when
+    flagged and ``dora:finding-K`` when finding K flags it (None where the scan
     could not read the file). Nothing else of the dataset changes, and no
     review dataset is made (``run.to_fiftyone()`` makes one). ``labels_field``
     names a field of bools or 0/1 that says which images hold the artifact

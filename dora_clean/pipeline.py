@@ -463,25 +463,36 @@ def _plot_findings(run: RunDir, o: ScanOutcome, findings: list[dict]) -> dict[in
     for f, entry in zip(o.findings, findings):
         shown = list(entry["infected_neurons"]) + [n for n in f.neurons if n not in o.analysis.infected]
         sams = [(n, sams_np[index[n], 0].transpose(1, 2, 0)) for n in shown[:6] if n in index]
-        rows, maps = o.finding_maps.get(f.id, (np.zeros(0, dtype=np.int64), None))
-        imgs, titles, hms = [], [], []
-        for j, i in enumerate(rows):
-            try:
-                imgs.append(load_image(o.dataset / relpaths[i], o.size).permute(1, 2, 0).numpy())
-            except Exception:
-                continue
-            titles.append(f"{f.score[i]:.1f} {Path(relpaths[i]).name[:18]}")
-            hms.append(np.asarray(maps[j], dtype=np.float32))
+        rows, maps = o.finding_maps.get(f.id, (np.zeros(0, dtype=np.int64), np.zeros((0, 1, 1))))
         curve = None
         label = entry.get("label")
         if label is not None and o.evaluation is not None:
-            given = o.evaluation.columns[label]
-            rows_l = np.array([i for i, p in enumerate(relpaths) if p in given], dtype=np.int64)
-            y = np.array([given[relpaths[i]] for i in rows_l])
+            rows_l, y = _labelled(relpaths, o.evaluation.columns[label])
             curve = roc_curves(y, {f"finding {f.id} vs {label}": f.score[rows_l]})[0]
-        plot_finding(run.finding_plot(f.id), entry, sams, imgs, titles, hms, f.score, curve)
+        plot_finding(run.finding_plot(f.id), entry, sams, *_thumbnails(o, rows, f.score, maps), f.score, curve)
         out[f.id] = run.finding_plot(f.id)
     return out
+
+
+def _labelled(relpaths: list[str], given: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows that a label column labels, and their labels."""
+    rows = np.array([i for i, p in enumerate(relpaths) if p in given], dtype=np.int64)
+    return rows, np.array([given[relpaths[i]] for i in rows])
+
+
+def _thumbnails(o: ScanOutcome, rows: Sequence[int], score: np.ndarray, maps: np.ndarray
+                ) -> tuple[list[np.ndarray], list[str], list[np.ndarray]]:
+    """The images of some rows at the model's side, their titles (score, file name) and heatmaps (``maps``: one
+    per row); an image that cannot be read now is left out."""
+    imgs, titles, hms = [], [], []
+    for j, i in enumerate(rows):
+        try:
+            imgs.append(load_image(o.dataset / o.relpaths[i], o.size).permute(1, 2, 0).numpy())
+        except Exception:
+            continue
+        titles.append(f"{score[i]:.1f} {Path(o.relpaths[i]).name[:18]}")
+        hms.append(np.asarray(maps[j], dtype=np.float32))
+    return imgs, titles, hms
 
 
 def _heatmaps(o: ScanOutcome) -> np.ndarray:
@@ -504,8 +515,7 @@ def _plot(run: RunDir, o: ScanOutcome, heat: np.ndarray, pooling: str) -> list[P
     plots = [run.atlas_plot, run.sams_plot]
     relpaths = o.relpaths
     if o.aucs:
-        rows_l = np.array([i for i, p in enumerate(relpaths) if p in o.artifact_labels], dtype=np.int64)
-        y = np.array([o.artifact_labels[relpaths[i]] for i in rows_l])
+        rows_l, y = _labelled(relpaths, o.artifact_labels)
         named = {"combined": score[rows_l]}
         for j, n in enumerate(infected[:5]):
             flipped = orient[j] < 0
@@ -517,14 +527,7 @@ def _plot(run: RunDir, o: ScanOutcome, heat: np.ndarray, pooling: str) -> list[P
             named[f"best neuron {best} (oracle)"] = np.asarray(src[:, best])[rows_l]
         plot_roc(run.roc_plot, roc_curves(y, named))
         plots.append(run.roc_plot)
-    imgs, titles, hms = [], [], []
-    for i in o.shown:
-        try:
-            imgs.append(load_image(o.dataset / relpaths[i], o.size).permute(1, 2, 0).numpy())
-        except Exception:
-            continue
-        titles.append(f"{score[i]:.1f} {Path(relpaths[i]).name[:18]}")
-        hms.append(np.asarray(heat[i], dtype=np.float32))
+    imgs, titles, hms = _thumbnails(o, o.shown, score, heat[o.shown])
     if imgs:
         plot_flagged(run.flagged_plot, imgs, titles, hms)
         plots.append(run.flagged_plot)

@@ -102,6 +102,15 @@ def plot_roc(path: Path, curves: Sequence[Curve]) -> None:
     _save(fig, path)
 
 
+def _overlay(ax, img: np.ndarray, heatmap: np.ndarray | None, title: str) -> None:
+    """An image with a heatmap stretched over it, and a title."""
+    ax.imshow(img)
+    if heatmap is not None and heatmap.size:
+        ax.imshow(heatmap, cmap="jet", alpha=0.35, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5),
+                  interpolation="bilinear")
+    ax.set_title(title, fontsize=7)
+
+
 def plot_flagged(path: Path, images: Sequence[np.ndarray], titles: Sequence[str], heatmaps: Sequence[np.ndarray]) -> None:
     """A grid of the top flagged images with where the top infected neuron fires."""
     plt = _plt()
@@ -112,11 +121,7 @@ def plot_flagged(path: Path, images: Sequence[np.ndarray], titles: Sequence[str]
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title, hm in zip(axes.flat, images, titles, heatmaps):
-        ax.imshow(img)
-        if hm is not None and hm.size:
-            ax.imshow(hm, cmap="jet", alpha=0.35, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5),
-                      interpolation="bilinear")
-        ax.set_title(title, fontsize=7)
+        _overlay(ax, img, hm, title)
     fig.suptitle("Most suspicious images (heatmap: top infected neuron)")
     _save(fig, path)
 
@@ -140,11 +145,7 @@ def plot_finding(
         ax.axis("off")
     for j, (img, title, hm) in enumerate(zip(images, titles, heatmaps)):
         ax = fig.add_subplot(grid[1, j])
-        ax.imshow(img)
-        if hm is not None and hm.size:
-            ax.imshow(hm, cmap="jet", alpha=0.35, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5),
-                      interpolation="bilinear")
-        ax.set_title(title, fontsize=7)
+        _overlay(ax, img, hm, title)
         ax.axis("off")
     half = cols // 2
     ax = fig.add_subplot(grid[2, :half] if curve is not None else grid[2, :])

@@ -110,6 +110,22 @@ def _read_csv(path: Path) -> tuple[list[dict[str, str]], list[str]]:
         return rows, list(reader.fieldnames or [])
 
 
+def _read_json(path: Path, missing: str) -> dict:
+    """A JSON file; a DoraError saying ``missing`` when it is not there, or what is wrong with it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DoraError(missing) from None
+    except (OSError, ValueError) as e:
+        raise DoraError(f"cannot read {path}: {e}") from None
+
+
+def _write_json(path: Path, value: dict, indent: int) -> None:
+    with atomic_write(path) as f:
+        json.dump(value, f, indent=indent)
+        f.write("\n")
+
+
 def _cell(value: Any) -> Any:
     """An artifact label as written: 0/1, or empty for an image without a label."""
     return "" if value is None or value == "" else int(value)
@@ -210,18 +226,11 @@ class RunDir:
     # -- summary.json ------------------------------------------------------------------------------------------
     def read_summary(self) -> dict:
         """The run's summary.json; a DoraError when this is not a run."""
-        try:
-            return json.loads(self.summary_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DoraError(f"{self.path} is not a dora-clean run directory (no summary.json)") from None
-        except (OSError, ValueError) as e:
-            raise DoraError(f"cannot read {self.summary_path}: {e}") from None
+        return _read_json(self.summary_path, f"{self.path} is not a dora-clean run directory (no summary.json)")
 
     def write_summary(self, summary: dict) -> None:
         """Write summary.json (atomically)."""
-        with atomic_write(self.summary_path) as f:
-            json.dump(summary, f, indent=2)
-            f.write("\n")
+        _write_json(self.summary_path, summary, indent=2)
 
     def update_summary(self, **values: Any) -> dict:
         """Set keys of summary.json (read, update, atomic write); returns the new summary."""
@@ -237,18 +246,12 @@ class RunDir:
     # -- detector.json ---------------------------------------------------------------------------------------
     def write_detector(self, detector: dict) -> None:
         """Write detector.json (atomically): what ``dora-clean apply`` needs to score new images."""
-        with atomic_write(self.detector_path) as f:
-            json.dump(detector, f, indent=1)
-            f.write("\n")
+        _write_json(self.detector_path, detector, indent=1)
 
     def read_detector(self) -> dict:
         """The run's detector.json; a DoraError when there is none."""
-        try:
-            return json.loads(self.detector_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DoraError(f"{self.path} has no detector.json: scan again with this version of dora-clean") from None
-        except (OSError, ValueError) as e:
-            raise DoraError(f"cannot read {self.detector_path}: {e}") from None
+        return _read_json(self.detector_path,
+                          f"{self.path} has no detector.json: scan again with this version of dora-clean")
 
     # -- neurons.csv -------------------------------------------------------------------------------------------
     def write_neurons(self, rows: Sequence[NeuronRow]) -> None:

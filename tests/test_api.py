@@ -129,7 +129,9 @@ def test_compute_artifacts_writes_onto_the_users_dataset(user_dataset, data, tmp
     assert isinstance(run, dc.ScanRun) and run.summary["dataset"] == str(data.resolve())
     assert "auc" in run.summary  # the labels came from the field
     infected = run.infected_neurons
-    added = {"dora_score", "dora_flagged"} | {f"dora_neuron_{n}" for n in infected}
+    ids = [f["id"] for f in run.findings]
+    added = ({"dora_score", "dora_flagged"} | {f"dora_neuron_{n}" for n in infected}
+             | {f"dora_finding_{k}" for k in ids})
     assert set(ds.get_field_schema()) == before_fields | added
     assert fo.list_datasets() == datasets  # no review copy
     assert ds.info == {"owner": "me"}
@@ -152,7 +154,10 @@ def test_compute_artifacts_writes_onto_the_users_dataset(user_dataset, data, tmp
         assert ("dora:flagged" in sample.tags) is (rel in flagged)
         for n in infected:
             assert sample[f"dora_neuron_{n}"] == pytest.approx(scores.neurons[n][i], abs=1e-6)
-        assert set(sample.tags) - tags <= {"dora:flagged"}
+        for k in ids:
+            assert sample[f"dora_finding_{k}"] == pytest.approx(scores.findings[k][i], abs=1e-6)
+            assert (f"dora:finding-{k}" in sample.tags) is bool(scores.finding_flags[k][i])
+        assert set(sample.tags) - tags <= {"dora:flagged"} | {f"dora:finding-{k}" for k in ids}
     assert n_seen == 40 and len(ds.match_tags("dora:flagged")) == len(flagged) > 0
 
 

@@ -130,10 +130,10 @@ def test_heatmaps_skipped_removed_round_trip(tmp_path):
     assert run.skipped_path.read_bytes().decode() == "filepath,reason\r\na/b.png,cannot identify image file\r\nz.png,zero-byte file\r\n"
     assert run.read_skipped() == [Skipped("a/b.png", "cannot identify image file"), Skipped("z.png", "zero-byte file")]
 
-    removed = [RemovedRow("cat/a.png", "flagged", 0.1 + 0.2), RemovedRow("x.png", "skipped: broken")]
+    removed = [RemovedRow("cat/a.png", "flagged", 0.1 + 0.2, (1, 3)), RemovedRow("x.png", "skipped: broken")]
     run.write_removed(removed)
     assert run.removed_path.read_text() == removed_csv(removed) == \
-        "filepath,reason,score\ncat/a.png,flagged,0.30000000000000004\nx.png,skipped: broken,\n"
+        "filepath,reason,score,findings\ncat/a.png,flagged,0.30000000000000004,1 3\nx.png,skipped: broken,,\n"
     assert run.read_removed() == removed
 
 
@@ -221,3 +221,29 @@ def test_a_scans_run_directory_reads_back_exactly(scanned, tmp_path):
     again.write_heatmaps(run.read_heatmaps())
     for name in ("summary.json", "scores.csv", "neurons.csv", "skipped.csv", "heatmaps.npy"):
         assert (again.path / name).read_bytes() == (run.path / name).read_bytes(), name
+
+
+def test_findings_label_columns_and_the_detector_round_trip(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.create()
+    flags = {1: np.array([True, False, False]), 2: np.array([False, True, False])}
+    scores = Scores(["a.png", "b.png", "c.png"], ["", "", ""], np.array([0.5, 0.1, -1.0]), {},
+                    flags[1] | flags[2], np.array([1, 1, 0], dtype=bool),
+                    findings={1: np.array([2.0, 0.1, -1.0]), 2: np.array([0.0, 3.0, -0.5])}, finding_flags=flags,
+                    artifacts={"ruler": np.array([True, False, False]), "ink": np.array([False, True, False])})
+    run.write_scores(scores)
+    header = run.scores_path.read_text().splitlines()[0]
+    assert header == "filepath,label,score,flagged,finding_1,flagged_1,finding_2,flagged_2,artifact,artifact_ruler,artifact_ink"
+    back = run.read_scores()
+    assert back.finding_ids == [1, 2] and np.array_equal(back.flags_of(2), flags[2])
+    assert np.allclose(back.findings[2], scores.findings[2]) and list(back.artifacts) == ["ruler", "ink"]
+    assert back.artifacts["ink"].tolist() == [False, True, False]
+    with pytest.raises(DoraError, match="no finding 3 .*1, 2"):
+        back.flags_of(3)
+    old = Scores(["a.png"], [""], np.array([1.0]), {}, np.array([True]), None)  # a run from before findings
+    run.write_scores(old)
+    assert run.read_scores().finding_ids == [1] and run.read_scores().flags_of(1).tolist() == [True]
+    with pytest.raises(DoraError, match="no detector.json"):
+        run.read_detector()
+    run.write_detector({"format": "dora-clean detector", "findings": []})
+    assert run.read_detector()["format"] == "dora-clean detector"

@@ -8,7 +8,6 @@ counts and comparing the state dicts).
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
