@@ -6,9 +6,11 @@ combined score (:mod:`.combine`) grows into a candidate, and so does each of the
 layer's most skewed neurons (DORA's infected set can miss the detectors of a
 second artifact, which still make a long tail); the candidates that
 flag other images than a better one are the findings, each judged on its own
-(:func:`~.confidence.assess`). Two candidates flag the same images when most
-of the smaller flagged set lies in the other (:data:`SAME_IMAGES`); the
-better one (the contest's winner first, then by merit) stands for both.
+(:func:`~.confidence.assess`). Two candidates flag the same images when they
+share at least half of the larger flagged set (:data:`SAME_IMAGES`); the
+better one (the contest's winner first, then by merit) stands for both. (Half
+of the smaller would merge a rare artifact into a split by class that holds
+half of its images.)
 
 Which candidates are reported: the contest's winner always (it is what the
 scan's single score was before findings), and any other that is confident
@@ -36,7 +38,7 @@ MAX_FINDINGS = 5
 #: chance). Chosen on the dev families (docs/benchmark.md, "Findings").
 EXTRA_REPRODUCING = 2 * MIN_REPRODUCING
 
-#: Two flagged sets are one finding when this share of the smaller lies in the other.
+#: Two flagged sets are one finding when they share this share of the larger.
 SAME_IMAGES = 0.5
 
 #: At most this many distinct candidates are judged (:func:`assess` ranks the whole layer once each).
@@ -98,9 +100,9 @@ class Finding:
 
 
 def same_images(a: np.ndarray, b: np.ndarray, share: float = SAME_IMAGES) -> bool:
-    """Whether two flagged sets are one finding: ``share`` of the smaller lies in the other."""
-    smaller = min(int(a.sum()), int(b.sum()))
-    return smaller > 0 and int(np.sum(a & b)) >= share * smaller
+    """Whether two flagged sets are one finding: they share ``share`` of the larger."""
+    larger = max(int(a.sum()), int(b.sum()))
+    return larger > 0 and int(np.sum(a & b)) >= share * larger
 
 
 def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.ndarray | None = None,
