@@ -440,9 +440,7 @@ def export(run: str, to: str, findings: str | None, policy: str, symlink: bool, 
               help="Image-decoding worker processes. Default: as for scan.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or stage messages.")
 @handle_errors
-def apply(detector: str, dataset: str, out: str | None, model: str | None, weights: str | None,
-          trust_model_file: bool, findings: str | None, device: str, batch_size: int, workers: int | None,
-          quiet: bool) -> None:
+def apply(detector: str, dataset: str, findings: str | None, quiet: bool, **options) -> None:
     """Flag the images of DATASET with the findings of an earlier scan.
 
     RUN_OR_DETECTOR is a run directory of `dora-clean scan` or its
@@ -456,11 +454,10 @@ def apply(detector: str, dataset: str, out: str | None, model: str | None, weigh
     if not Path(dataset).is_dir():
         raise DoraError(f"dataset folder {dataset} does not exist" if not Path(dataset).exists()
                         else f"{dataset} is not a folder: give the folder that holds the images")
-    target = Path(out) if out else default_apply_dir(Path(dataset))
+    target = Path(options.pop("out") or default_apply_dir(Path(dataset)))
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
-    summary = apply_detector(detector, dataset, out=target, model=model, weights=weights, device=device,
-                             batch_size=batch_size, workers=workers, findings=_finding_ids(findings),
-                             progress=not quiet, trust_model_file=trust_model_file, log=log)
+    summary = apply_detector(detector, dataset, _finding_ids(findings), log, out=target, progress=not quiet,
+                             **options)
     click.echo(f"  {'finding':>7} {'flagged':>7} confident")
     for f in summary["findings"]:
         click.echo(f"  {f['id']:>7} {f['n_flagged']:>7} {'yes' if f['confident'] else 'no'}")

@@ -19,15 +19,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
-from torch import nn
 
 from .errors import DoraError
 from .rundir import DETECTOR, RunDir, Scores
 
-__all__ = ["DETECTOR_FORMAT", "DETECTOR_VERSION", "apply_detector", "default_apply_dir", "load_detector"]
+__all__ = ["APPLY_OPTIONS", "DETECTOR_FORMAT", "DETECTOR_VERSION", "apply_detector", "default_apply_dir", "load_detector"]
 
 #: detector.json's ``format`` and the ``version`` this dora-clean reads.
 DETECTOR_FORMAT = "dora-clean detector"
@@ -118,26 +117,25 @@ def _chosen(detector: dict, findings: Sequence[int] | None) -> list[dict]:
     return [by_id[k] for k in sorted({int(k) for k in findings})]
 
 
+#: The fields of :class:`~.pipeline.ScanSettings` that apply uses.
+APPLY_OPTIONS = ("out", "model", "weights", "device", "batch_size", "workers", "progress", "trust_model_file")
+
+
 def apply_detector(
     detector_or_path: dict | str | os.PathLike,
     dataset: str | os.PathLike,
-    out: str | os.PathLike | None = None,
-    model: str | nn.Module | None = None,
-    weights: str | os.PathLike | None = None,
-    device: str = "auto",
-    batch_size: int = 64,
-    workers: int | None = None,
     findings: Sequence[int] | None = None,
-    progress: bool = True,
-    trust_model_file: bool = False,
     log: Callable[[str], None] = lambda s: None,
+    **options: Any,
 ) -> dict:
     """Score the images of ``dataset`` with a scan's detector and write ``out``; returns its summary.
 
     ``detector_or_path``: a run directory, a ``detector.json`` file, or the detector as a dict.
-    ``model`` / ``weights``: the model, where the detector's spec does not load it any more (the
-    file moved): a spec as ``--model`` or an ``nn.Module`` (given back as it was); its weights must
-    be the scan's (``weights_sha256``). ``findings``: apply only these finding ids.
+    ``findings``: apply only these finding ids. ``options`` (:data:`APPLY_OPTIONS`, as in
+    :class:`~.pipeline.ScanSettings`): ``out``, ``device``, ``batch_size``, ``workers``, ``progress``, and
+    ``model`` / ``weights`` / ``trust_model_file``: the model, where the detector's spec does not load it any
+    more (the file moved): a spec as ``--model`` or an ``nn.Module`` (given back as it was); its weights must
+    be the scan's (``weights_sha256``).
 
     ``out`` (default :func:`default_apply_dir`) gets ``scores.csv`` (filepath, label, score: the first
     applied finding's; flagged: the union of the confident findings' flags, the first finding's where
@@ -146,17 +144,20 @@ def apply_detector(
     """
     from .pipeline import ScanSettings, _borrowed
 
+    unknown = sorted(set(options) - set(APPLY_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; apply takes {', '.join(APPLY_OPTIONS)}")
     detector = (check_detector(dict(detector_or_path)) if isinstance(detector_or_path, dict)
                 else load_detector(detector_or_path))
     chosen = _chosen(detector, findings)
     dataset = Path(dataset)
+    model, weights, out = options.pop("model", None), options.pop("weights", None), options.pop("out", None)
     out = Path(out) if out is not None else default_apply_dir(dataset)
     with _borrowed(model):
         return _apply(detector, chosen, dataset, out, ScanSettings(
             model=model if model is not None else detector.get("model"),
             weights=str(weights) if weights is not None else (detector.get("weights") if model is None else None),
-            device=device, batch_size=batch_size, workers=workers, progress=progress,
-            trust_model_file=trust_model_file), model is None, log)
+            **options), model is None, log)
 
 
 def _apply(detector: dict, chosen: list[dict], dataset: Path, out: Path, s, own_model: bool,

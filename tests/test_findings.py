@@ -73,7 +73,9 @@ def test_overrides_set_the_first_findings_flags():
     _, _, classes, x = _two_artifacts(seed=3)
     scores = artifact_scores(x, x, [0, 9], classes=classes, neighbours={0: [1, 2], 9: [10, 11]})
     codes = class_codes(classes)
-    first = find_findings(x, scores, codes, top=25)[0]  # the user's flags come first
+    found = find_findings(x, scores, codes, top=25)
+    first = found[0]  # the user's flags, and no other finding
+    assert len(found) == 1
     assert first.candidate.seed == scores.seed
     assert first.flagged.sum() == 25 and np.array_equal(first.flagged, first.score > first.threshold)
     first = find_findings(x, scores, codes, threshold=-1e9)[0]

@@ -107,13 +107,13 @@ def same_images(a: np.ndarray, b: np.ndarray, share: float = SAME_IMAGES) -> boo
 
 def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.ndarray | None = None,
                   threshold: float | None = None, top: int | None = None) -> list[Finding]:
-    """The findings of a scan, ranked: confident ones first, the contest's winner first among its kind
-    (first of all where ``threshold`` or ``top`` is given).
+    """The findings of a scan, ranked: confident ones first, the contest's winner first among its kind.
 
     ``activations``: [N, C] the layer's pooled activations (possibly memory-mapped); ``scores``:
     :func:`~.combine.artifact_scores` of them; ``codes``: the images' class folders as integers (None:
     no class folders). ``threshold`` / ``top`` (the user's ``--threshold`` / ``--flag-top``) replace the
-    winner's label-free threshold: the images above ``threshold``, or the ``top`` highest.
+    winner's label-free threshold (the images above ``threshold``, or the ``top`` highest), and the winner is
+    then the only finding: the user chose the flags.
     """
     found: list[tuple[Candidate, float, np.ndarray, Confidence]] = []
     judged = 0
@@ -127,14 +127,14 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
         flagged = c.score > t
         if rank > 0 and (not flagged.any() or any(same_images(flagged, f[2]) for f in found)):
             continue
-        if judged >= _MAX_JUDGED or len(found) >= MAX_FINDINGS:
+        chosen = threshold is not None or top is not None  # the user set the flags: one finding
+        if judged >= _MAX_JUDGED or len(found) >= MAX_FINDINGS or (found and chosen):
             break
         judged += 1
         confidence = assess(activations, flagged, codes)
         if rank == 0 or (confidence.confident and confidence.reproducing >= EXTRA_REPRODUCING):
             found.append((c, t, flagged, confidence))
-    if threshold is None and top is None:  # the user's flags stay first
-        found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind
+    found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind
     out = []
     for k, (c, t, flagged, confidence) in enumerate(found, start=1):
         neurons = list(c.combined)
