@@ -95,8 +95,9 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
     none and only the flags count. Images the scan skipped (unreadable) are
     left out too. The copy keeps the layout and every relative path and file
     name; ``mode="symlink"`` links to the source files instead of copying
-    them. ``removed.csv`` (filepath, reason, score, findings: the chosen
-    findings that flag the image) lists what was left out; it is written into
+    them. ``removed.csv`` (filepath, reason, score: the combined score, or
+    that of the first chosen finding that flags the image; findings: the
+    chosen findings that flag it) lists what was left out; it is written into
     ``to`` and into the run directory. ``dry_run`` only counts. The source
     dataset is never modified; ``to`` must not exist or be empty, unless
     ``overwrite`` (its contents are then replaced).
@@ -144,6 +145,8 @@ def export_clean(run_dir: str | os.PathLike, to: str | os.PathLike, policy: str 
             counts["kept"] += 1
             counts["left_for_review"] += bool(review[i] and KEEP_TAG not in t)
             continue
+        if by and by[0] in scores.findings:  # the score of the finding that removed it
+            score = scores.findings[by[0]][i]
         removed.append(RemovedRow(rel, reason, float(score), by))
         counts[f"removed_{reason}"] += 1
     for skipped in run.read_skipped():

@@ -242,7 +242,14 @@ def _plot(run: RunDir, o: ScanOutcome, heat: np.ndarray, pooling: str) -> list[P
         if best not in infected:
             src = layer_pooled(o.result.mean_act, o.result.max_act, pooling)
             named[f"best neuron {best} (oracle)"] = np.asarray(src[:, best])[rows_l]
-        plot_roc(run.roc_plot, roc_curves(y, named))
+        curves = roc_curves(y, {(f"{k} vs {o.evaluation.first}" if len(o.evaluation.aucs) > 1 else k): v
+                                for k, v in named.items()})
+        for column in o.evaluation.aucs:  # with several label columns: each one's best finding against it
+            best_finding = max(o.findings, key=lambda f: o.evaluation.finding_aucs[f.id].get(column) or 0)
+            if column != o.evaluation.first:
+                rows_c, y_c = _labelled(relpaths, o.evaluation.columns[column])
+                curves += roc_curves(y_c, {f"finding {best_finding.id} vs {column}": best_finding.score[rows_c]})
+        plot_roc(run.roc_plot, curves)
         plots.append(run.roc_plot)
     imgs, titles, hms = _thumbnails(o, o.shown, score, heat[o.shown])
     if imgs:

@@ -89,11 +89,12 @@ def plot_sams(path: Path, sams: np.ndarray, neurons: Sequence[int], show: Sequen
 
 
 def plot_roc(path: Path, curves: Sequence[Curve]) -> None:
-    """ROC curves."""
+    """ROC curves (the combined score's and the findings' bold)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for c in curves:
-        ax.plot(c.fpr, c.tpr, label=f"{c.name} (AUC {c.auc:.3f})", lw=2 if c.name == "combined" else 1.2)
+        bold = c.name.startswith(("combined", "finding"))
+        ax.plot(c.fpr, c.tpr, label=f"{c.name} (AUC {c.auc:.3f})", lw=2 if bold else 1.2)
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")

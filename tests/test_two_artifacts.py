@@ -122,6 +122,8 @@ def test_two_artifacts_are_two_findings_each_removable_on_its_own(scanned, tmp_p
     red_flags = {r["filepath"] for r in rows if r[f"flagged_{red['id']}"] == "1"}
     assert {r["filepath"] for r in removed if r["reason"] == "flagged"} == red_flags
     assert all(r["findings"] == str(red["id"]) for r in removed if r["reason"] == "flagged")
+    red_score = {r["filepath"]: float(r[f"finding_{red['id']}"]) for r in rows}
+    assert all(abs(float(r["score"]) - red_score[r["filepath"]]) < 1e-5 for r in removed if r["reason"] == "flagged")
     kept = {p.relative_to(tmp_path / "clean").as_posix() for p in (tmp_path / "clean").rglob("*.png")}
     assert kept == {r["filepath"] for r in rows} - red_flags
 
