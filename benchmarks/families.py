@@ -34,14 +34,10 @@ own random share of all classes' images, labelled in a column of its own.
 """
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -576,25 +572,10 @@ def write_two_artifact_scan_set(family: TwoArtifactFamily, n_images: int, fracti
         has[rng.permutation(n_images)[:n_art], j] = True
     classes = [all_classes[i % len(all_classes)] for i in range(n_images)]
     classes = [classes[i] for i in rng.permutation(n_images)]
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tmp"))
-    try:
-        for cls in all_classes:
-            (tmp / cls).mkdir()
-        rows = []
+    def images():
         for i in range(n_images):
             kinds = tuple(k for k, on in zip(family.artifacts, has[i]) if on)
-            rel = f"{classes[i]}/{classes[i]}_{i:05d}.png"
-            Image.fromarray(draw_with(family, rng, classes[i], kinds, size)).save(tmp / rel)
-            rows.append((rel, *(int(v) for v in has[i])))
-        with open(tmp / "labels.csv", "w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(["filepath", *family.artifacts])
-            wr.writerows(rows)
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return root
+            yield (f"{classes[i]}/{classes[i]}_{i:05d}.png", draw_with(family, rng, classes[i], kinds, size),
+                   [int(v) for v in has[i]])
+
+    return shapes.write_image_folder(root, all_classes, images(), family.artifacts, overwrite=True)

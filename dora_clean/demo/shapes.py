@@ -18,14 +18,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["ARTIFACT_CLASS", "CLASSES", "SHAPES", "ScanSetSpec", "add_watermark", "artifact_colour",
            "classes_for", "contrasting_colour", "dark_colour", "paint_shape", "render_content", "textured_background",
-           "write_scan_set"]
+           "write_image_folder", "write_scan_set"]
 
 #: Draws an artifact onto a copy of an image (uint8 HxWx3), with the generator's random numbers.
 Artifact = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -279,24 +279,38 @@ def write_scan_set(
     classes = [all_classes[i % len(all_classes)] for i in range(n_images)]
     classes = [classes[i] for i in rng.permutation(n_images)]
 
+    def images():
+        for i in range(n_images):
+            img = content(rng, classes[i], spec.size)
+            img = artifact(img, rng) if has_art[i] else img
+            yield f"{classes[i]}/{classes[i]}_{i:05d}.{fmt}", img, [int(has_art[i])]
+
+    return write_image_folder(root, all_classes, images(), ["artifact"], overwrite)
+
+
+def write_image_folder(root: str | os.PathLike, classes: Sequence[str],
+                       images: Iterable[tuple[str, np.ndarray, Sequence[int]]], columns: Sequence[str],
+                       overwrite: bool = False) -> Path:
+    """Write a labelled image folder: ``images`` yields (path relative to ``root``, uint8 HxWx3, one 0/1 label per
+    column of ``columns``); ``root/labels.csv`` gets ``filepath`` and the columns. It is built in a temporary
+    folder beside ``root`` (a sub-folder per class) and renamed into place; ``root`` may exist only if empty (or
+    with ``overwrite``: it is replaced). JPEGs are saved at quality 95. Returns ``root``."""
+    root = Path(root)
+    if root.exists() and any(root.iterdir()) and not overwrite:
+        raise FileExistsError(f"{root} exists and is not empty; pass overwrite=True or choose another folder")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tmp"))
     try:
-        for cls in all_classes:
+        for cls in classes:
             (tmp / cls).mkdir()
         rows = []
-        for i in range(n_images):
-            img = content(rng, classes[i], spec.size)
-            if has_art[i]:
-                img = artifact(img, rng)
-            rel = f"{classes[i]}/{classes[i]}_{i:05d}.{fmt}"
-            Image.fromarray(img).save(
-                tmp / rel, **({"quality": 95} if fmt in ("jpg", "jpeg") else {})
-            )
-            rows.append((rel, int(has_art[i])))
+        for rel, img, labels in images:
+            jpeg = Path(rel).suffix.lower() in (".jpg", ".jpeg")
+            Image.fromarray(img).save(tmp / rel, **({"quality": 95} if jpeg else {}))
+            rows.append((rel, *labels))
         with open(tmp / "labels.csv", "w", newline="") as f:
             wr = csv.writer(f)
-            wr.writerow(["filepath", "artifact"])
+            wr.writerow(["filepath", *columns])
             wr.writerows(rows)
         if root.exists():
             if overwrite:
