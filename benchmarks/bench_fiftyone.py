@@ -10,7 +10,7 @@ server, without waiting). Prints seconds and the
 peak RSS of this process (``resource.getrusage``) and of the mongod it started.
 
     python benchmarks/bench_fiftyone.py                      # N = 10,000 and 100,000
-    python benchmarks/bench_fiftyone.py --sizes 1000
+    python benchmarks/bench_fiftyone.py --sizes 1000 --findings 1
 
 Uses FiftyOne's bundled mongod with a throwaway database name and database
 folder (nothing of another FiftyOne user on the machine is touched); the
@@ -105,6 +105,8 @@ def one(run_dir: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--findings", type=int, nargs="+", default=[1, 3],
+                    help="findings in the run (each a score field, a tag and a view): one row each")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -118,18 +120,18 @@ def main() -> None:
                    FIFTYONE_DATABASE_DIR=os.path.join(tmp, "db"), FIFTYONE_DATABASE_VALIDATION="false",
                    FIFTYONE_DO_NOT_TRACK="true")
         env.pop("FIFTYONE_DATABASE_URI", None)
-        print("| samples | flagged | import (s) | re-import (s) | open flagged view (s) | launch_review (s) "
+        print("| samples | findings | flagged | import (s) | re-import (s) | open flagged view (s) | launch_review (s) "
               "| peak RSS (MB) | RSS after connecting (MB) | mongod peak (MB) |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for n in args.sizes:
-            fake = make_run(Path(tmp) / f"n{n}", n_images=n, images=False)
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for n, k in ((n, k) for n in args.sizes for k in args.findings):
+            fake = make_run(Path(tmp) / f"n{n}-{k}", n_images=n, images=False, findings=(True,) * k)
             r = subprocess.run([sys.executable, __file__, "--one", str(fake.run_dir)], env=env,
                                capture_output=True, text=True)
             if r.returncode:
                 sys.exit(f"N={n} failed:\n{r.stderr[-3000:]}")
             m = json.loads(r.stdout.strip().splitlines()[-1])
             mongod = f"{m['mongod_peak_mb']:.0f}" if m["mongod_peak_mb"] else "?"
-            print(f"| {m['n_samples']:,} | {m['n_flagged']:,} | {m['import_s']:.1f} | {m['reimport_s']:.1f} "
+            print(f"| {m['n_samples']:,} | {k} | {m['n_flagged']:,} | {m['import_s']:.1f} | {m['reimport_s']:.1f} "
                   f"| {m['open_flagged_view_s']:.2f} | {m['launch_review_s']:.1f} | {m['rss_peak_mb']:.0f} "
                   f"| {m['rss_after_connect_mb']:.0f} "
                   f"| {mongod} |", flush=True)
