@@ -101,9 +101,9 @@ class ArtifactScores:
         class_lambda: the combined score's :func:`class_lambda` (None without class folders).
         threshold: the label-free threshold on ``score`` (:func:`flag_threshold`, with the layer's
             ranks where neurons were recruited): the images above it are flagged.
-        candidates: every grown seed's score (:class:`Candidate`), the winner first, then by
-            :attr:`Candidate.merit`; those set aside as class content last. The findings are made of them
-            (:mod:`.findings`).
+        candidates: every grown seed's score (:class:`Candidate`), the winner first, then the others and
+            the skewed neurons' by :attr:`Candidate.merit`; those set aside as class content last. The
+            findings are made of them (:mod:`.findings`).
         own_orient: [m] each infected neuron's own direction (:func:`orientation`).
     """
 
@@ -217,7 +217,7 @@ def artifact_scores(
         if g.merit > best.merit + 1e-9:
             best = g
     by_merit = lambda g: (g.class_lambda >= CLASS_LAMBDA, -g.merit)  # noqa: E731
-    others = sorted((g for g in grown if g is not best), key=by_merit)
+    others = [g for g in grown if g is not best]
     skewed = []  # candidates only: they do not compete for the combined score
     if ranks is not None and "skewed" not in off:
         for c, sign in _most_skewed(chosen_on, SKEWED_SEEDS, exclude=best.combined):
@@ -227,9 +227,10 @@ def artifact_scores(
             lam = class_lambda(score > t, codes) if by_class and "class_rule" not in off else 0.0
             skewed.append(Candidate(str(Seed("skewed", c)), combined, score, float(t), separation(score, t), lam))
     # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
-    candidates = [g.turned() for g in [best] + others + sorted(skewed, key=by_merit)]
+    candidates = [g.turned() for g in [best] + sorted(others + skewed, key=by_merit)]
     winner = candidates[0]
-    class_content = {g.seed: round(g.class_lambda, 4) for g in grown if g.class_lambda >= CLASS_LAMBDA and g is not best}
+    class_content = {g.seed: round(g.class_lambda, 4) for g in grown
+                     if g.class_lambda >= CLASS_LAMBDA and g is not best}
     return ArtifactScores(per_neuron, own, winner.score, winner.combined, winner.seed, winner.separation,
                           class_content, round(winner.class_lambda, 4) if by_class else None, winner.threshold,
                           candidates, own).following(winner, infected)

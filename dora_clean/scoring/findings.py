@@ -125,8 +125,8 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
         elif rank == 0 and threshold is not None:
             t = float(threshold)
         flagged = c.score > t
-        if rank > 0 and (not flagged.any() or any(same_images(flagged, f[2]) for f in found)):
-            continue
+        if rank > 0 and (not flagged.any() or flagged.mean() > 0.5 or any(same_images(flagged, f[2]) for f in found)):
+            continue  # nothing, a majority (never confident), or a finding already
         chosen = threshold is not None or top is not None  # the user set the flags: one finding
         if judged >= _MAX_JUDGED or len(found) >= MAX_FINDINGS or (found and chosen):
             break

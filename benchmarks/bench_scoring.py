@@ -1,0 +1,96 @@
+"""What scoring costs at size: the combined score alone against the findings, side by side.
+
+A synthetic layer (memory-mapped float32 activations, as a scan writes them):
+N images x C neurons of noise, two artifacts on 10% of the images each (eight
+detectors each), four classes with a few neurons of class content, and 25
+infected neurons (detectors of the first artifact, class neurons and noise).
+Each row runs in a fresh process and prints its seconds and peak RSS:
+
+- ``combined``: the scoring before findings, ``artifact_scores`` without the
+  skewed seeds, and the winner's confidence (``assess``);
+- ``findings``: ``artifact_scores`` with the skewed seeds, then
+  ``find_findings`` (every distinct candidate judged).
+
+    python benchmarks/bench_scoring.py                       # 100,000 x 1,024 (a few minutes on 2 cores)
+    python benchmarks/bench_scoring.py --images 20000 --neurons 256
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_layer(path: Path, n: int, c: int) -> tuple[list[int], list[str]]:
+    """Write the activations to ``path`` (.npy); returns the infected neurons and the classes."""
+    rng = np.random.default_rng(0)
+    acts = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, c))
+    a, b = rng.random(n) < 0.1, rng.random(n) < 0.1
+    cls = rng.integers(0, 4, n)
+    for start in range(0, n, 10_000):
+        rows = slice(start, min(n, start + 10_000))
+        block = rng.normal(size=(rows.stop - rows.start, c)).astype(np.float32)
+        block[:, 0:8] += 5.0 * a[rows, None]
+        block[:, 8:16] += 5.0 * b[rows, None]
+        block[:, 16:20] += 3.0 * (cls[rows, None] == np.arange(4))
+        acts[rows] = block
+    acts.flush()
+    infected = list(range(0, 8)) + list(range(16, 20)) + list(range(100, 113))
+    return infected, [f"c{k}" for k in cls]
+
+
+def one(path: str, infected: list[int], classes: list[str], variant: str) -> dict:
+    from dora_clean.scoring import ScoringSettings, artifact_scores, assess, class_codes, find_findings
+
+    acts = np.load(path, mmap_mode="r")
+    neighbours = {n: [m for m in infected if m != n][:8] for n in infected}
+    t = time.perf_counter()
+    if variant == "combined":
+        s = artifact_scores(acts, acts, infected, classes=classes, neighbours=neighbours,
+                            settings=ScoringSettings(off=frozenset({"skewed"})))
+        assess(acts, s.score > s.threshold, class_codes(classes))
+        n_findings = 1
+    else:
+        s = artifact_scores(acts, acts, infected, classes=classes, neighbours=neighbours)
+        n_findings = len(find_findings(acts, s, class_codes(classes)))
+    return {"seconds": time.perf_counter() - t, "findings": n_findings,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=100_000)
+    ap.add_argument("--neurons", type=int, default=1024)
+    ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        path, meta, variant = args.one
+        m = json.loads(Path(meta).read_text())
+        print(json.dumps(one(path, m["infected"], m["classes"], variant)))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="dora-bench-scoring-") as tmp:
+        path, meta = Path(tmp) / "acts.npy", Path(tmp) / "meta.json"
+        infected, classes = make_layer(path, args.images, args.neurons)
+        meta.write_text(json.dumps({"infected": infected, "classes": classes}))
+        print(f"{args.images:,} images x {args.neurons:,} neurons, {len(infected)} infected, 4 classes")
+        print("| scoring | findings | seconds | peak RSS (MB) |")
+        print("| --- | ---: | ---: | ---: |")
+        for variant in ("combined", "findings"):
+            r = subprocess.run([sys.executable, __file__, "--one", str(path), str(meta), variant],
+                               capture_output=True, text=True)
+            if r.returncode:
+                sys.exit(f"{variant} failed:\n{r.stderr[-3000:]}")
+            m = json.loads(r.stdout.strip().splitlines()[-1])
+            print(f"| {variant} | {m['findings']} | {m['seconds']:.1f} | {m['peak_mb']:.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
