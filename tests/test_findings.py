@@ -106,3 +106,14 @@ def test_the_layers_most_skewed_neurons_find_an_artifact_the_infected_set_misses
                           settings=ScoringSettings(off=frozenset({"skewed"})))
     assert not any(s.seed.startswith("skewed:") for s in off.candidates)
     assert max(auc(b, f.score) for f in find_findings(x, off, class_codes(classes))) < 0.9
+
+
+def test_a_second_artifact_is_judged_before_the_noise_of_many_infected_neurons():
+    a, b, classes, x = _two_artifacts(n=4000, seed=6)
+    rng = np.random.default_rng(7)
+    x = np.c_[x, rng.normal(size=(len(x), 60))]  # 60 more neurons of noise
+    infected = list(range(0, 8)) + list(range(16, 20)) + list(range(40, 60))  # 32: many seeds, most noise
+    neighbours = {n: [m for m in infected if m != n][:8] for n in infected}
+    scores = artifact_scores(x, x, infected, classes=classes, neighbours=neighbours)
+    found = find_findings(x, scores, class_codes(classes))
+    assert {max((a, b), key=lambda y: auc(y, f.score)) is b for f in found if f.confident} == {False, True}
