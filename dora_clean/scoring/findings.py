@@ -117,7 +117,8 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
     """
     found: list[tuple[Candidate, float, np.ndarray, Confidence]] = []
     judged = 0
-    for rank, c in enumerate(scores.candidates):
+    chosen = threshold is not None or top is not None  # the user set the flags: the winner is the only finding
+    for rank, c in enumerate(scores.candidates[:1] if chosen else scores.candidates):
         t = c.threshold
         if rank == 0 and top is not None:
             ordered = np.sort(c.score)[::-1]
@@ -127,8 +128,7 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
         flagged = c.score > t
         if rank > 0 and (not flagged.any() or flagged.mean() > 0.5 or any(same_images(flagged, f[2]) for f in found)):
             continue  # nothing, a majority (never confident), or a finding already
-        chosen = threshold is not None or top is not None  # the user set the flags: one finding
-        if judged >= _MAX_JUDGED or len(found) >= MAX_FINDINGS or (found and chosen):
+        if judged >= _MAX_JUDGED or len(found) >= MAX_FINDINGS:
             break
         judged += 1
         confidence = assess(activations, flagged, codes)
