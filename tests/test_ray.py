@@ -122,7 +122,7 @@ def test_an_interrupted_ray_scan_resumes_from_its_chunks(planted, ray_runtime, t
     model, info = load_demo_model()
     lm = LayerModel(model, info["layer"])
     entries, _, _ = list_images(planted)
-    options = ScanOptions(64, info["mean"], info["std"], "cpu", batch_size=8, chunk_batches=1, progress=False)
+    options = ScanOptions(64, info["mean"], info["std"], "cpu", batch_size=8, chunk_images=8, progress=False)
     n_chunks = -(-len(entries) // 8)
     work = tmp_path / "work"
 
@@ -175,7 +175,7 @@ def test_a_ray_scan_without_maps_and_with_another_batch_size(planted, ray_runtim
     entries, _, _ = list_images(planted)
     entries = entries[:31]
     assert "circle/broken.png" in [e.relpath for e in entries]
-    options = ScanOptions(64, info["mean"], info["std"], "cpu", batch_size=7, chunk_batches=2, progress=False)
+    options = ScanOptions(64, info["mean"], info["std"], "cpu", batch_size=7, chunk_images=14, progress=False)
     on_ray = scan_images_ray(lm, planted, entries, tmp_path / "ray", options, (), address="local")
     local = scan_images(lm, planted, entries, tmp_path / "local", options, ())
     assert [e.relpath for e in on_ray.entries] == [e.relpath for e in local.entries]

@@ -1,6 +1,8 @@
 """The streaming scan: results in order, bad files listed, resume after an interruption."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -57,7 +59,7 @@ def test_scan_matches_per_image_forward_and_lists_bad_files(dataset, tmp_path):
     entries, skipped, layout = list_images(dataset)
     assert layout == "classes"
     res = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "work",
-                      ScanOptions(16, batch_size=8, workers=2, chunk_batches=2, progress=False), map_neurons=[2, 4])
+                      ScanOptions(16, batch_size=8, workers=2, chunk_images=16, progress=False), map_neurons=[2, 4])
     bad = {s.relpath: s.reason for s in skipped + res.skipped}
     assert set(bad) == {"a/zero.png", "b/text.jpg", "a/truncated.png"}
     assert "zero" in bad["a/zero.png"] and "not an image" in bad["b/text.jpg"]
@@ -73,7 +75,7 @@ def test_scan_matches_per_image_forward_and_lists_bad_files(dataset, tmp_path):
 def test_interrupted_scan_resumes_to_the_same_result(dataset, tmp_path, monkeypatch):
     model = net()
     entries, _, _ = list_images(dataset)
-    args = dict(options=ScanOptions(16, batch_size=8, workers=0, chunk_batches=2, progress=False), map_neurons=[1])
+    args = dict(options=ScanOptions(16, batch_size=8, workers=0, chunk_images=16, progress=False), map_neurons=[1])
     ref = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "ref", **args)
 
     real_write = scan_mod._write_chunk
@@ -94,11 +96,13 @@ def test_interrupted_scan_resumes_to_the_same_result(dataset, tmp_path, monkeypa
     scanned = []
     real_scan = scan_mod._scan_chunks
     monkeypatch.setattr(scan_mod, "_scan_chunks", lambda job, todo: (scanned.append(todo), real_scan(job, todo)))
-    res = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "resumed", **args)
+    other_batch = dict(args, options=dataclasses.replace(args["options"], batch_size=5))  # resumed with another
+    res = scan_images(LayerModel(model, "3"), dataset, entries, tmp_path / "resumed", **other_batch)
     assert scanned == [[2, 3, 4, 5]]  # the two finished chunks were not scanned again
     assert [e.relpath for e in res.entries] == [e.relpath for e in ref.entries]
-    np.testing.assert_array_equal(res.mean_act, ref.mean_act)
-    np.testing.assert_array_equal(res.maps, ref.maps)
+    # each image where it was (another batch size changes a float's last bits, nothing more)
+    np.testing.assert_allclose(res.mean_act, ref.mean_act, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(res.maps, np.float32), np.asarray(ref.maps, np.float32), rtol=2e-3, atol=1e-3)
     assert [(s.relpath, s.reason) for s in res.skipped] == [(s.relpath, s.reason) for s in ref.skipped]
     # a third call reuses the merged result without scanning
     scanned.clear()
@@ -113,7 +117,7 @@ def test_maps_of_other_neurons_do_not_rescan_the_activations(dataset, tmp_path, 
     fresh scan gives."""
     model = net()
     entries, _, _ = list_images(dataset)
-    options = ScanOptions(16, batch_size=8, workers=0, chunk_batches=2, progress=False)
+    options = ScanOptions(16, batch_size=8, workers=0, chunk_images=16, progress=False)
     lm = LayerModel(model, "3")
     scan_images(lm, dataset, entries, tmp_path / "work", options, map_neurons=[2, 4])
     fresh = scan_images(lm, dataset, entries, tmp_path / "fresh", options, map_neurons=[5, 1])
@@ -148,7 +152,7 @@ def test_maps_recorded_by_an_interrupted_scan_for_other_neurons_are_not_mixed(da
     """Killed while scanning for one set of maps, resumed for another: the maps are all of the new set."""
     model = net()
     entries, _, _ = list_images(dataset)
-    options = ScanOptions(16, batch_size=8, workers=0, chunk_batches=2, progress=False)
+    options = ScanOptions(16, batch_size=8, workers=0, chunk_images=16, progress=False)
     lm = LayerModel(model, "3")
     ref = scan_images(lm, dataset, entries, tmp_path / "ref", options, map_neurons=[3])
     real_write = scan_mod._write_chunk

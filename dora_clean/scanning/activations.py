@@ -53,7 +53,8 @@ class ScanOptions:
         device: where the model runs.
         batch_size: images per forward pass.
         workers: decoding processes (default: :func:`default_workers`).
-        chunk_batches: batches per chunk file (the unit of resuming).
+        chunk_images: images per chunk file (the unit of resuming; not tied to ``batch_size``, so a scan
+            resumed with another batch size finds its chunks where it left them).
         progress: show a progress bar.
         gpu_decode: decode ordinary JPEGs in one batch on ``device`` (nvjpeg)
             instead of in the workers (default: on CUDA); the pixels are the same.
@@ -68,7 +69,7 @@ class ScanOptions:
     device: torch.device | str = "cpu"
     batch_size: int = 64
     workers: int | None = None
-    chunk_batches: int = 32
+    chunk_images: int = 2048
     progress: bool = True
     gpu_decode: bool | None = None
 
@@ -222,7 +223,7 @@ class _ScanJob:
     @property
     def chunk(self) -> int:
         """Images per chunk file."""
-        return self.options.batch_size * self.options.chunk_batches
+        return self.options.chunk_images
 
     @property
     def n_chunks(self) -> int:
