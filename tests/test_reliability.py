@@ -87,7 +87,7 @@ def kill_when(cmd: list[str], env: dict, ready, timeout: float = 300) -> None:
 
 @pytest.mark.slow
 def test_sigkill_at_several_points_resumes_to_identical_results(tmp_path):
-    data = write_scan_set(tmp_path / "data", "patch", 600, artifact_fraction=0.2, seed=4)
+    data = write_scan_set(tmp_path / "data", "patch", 2300, artifact_fraction=0.2, seed=4)  # two scan chunks
     before = snapshot_tree(data)
     ref_env = dict(os.environ, DORA_CLEAN_CACHE=str(tmp_path / "cache-ref"))
     subprocess.run(scan_cmd(data, tmp_path / "ref"), env=ref_env, check=True, capture_output=True)
