@@ -35,8 +35,10 @@ __all__ = ["CLASS_ASSOCIATION", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confi
 #: A neuron reproduces a flagged set when at least this share of its top images (as many as are flagged) are flagged.
 REPRODUCE_PRECISION = 0.9
 
-#: A flagged set is confident only when at least this many neurons of the layer reproduce it.
-MIN_REPRODUCING = 3
+#: A flagged set is confident only when at least this many neurons of the layer reproduce it. On the dev
+#: families and the planted benchmark, every trusted set of the last layer had 8 or more; loose sets (a rare
+#: artifact flagged with hundreds of clean images) had 3 (docs/benchmark.md, "One bar for every finding").
+MIN_REPRODUCING = 6
 
 #: ... and its bias-corrected Cramer's V with the class folders stays below this.
 CLASS_ASSOCIATION = 0.2

@@ -13,8 +13,7 @@ of the smaller would merge a rare artifact into a split by class that holds
 half of its images.)
 
 Which candidates are reported: the contest's winner always (it is what the
-scan's single score was before findings), and any other that is confident
-with at least :data:`EXTRA_REPRODUCING` neurons reproducing its flags.
+scan's single score was before findings), and any other that is confident.
 At most :data:`MAX_FINDINGS`; confident ones first.
 """
 from __future__ import annotations
@@ -25,18 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .combine import ArtifactScores, Candidate
-from .confidence import MIN_REPRODUCING, Confidence, assess
+from .confidence import Confidence, assess
 from .stats import finding_score, robust_scale
 
-__all__ = ["EXTRA_REPRODUCING", "MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images"]
+__all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images"]
 
 #: A scan reports at most this many findings.
 MAX_FINDINGS = 5
-
-#: A finding past the contest's winner must be reproduced by this many of the layer's neurons (twice what
-#: confidence asks: a scan judges up to 15 candidates, and the more it judges, the likelier one passes by
-#: chance). Chosen on the dev families (docs/benchmark.md, "Findings").
-EXTRA_REPRODUCING = 2 * MIN_REPRODUCING
 
 #: Two flagged sets are one finding when they share this share of the larger.
 SAME_IMAGES = 0.5
@@ -132,7 +126,7 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
             break
         judged += 1
         confidence = assess(activations, flagged, codes)
-        if rank == 0 or (confidence.confident and confidence.reproducing >= EXTRA_REPRODUCING):
+        if rank == 0 or confidence.confident:
             found.append((c, t, flagged, confidence))
     found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind
     out = []
