@@ -12,7 +12,8 @@ family: textured backgrounds, shapes, three artifacts, two tiny CNNs. Here:
 - artifacts: ``text``, ``patch``, ``frame`` (the planted benchmark's),
   ``sticker`` (a coloured disc), ``ruler`` (a band with ticks along an edge),
   ``timestamp`` (a camera date in small monospace digits), ``logo`` (a small
-  translucent icon);
+  translucent icon), ``tag`` (a hospital label with two lines of text along the
+  top edge) and ``stamp`` (a translucent red ink stamp in the lower half);
 - architectures: ``tiny_resnet``, ``tiny_cnn`` (plain, VGG-style),
   ``tiny_mobilenet`` (depthwise separable blocks) and ``tiny_vit`` (torchvision's
   VisionTransformer: 8 px patches, 4 blocks of width 64; its layers are token layers).
@@ -59,7 +60,7 @@ except ImportError:
     from planted import (ARTIFACT_CLASS, TRAIN_DEFAULTS, FitSettings, _predict, add_artifact, fit, make_image,
                          make_training_arrays)
 
-__all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
+__all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "FRESH_FAMILIES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
            "load_family_model", "load_two_artifact_model", "shortcut_training_arrays", "two_artifact_training_arrays",
            "write_family_scan_set", "write_two_artifact_scan_set"]

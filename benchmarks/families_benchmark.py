@@ -21,6 +21,7 @@ confident (``clean`` in the goals column when missed).
 
     python benchmarks/families_benchmark.py --quick             # 4 dev + 4 held-out families, last layer, 5% and 20%
     python benchmarks/families_benchmark.py --split held-out    # every held-out family
+    python benchmarks/families_benchmark.py --fresh             # the fresh held-out families (tag, stamp)
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
     python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn
     python benchmarks/families_benchmark.py --layers 1 --steps 32   # what a cheaper s-AMS setting costs
@@ -43,7 +44,7 @@ from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_h
 from dora_clean.scanning import list_images
 from dora_clean.scoring import PIECES
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
-from families import FAMILIES, Family, default_layers, load_family_model, write_family_scan_set
+from families import FAMILIES, FRESH_FAMILIES, Family, default_layers, load_family_model, write_family_scan_set
 from planted_benchmark import Case, baselines, evaluate
 
 
@@ -192,6 +193,7 @@ def main() -> int:
     ap.add_argument("--split", choices=["dev", "held-out", "all"], default="all")
     ap.add_argument("--quick", action="store_true", help="4 families of each split, the last layer, 5%% and 20%%")
     ap.add_argument("--family", action="append", help="only families whose name contains this")
+    ap.add_argument("--fresh", action="store_true", help="only the fresh held-out families (added 1 Dec 2026)")
     ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
@@ -206,7 +208,7 @@ def main() -> int:
         clean = [f for f in CLEAN_FAMILIES if args.split in ("all", f.split)]
         run_clean([f for f in clean if not args.family or any(s in f.name for s in args.family)], args.images)
         return 0
-    families = [f for f in FAMILIES if args.split in ("all", f.split)]
+    families = [f for f in (FRESH_FAMILIES if args.fresh else FAMILIES) if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:4] + [f for f in families if f.split == "held-out"][:4]
     if args.family:

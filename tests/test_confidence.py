@@ -36,10 +36,10 @@ def test_class_association_is_near_zero_for_a_spread_artifact_and_one_for_whole_
 
 
 def test_assess_trusts_a_learned_artifact_spread_over_the_classes():
-    x, artifact = _layer(detectors=5)
+    x, artifact = _layer(detectors=MIN_REPRODUCING + 1)
     codes = class_codes([f"c{i % 4}" for i in range(len(x))])
     c = assess(x, artifact, codes)
-    assert c.confident and c.reasons == [] and c.reproducing == 5 and c.class_association < CLASS_ASSOCIATION
+    assert c.confident and c.reasons == [] and c.reproducing == MIN_REPRODUCING + 1 and c.class_association < CLASS_ASSOCIATION
     assert assess(x, artifact).class_association is None  # a flat folder: no classes to ask
 
 
@@ -51,7 +51,7 @@ def test_assess_says_why_it_does_not_trust_a_flagged_set():
     classes = np.repeat(np.arange(4), 150)
     y, _ = _layer(detectors=0)
     content = classes == 2  # one class's images, and the neurons that see that class
-    y[:, :6] += 4.0 * content[:, None]
+    y[:, : MIN_REPRODUCING + 2] += 4.0 * content[:, None]
     c = assess(y, content, classes)
     assert c.reproducing >= MIN_REPRODUCING and not c.confident and "class" in " ".join(c.reasons)
 
@@ -61,9 +61,9 @@ def test_assess_says_why_it_does_not_trust_a_flagged_set():
 
 
 def test_a_large_dataset_is_judged_on_a_sample_of_its_images():
-    x, artifact = _layer(n=SELECT_ROWS + 10_000, width=6, detectors=4)
+    x, artifact = _layer(n=SELECT_ROWS + 10_000, width=MIN_REPRODUCING + 2, detectors=MIN_REPRODUCING)
     c = assess(x, artifact)
-    assert c.confident and c.reproducing == 4
+    assert c.confident and c.reproducing == MIN_REPRODUCING
     assert c.flagged_share == artifact.mean()  # the share, of every image
 
 

@@ -56,6 +56,8 @@ REGIONS = {
     "sticker": (slice(40, 64), slice(0, 24)),
     "timestamp": (slice(0, 16), slice(0, 64)),
     "logo": (slice(0, 24), slice(40, 64)),
+    "tag": (slice(0, 18), slice(0, 64)),
+    "stamp": (slice(21, 64), slice(0, 64)),
 }
 
 
