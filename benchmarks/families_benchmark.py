@@ -22,6 +22,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --quick             # 4 dev + 4 held-out families, last layer, 5% and 20%
     python benchmarks/families_benchmark.py --split held-out    # every held-out family
     python benchmarks/families_benchmark.py --fresh             # the fresh held-out families (tag, stamp)
+    python benchmarks/families_benchmark.py --flat --layers 1   # the scan sets as flat folders (no class folders)
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
     python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn
     python benchmarks/families_benchmark.py --layers 1 --steps 32   # what a cheaper s-AMS setting costs
@@ -127,8 +128,10 @@ def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
     return tally
 
 
-def run(families: list[Family], layers: int, fractions: list[float], n_scan: int) -> dict[str, list[int]]:
-    """Print one row per (family, layer, prevalence); returns, per split, [rows, rows meeting every goal]."""
+def run(families: list[Family], layers: int, fractions: list[float], n_scan: int,
+        flat: bool = False) -> dict[str, list[int]]:
+    """Print one row per (family, layer, prevalence); returns, per split, [rows, rows meeting every goal].
+    ``flat``: score as if the scan set were one flat folder (no class folders)."""
     head = (f"{'family':<42} {'split':<8} {'layer':<10} {'prev':>4} {'rel':>4} {'oracle':>6} {'BE':>4} | {'inf':>5} "
             f"{'comb':>5} {'prec':>4} {'rec':>4} {'#flag':>5} {'rep':>3} {'assoc':>5} {'rm':>4} | {'iforest':>7} {'lof':>5} | goals missed")
     print(head)
@@ -139,6 +142,8 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
             for fraction in fractions:
                 t = time.perf_counter()
                 case = prepare(family, layer, fraction, n_scan)
+                if flat:
+                    case = dataclasses.replace(case, classes=[None] * len(case.y))
                 e = evaluate(case)
                 b = baselines(case, with_uniqueness=False)
                 miss = goals(e)
@@ -198,6 +203,7 @@ def main() -> int:
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
     ap.add_argument("--clean", action="store_true", help="the rows of models trained without any artifact")
+    ap.add_argument("--flat", action="store_true", help="score each scan set as one flat folder (no class folders)")
     ap.add_argument("--ablation", action="store_true", help="each piece of the combined score off in turn")
     ap.add_argument("--steps", type=int, help="s-AMS steps (default: the scan's, 128)")
     ap.add_argument("--signals", type=int, help="s-AMS per neuron (default: the scan's, 4)")
@@ -217,7 +223,7 @@ def main() -> int:
     if args.ablation:
         ablation(families, 1 if args.quick else args.layers, fractions, args.images)
         return 0
-    run(families, 1 if args.quick else args.layers, fractions, args.images)
+    run(families, 1 if args.quick else args.layers, fractions, args.images, args.flat)
     return 0
 
 

@@ -89,15 +89,19 @@ def test_scan_then_export_through_the_console_script(data, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["representation"] == "raw" and summary["class_folders"] is False and summary["class_content"] == {}
     assert summary["class_lambda"] is None
-    clean = tmp_path / "clean"
-    r = cli("export", run, "--to", clean, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    kept = sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*.png"))
+    # without class folders nothing is trusted: the default export keeps every image, and says why
+    assert summary["artifact_found"] is False and "no class folders" in " ".join(summary["confidence"]["reasons"])
     import csv
 
     rows = list(csv.DictReader(open(run / "scores.csv")))
-    assert kept == sorted(r["filepath"] for r in rows if r["flagged"] == "0")
-    assert (clean / "removed.csv").is_file()
+    everything = sorted(r["filepath"] for r in rows)
+    for policy, expected in (("confident", everything), ("flagged", [r["filepath"] for r in rows if r["flagged"] == "0"])):
+        clean = tmp_path / f"clean-{policy}"
+        r = cli("export", run, "--to", clean, "--policy", policy, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        kept = sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*.png"))
+        assert kept == sorted(expected) and (clean / "removed.csv").is_file()
+    assert any(r["flagged"] == "1" for r in rows)  # the review's flags are there, just not trusted
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in data.rglob("*") if p.is_file()}
     assert after == before
 

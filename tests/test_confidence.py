@@ -40,13 +40,23 @@ def test_assess_trusts_a_learned_artifact_spread_over_the_classes():
     codes = class_codes([f"c{i % 4}" for i in range(len(x))])
     c = assess(x, artifact, codes)
     assert c.confident and c.reasons == [] and c.reproducing == MIN_REPRODUCING + 1 and c.class_association < CLASS_ASSOCIATION
-    assert assess(x, artifact).class_association is None  # a flat folder: no classes to ask
+
+
+def test_without_class_folders_nothing_is_confident():
+    """A flat folder (or one class): a split by class content is reproduced by the layer as well as an
+    artifact, and nothing can tell them apart, so the flags are left for review."""
+    x, artifact = _layer(detectors=MIN_REPRODUCING + 1)
+    for codes in (None, np.zeros(len(x), dtype=int)):
+        c = assess(x, artifact, codes)
+        assert c.reproducing == MIN_REPRODUCING + 1 and c.class_association is None
+        assert not c.confident and c.reasons == [c.reasons[0]] and "no class folders" in c.reasons[0]
 
 
 def test_assess_says_why_it_does_not_trust_a_flagged_set():
     x, artifact = _layer(detectors=MIN_REPRODUCING - 1)
-    weak = assess(x, artifact)
-    assert not weak.confident and "reproduce" in weak.reasons[0]
+    codes = class_codes([f"c{i % 4}" for i in range(len(x))])
+    weak = assess(x, artifact, codes)
+    assert not weak.confident and weak.reasons == [weak.reasons[0]] and "reproduce" in weak.reasons[0]
 
     classes = np.repeat(np.arange(4), 150)
     y, _ = _layer(detectors=0)
@@ -56,13 +66,13 @@ def test_assess_says_why_it_does_not_trust_a_flagged_set():
     assert c.reproducing >= MIN_REPRODUCING and not c.confident and "class" in " ".join(c.reasons)
 
     most = ~artifact
-    assert "minority" in " ".join(assess(x, most).reasons)
-    assert assess(x, np.zeros(len(x), bool)).reasons == ["nothing is flagged"]
+    assert "minority" in " ".join(assess(x, most, codes).reasons)
+    assert assess(x, np.zeros(len(x), bool), codes).reasons == ["nothing is flagged"]
 
 
 def test_a_large_dataset_is_judged_on_a_sample_of_its_images():
     x, artifact = _layer(n=SELECT_ROWS + 10_000, width=MIN_REPRODUCING + 2, detectors=MIN_REPRODUCING)
-    c = assess(x, artifact)
+    c = assess(x, artifact, np.arange(len(x)) % 4)
     assert c.confident and c.reproducing == MIN_REPRODUCING
     assert c.flagged_share == artifact.mean()  # the share, of every image
 

@@ -10,10 +10,12 @@ Every score splits a dataset in two, on a clean one too. A flagged set is
   learned has several detectors that agree image by image; a loose split
   (a rare artifact flagged along with many clean images), or the tail of a
   spread of scores, has none;
-- **the class folders do not explain it** (where there are two or more):
-  its association with the classes (:func:`class_association`) stays below
-  :data:`CLASS_ASSOCIATION`. A split by class content is what a model
-  trained without any artifact offers most readily.
+- **the class folders do not explain it**: its association with the classes
+  (:func:`class_association`) stays below :data:`CLASS_ASSOCIATION`. A split
+  by class content is what a model trained without any artifact offers most
+  readily, and the layer reproduces it as well as an artifact. So without
+  class folders (a flat folder, or one class) nothing is confident: the flags
+  are left for review.
 
 And at most half the images are flagged (an artifact is on a minority).
 The constants were chosen on the dev families of the families benchmark
@@ -130,7 +132,10 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
     if share > 0 and reproducing < MIN_REPRODUCING:
         reasons.append(f"{reproducing} of the layer's neurons reproduce the flagged set "
                        f"(a learned artifact has {MIN_REPRODUCING} or more)")
-    if association is not None and association >= CLASS_ASSOCIATION:
+    if not by_class:
+        reasons.append("no class folders: without them dora-clean cannot tell an artifact from one class's "
+                       "content (review the flags)")
+    elif association >= CLASS_ASSOCIATION:
         reasons.append(f"the class folders go with the flagged set (association {association:.2f}): "
                        "it may be class content")
     return Confidence(not reasons, reproducing, association, share, reasons)
