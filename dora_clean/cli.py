@@ -251,8 +251,7 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
         seed = Seed.parse(summary.get("combined_seed", ""))
         how = {"neighbours": f"seeded by infected neuron {seed.neuron} and its nearest neurons in EA distance",
                "neuron": f"that reproduce infected neuron {seed.neuron}'s flagged set",
-               "skewed": f"grown from neuron {seed.neuron}, one of the layer's most skewed, as no score of the "
-                         "infected neurons was trusted"}.get(
+               "skewed": f"grown from neuron {seed.neuron}, one of the layer's most skewed"}.get(
                    seed.kind, "that reproduce the infected neurons' flagged set")
         echo(f"combined score: {len(combined)} neurons {how} "
              f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")

@@ -98,7 +98,9 @@ def test_the_layers_most_skewed_neurons_find_an_artifact_the_infected_set_misses
     a, b, classes, x = _two_artifacts(seed=4)
     scores, found = _findings(x, classes, [0, 17])  # no detector of b is infected
     assert any(s.seed.startswith("skewed:") for s in scores.candidates)
-    assert scores.seed != "" and not scores.seed.startswith("skewed:")  # they do not compete for the score
+    assert max(auc(a, scores.score), auc(b, scores.score)) > 0.99  # with class folders they compete for it too
+    flat = artifact_scores(x, x, [0, 17])  # without class folders they do not (no class rule to guard them)
+    assert any(s.seed.startswith("skewed:") for s in flat.candidates) and not flat.seed.startswith("skewed:")
     of_b = max(found, key=lambda f: auc(b, f.score))
     assert of_b.confident and of_b.candidate.seed.startswith("skewed:") and auc(b, of_b.score) > 0.99
     from dora_clean.scoring import ScoringSettings

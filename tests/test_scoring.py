@@ -281,7 +281,12 @@ def test_scores_that_flag_whole_classes_are_set_aside_where_the_dataset_has_clas
     assert s.class_content and all(v >= 0.5 for v in s.class_content.values())
     assert "neighbours:16" in s.class_content  # the class-1 group: set aside, not lost
     assert s.class_lambda < 0.5 and blind.class_lambda is None
-    only_classes = artifact_scores(layer, layer, [16], classes=classes, neighbours=near)  # nothing else to choose
+    # DORA's set holds only a class neuron: the layer's most skewed neurons (the detectors) win the contest
+    only_classes = artifact_scores(layer, layer, [16], classes=classes, neighbours=near)
+    assert only_classes.seed.startswith("skewed:") and set(only_classes.combined) <= set(range(6))
+    assert auc(y, only_classes.score) > 0.999 and only_classes.class_lambda < 0.5
+    no_skewed = ScoringSettings(off=frozenset({"skewed"}))  # nothing else to choose: the least class-bound wins
+    only_classes = artifact_scores(layer, layer, [16], classes=classes, neighbours=near, settings=no_skewed)
     assert only_classes.class_lambda >= 0.5 and only_classes.seed not in only_classes.class_content
     flat = artifact_scores(layer, layer, infected, classes=["x"] * len(y), neighbours=near)  # one class: no veto
     assert flat.seed == blind.seed and flat.combined == blind.combined and not flat.class_content

@@ -17,8 +17,7 @@ class Seed:
 
     Kinds: ``agreement`` (:func:`agreeing`), ``tail`` (:func:`tail_pursuit`),
     ``neighbours`` (infected ``neuron`` and its EA neighbours, :func:`neighbourhood`),
-    ``neuron`` (infected ``neuron`` alone) and ``skewed`` (one of the layer's most skewed neurons: a
-    candidate finding, never the combined score).
+    ``neuron`` (infected ``neuron`` alone) and ``skewed`` (one of the layer's most skewed neurons).
     """
 
     kind: str
