@@ -170,9 +170,9 @@ def _scan_options(fn):
         click.option("--class-folders/--no-class-folders", default=True, show_default=True,
                      help="Where the dataset has class folders, also seed scores from each infected neuron's "
                           "EA neighbours and from the layer's most skewed neurons, and set aside scores that "
-                          "flag whole classes (class content, not "
-                          "an artifact). Turn off if the artifact may cover most of one class (then, as in "
-                          "a flat folder, no finding is trusted without review)."),
+                          "flag whole classes (class content, not an artifact). Turn off if the artifact may "
+                          "cover most of one class (then, as in a flat folder, no finding is trusted without "
+                          "review)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars or stage messages."),
     ]
     for opt in reversed(options):

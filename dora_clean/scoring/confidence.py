@@ -30,7 +30,7 @@ import numpy as np
 from .recruiting import SELECT_ROWS
 from .stats import sample_rows
 
-__all__ = ["CLASS_ASSOCIATION", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confidence", "assess",
+__all__ = ["CLASS_ASSOCIATION", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confidence", "assess", "has_classes",
            "class_association", "reproducing_neurons"]
 
 
@@ -111,6 +111,11 @@ def class_association(flagged: np.ndarray, codes: np.ndarray) -> float:
     return float(np.sqrt(phi2 / max(min(kc - 1, rc - 1), 1e-12)))
 
 
+def has_classes(codes: np.ndarray | None) -> bool:
+    """Whether the images' class folders (integers, or None) can be asked: two classes or more."""
+    return codes is not None and len(np.unique(codes)) >= 2
+
+
 def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | None = None) -> Confidence:
     """The :class:`Confidence` of a flagged set [N]: ``activations`` [N, C] the layer's pooled activations
     over the same images (possibly memory-mapped), ``codes`` their class folders as integers (None, or one
@@ -122,7 +127,7 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
         activations, flagged = np.asarray(activations[rows]), flagged[rows]
         codes = None if codes is None else np.asarray(codes)[rows]
     reproducing = reproducing_neurons(activations, flagged)
-    by_class = codes is not None and len(np.unique(codes)) >= 2
+    by_class = has_classes(codes)
     association = class_association(flagged, codes) if by_class else None
     reasons = []
     if share == 0:

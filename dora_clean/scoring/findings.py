@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .combine import ArtifactScores, Candidate
-from .confidence import Confidence, assess
+from .confidence import Confidence, assess, has_classes
 from .stats import finding_score, robust_scale
 
 __all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images"]
@@ -107,12 +107,14 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
     :func:`~.combine.artifact_scores` of them; ``codes``: the images' class folders as integers (None:
     no class folders). ``threshold`` / ``top`` (the user's ``--threshold`` / ``--flag-top``) replace the
     winner's label-free threshold (the images above ``threshold``, or the ``top`` highest), and the winner is
-    then the only finding: the user chose the flags.
+    then the only finding: the user chose the flags. Without class folders nothing is confident, so no
+    candidate past the winner could be a finding: the winner alone is judged.
     """
     found: list[tuple[Candidate, float, np.ndarray, Confidence]] = []
     judged = 0
     chosen = threshold is not None or top is not None  # the user set the flags: the winner is the only finding
-    for rank, c in enumerate(scores.candidates[:1] if chosen else scores.candidates):
+    only_winner = chosen or not has_classes(codes)
+    for rank, c in enumerate(scores.candidates[:1] if only_winner else scores.candidates):
         t = c.threshold
         if rank == 0 and top is not None:
             ordered = np.sort(c.score)[::-1]
