@@ -50,15 +50,14 @@ def one(path: str, infected: list[int], classes: list[str], variant: str) -> dic
     from dora_clean.scoring import ScoringSettings, artifact_scores, assess, class_codes, find_findings
 
     acts = np.load(path, mmap_mode="r")
-    neighbours = {n: [m for m in infected if m != n][:8] for n in infected}
     t = time.perf_counter()
     if variant == "combined":
-        s = artifact_scores(acts, acts, infected, classes=classes, neighbours=neighbours,
+        s = artifact_scores(acts, acts, infected, classes=classes,
                             settings=ScoringSettings(off=frozenset({"skewed"})))
         assess(acts, s.score > s.threshold, class_codes(classes))
         n_findings = 1
     else:
-        s = artifact_scores(acts, acts, infected, classes=classes, neighbours=neighbours)
+        s = artifact_scores(acts, acts, infected, classes=classes)
         n_findings = len(find_findings(acts, s, class_codes(classes)))
     return {"seconds": time.perf_counter() - t, "findings": n_findings,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -168,8 +168,8 @@ def _scan_options(fn):
                      help="Let the layer's other neurons that reproduce the infected neurons' flagged set "
                           "(AUC >= 0.98 against it) join the combined score."),
         click.option("--class-folders/--no-class-folders", default=True, show_default=True,
-                     help="Where the dataset has class folders, also seed scores from each infected neuron's "
-                          "EA neighbours and from the layer's most skewed neurons, and set aside scores that "
+                     help="Where the dataset has class folders, also let scores seeded by the layer's most "
+                          "skewed neurons compete for the combined score, and set aside scores that "
                           "flag whole classes (class content, not an artifact). Turn off if the artifact may "
                           "cover most of one class (then, as in a flat folder, no finding is trusted without "
                           "review)."),
@@ -250,9 +250,7 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     joined = [n for n in combined if n not in inf]
     if joined:
         seed = Seed.parse(summary.get("combined_seed", ""))
-        how = {"neighbours": f"seeded by infected neuron {seed.neuron} and its nearest neurons in EA distance",
-               "neuron": f"that reproduce infected neuron {seed.neuron}'s flagged set",
-               "skewed": f"grown from neuron {seed.neuron}, one of the layer's most skewed"}.get(
+        how = {"skewed": f"grown from neuron {seed.neuron}, one of the layer's most skewed"}.get(
                    seed.kind, "that reproduce the infected neurons' flagged set")
         echo(f"combined score: {len(combined)} neurons {how} "
              f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")

@@ -32,7 +32,6 @@ from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, 
 from .scanning.activations import ScanOptions, scan_images, scan_key, scan_maps
 from .scoring import (
     DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, artifact_scores, class_codes, find_findings, layer_pooled,
-    nearest_neurons,
 )
 
 __all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
@@ -242,8 +241,6 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
         codes = None if classes is None else class_codes(classes)
         scores = artifact_scores(
             result.mean_act, result.max_act, infected, s.pooling, classes=classes,
-            neighbours=nearest_neurons(analysis.distance, analysis.neurons, infected, exclude=analysis.outliers.dead)
-            if by_class else None,
             settings=ScoringSettings(s.agreement, RECRUIT_AUC if s.recruit else None),
         )
         src = layer_pooled(result.mean_act, result.max_act, s.pooling)

@@ -204,7 +204,7 @@ def make_run(
     for k, c in enumerate(confidences, 1):
         neurons = {n: 1 for n in infected} if k == 1 else {infected[-1]: -1, n_neurons - k + 1: 1}
         entries[k] = {
-            "id": k, "seed": "agreement" if k == 1 else f"neuron:{n_neurons - k + 1}",
+            "id": k, "seed": "agreement" if k == 1 else f"skewed:{n_neurons - k + 1}",
             "neurons": {str(n): d for n, d in neurons.items()},
             "infected_neurons": [n for n in infected if n in neurons], "threshold": threshold,
             "n_flagged": int(finding_flags[k].sum()), "confident": bool(c),

@@ -171,15 +171,13 @@ def test_the_summary_names_the_seed_and_what_was_set_aside_as_class_content(caps
     from dora_clean.cli import _print_summary
 
     base = {"infected_neurons": [22, 2, 49], "n_neurons": 64, "layer": "layer3", "n_images": 1000, "n_skipped": 0,
-            "n_flagged": 51, "flagging": "otsu", "combined_neurons": [2, 48, 42], "combined_seed": "neighbours:2",
-            "class_content": {"agreement": 0.86, "neighbours:49": 0.99}, "class_lambda": 0.0}
+            "n_flagged": 51, "flagging": "otsu", "combined_neurons": [2, 48, 42], "combined_seed": "skewed:48",
+            "class_content": {"agreement": 0.86, "skewed:7": 0.99}, "class_lambda": 0.0}
     _print_summary(base, tmp_path, quiet=False)
     out = capsys.readouterr()
-    assert "3 neurons seeded by infected neuron 2 and its nearest neurons in EA distance" in out.out
-    assert "set aside: 2 candidate score(s)" in out.out and "seeds agreement, neighbours:49" in out.out
+    assert "3 neurons grown from neuron 48, one of the layer's most skewed" in out.out
+    assert "set aside: 2 candidate score(s)" in out.out and "seeds agreement, skewed:7" in out.out
     assert "warning" not in out.err
-    _print_summary(dict(base, combined_seed="neuron:2"), tmp_path, quiet=False)
-    assert "3 neurons that reproduce infected neuron 2's flagged set" in capsys.readouterr().out
     _print_summary(dict(base, combined_seed="agreement", class_lambda=0.92), tmp_path, quiet=False)
     out = capsys.readouterr()
     assert "reproduce the infected neurons' flagged set" in out.out

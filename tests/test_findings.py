@@ -23,8 +23,7 @@ def _two_artifacts(n: int = 3000, seed: int = 0):
 
 
 def _findings(x, classes, infected):
-    neighbours = {n: [m for m in range(16) if m // 8 == n // 8 and m != n] for n in infected}
-    scores = artifact_scores(x, x, infected, classes=classes, neighbours=neighbours)
+    scores = artifact_scores(x, x, infected, classes=classes)
     return scores, find_findings(x, scores, class_codes(classes))
 
 
@@ -71,7 +70,7 @@ def test_one_artifact_is_one_finding_and_class_content_none():
 
 def test_overrides_set_the_first_findings_flags():
     _, _, classes, x = _two_artifacts(seed=3)
-    scores = artifact_scores(x, x, [0, 9], classes=classes, neighbours={0: [1, 2], 9: [10, 11]})
+    scores = artifact_scores(x, x, [0, 9], classes=classes)
     codes = class_codes(classes)
     found = find_findings(x, scores, codes, top=25)
     first = found[0]  # the user's flags, and no other finding
@@ -104,7 +103,7 @@ def test_the_layers_most_skewed_neurons_find_an_artifact_the_infected_set_misses
     of_b = max(found, key=lambda f: auc(b, f.score))
     assert of_b.confident and of_b.candidate.seed.startswith("skewed:") and auc(b, of_b.score) > 0.99
     from dora_clean.scoring import ScoringSettings
-    off = artifact_scores(x, x, [0, 17], classes=classes, neighbours={0: [1, 2], 17: [18]},
+    off = artifact_scores(x, x, [0, 17], classes=classes,
                           settings=ScoringSettings(off=frozenset({"skewed"})))
     assert not any(s.seed.startswith("skewed:") for s in off.candidates)
     assert max(auc(b, f.score) for f in find_findings(x, off, class_codes(classes))) < 0.9
@@ -115,7 +114,6 @@ def test_a_second_artifact_is_judged_before_the_noise_of_many_infected_neurons()
     rng = np.random.default_rng(7)
     x = np.c_[x, rng.normal(size=(len(x), 60))]  # 60 more neurons of noise
     infected = list(range(0, 8)) + list(range(16, 20)) + list(range(40, 60))  # 32: many seeds, most noise
-    neighbours = {n: [m for m in infected if m != n][:8] for n in infected}
-    scores = artifact_scores(x, x, infected, classes=classes, neighbours=neighbours)
+    scores = artifact_scores(x, x, infected, classes=classes)
     found = find_findings(x, scores, class_codes(classes))
     assert {max((a, b), key=lambda y: auc(y, f.score)) is b for f in found if f.confident} == {False, True}

@@ -17,7 +17,7 @@ from dora_clean.demo.shapes import ScanSetSpec, write_scan_set
 from dora_clean.analysis.sams import SamsConfig
 from dora_clean.scanning import scan_images
 from dora_clean.scanning.activations import ScanOptions
-from dora_clean.scoring import artifact_scores, nearest_neurons
+from dora_clean.scoring import artifact_scores
 
 
 @pytest.mark.slow
@@ -38,8 +38,7 @@ def test_infected_neurons_detect_the_planted_artifact(tmp_path):
     infected = analysis.infected
     assert 1 <= len(infected) <= 3
     assert detectors & set(infected), (infected, sorted(detectors))
-    scores = artifact_scores(res.mean_act, res.max_act, infected, classes=[e.label for e in res.entries],
-                             neighbours=nearest_neurons(analysis.distance, analysis.neurons, infected))
+    scores = artifact_scores(res.mean_act, res.max_act, infected, classes=[e.label for e in res.entries])
     assert auc(y, scores.score) >= 0.95
     flagged = scores.score > scores.threshold
     assert y[flagged].mean() >= 0.9 and flagged[y == 1].mean() >= 0.9  # the label-free flags: precision, recall

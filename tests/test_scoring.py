@@ -8,7 +8,7 @@ import numpy as np
 from dora_clean.evaluate import auc
 from dora_clean.scoring import (
     ScoringSettings, agreeing, artifact_scores, class_lambda, column_ranks, combined_score, add_near_recruits, flag_threshold, flagged_aucs,
-    flag_images, mean_score, nearest_neurons, nested_thresholds, orientation, recruit_neurons, separation, tail_pursuit,
+    flag_images, mean_score, nested_thresholds, orientation, recruit_neurons, separation, tail_pursuit,
 )
 
 DATA = Path(__file__).with_name("data")
@@ -217,8 +217,7 @@ def test_a_rare_artifact_is_flagged_by_the_split_the_layer_reproduces():
     nested = seed > flag_threshold(seed, ranks)
     nested = nested if nested.mean() < 0.5 else ~nested
     assert y[nested].mean() > 0.75 and nested[y].mean() > 0.95  # the split the detectors reproduce
-    near = {n: [int(m) for m in row] for n, row in zip(infected, d["neighbours"])}
-    for kw in ({}, {"classes": list(d["classes"]), "neighbours": near}):  # flat, and with class folders
+    for kw in ({}, {"classes": list(d["classes"])}):  # flat, and with class folders
         s = artifact_scores(layer, layer, infected, **kw)
         flagged = s.score > s.threshold
         assert auc(y, s.score) > 0.999 and y[flagged].mean() > 0.95 and flagged[y].mean() > 0.95
@@ -239,14 +238,6 @@ def test_class_lambda_tells_class_content_from_an_artifact_spread_over_the_class
         tiny = np.repeat(np.arange(400 // size), size)
         assert class_lambda(rng.random(400) < 0.3, tiny) < 0.1
     assert class_lambda(np.repeat([True, False], 200), np.repeat(np.arange(200), 2)) == 1.0  # whole pairs flagged
-
-
-def test_nearest_neurons_by_ea_distance_leave_out_the_dead():
-    d = np.array([[0, 1, 5, 2], [1, 0, 4, 3], [5, 4, 0, 6], [2, 3, 6, 0]], dtype=float)
-    neurons = [10, 11, 12, 13]
-    assert nearest_neurons(d, neurons, [10, 12], k=2) == {10: [11, 13], 12: [11, 10]}
-    assert nearest_neurons(d, neurons, [10], k=5, exclude=[11]) == {10: [13, 12]}
-    assert nearest_neurons(d, neurons, [99]) == {}  # not analysed: no neighbourhood
 
 
 def _shortcut_layer(n: int = 4000):
@@ -271,24 +262,24 @@ def test_scores_that_flag_whole_classes_are_set_aside_where_the_dataset_has_clas
     infected = [0, 6, 16]  # DORA's outliers: one detector and two class neurons
     blind = artifact_scores(layer, layer, infected)
     assert y[flag_images(blind.score)].mean() < 0.3  # without the classes, class 0 and the artifact win the split
-    near = {0: [1, 2, 3, 4, 5, 6, 7, 8], 6: list(range(7, 15)), 16: list(range(17, 25))}
-    s = artifact_scores(layer, layer, infected, classes=classes, neighbours=near)
-    # the tail seed (its split nested in Otsu's, which the detectors reproduce) and the detector's
-    # neighbourhood both grow into the six detectors alone; the tail seed comes first
-    assert s.seed in ("tail", "neighbours:0") and set(s.combined) == set(range(6))
+    s = artifact_scores(layer, layer, infected, classes=classes)
+    # the tail seed (its split nested in Otsu's, which the detectors reproduce) grows into the six detectors alone
+    assert s.seed == "tail" and set(s.combined) == set(range(6))
     flagged = s.score > s.threshold
     assert auc(y, s.score) > 0.999 and y[flagged].mean() > 0.95 and flagged[y].mean() > 0.95
-    assert s.class_content and all(v >= 0.5 for v in s.class_content.values())
-    assert "neighbours:16" in s.class_content  # the class-1 group: set aside, not lost
+    assert list(s.class_content) == ["agreement"] and s.class_content["agreement"] >= 0.5  # class 0 and the artifact
+    class1 = [c for c in s.candidates if set(c.combined) <= set(range(16, 26))]  # the class-1 group: set aside, not lost
+    assert class1 and all(c.class_lambda >= 0.5 for c in class1)
+    assert s.candidates.index(class1[0]) > max(s.candidates.index(c) for c in s.candidates if c.class_lambda < 0.5)
     assert s.class_lambda < 0.5 and blind.class_lambda is None
     # DORA's set holds only a class neuron: the layer's most skewed neurons (the detectors) win the contest
-    only_classes = artifact_scores(layer, layer, [16], classes=classes, neighbours=near)
+    only_classes = artifact_scores(layer, layer, [16], classes=classes)
     assert only_classes.seed.startswith("skewed:") and set(only_classes.combined) <= set(range(6))
     assert auc(y, only_classes.score) > 0.999 and only_classes.class_lambda < 0.5
     no_skewed = ScoringSettings(off=frozenset({"skewed"}))  # nothing else to choose: the least class-bound wins
-    only_classes = artifact_scores(layer, layer, [16], classes=classes, neighbours=near, settings=no_skewed)
+    only_classes = artifact_scores(layer, layer, [16], classes=classes, settings=no_skewed)
     assert only_classes.class_lambda >= 0.5 and only_classes.seed not in only_classes.class_content
-    flat = artifact_scores(layer, layer, infected, classes=["x"] * len(y), neighbours=near)  # one class: no veto
+    flat = artifact_scores(layer, layer, infected, classes=["x"] * len(y))  # one class: no veto
     assert flat.seed == blind.seed and flat.combined == blind.combined and not flat.class_content
 
 
@@ -300,26 +291,9 @@ def test_a_score_the_classes_partly_explain_needs_a_cleaner_split_to_win(monkeyp
     kind = (cls == 0) & (rng.random(n) < 0.6)  # a kind of class 0's content: most of class 0, nothing else
     layer = np.c_[3.0 * y[:, None] + rng.normal(size=(n, 6)), 2.0 * kind[:, None] + rng.normal(size=(n, 10))]
     classes = np.array([f"class{c}" for c in cls])
-    near = {0: [1, 2, 3, 4, 5], 6: list(range(7, 16))}  # each infected neuron's group in EA space
-    s = artifact_scores(layer, layer, [0, 6], classes=classes, neighbours=near)
-    assert s.seed == "neighbours:0" and s.class_lambda == 0.0 and auc(y, s.score) > 0.999
+    s = artifact_scores(layer, layer, [0, 6], classes=classes)  # each group's neurons are among the most skewed
+    assert set(s.combined) <= set(range(6)) and s.class_lambda == 0.0 and auc(y, s.score) > 0.98
     monkeypatch.setattr("dora_clean.scoring.combine.LAMBDA_WEIGHT", 0.0)  # separation alone: the content's split wins
-    content = artifact_scores(layer, layer, [0, 6], classes=classes, neighbours=near)
-    assert content.seed == "neighbours:6" and 0.2 < content.class_lambda < 0.5 and content.separation > s.separation
-
-
-def test_an_infected_detector_whose_ea_neighbours_see_other_things_seeds_a_score_alone():
-    rng = np.random.default_rng(0)
-    n = 4000
-    y = rng.random(n) < 0.2  # an artifact on 20% of every class
-    rare = rng.random(n) < 0.03  # something else rare (the tail seed starts there), on 3% of every class
-    texture = rng.normal(size=(n, 1))  # a texture that eight neurons share: a Gaussian, no two groups
-    layer = np.c_[4.0 * y + rng.normal(size=n), texture + 0.5 * rng.normal(size=(n, 8)), 6.0 * rare + rng.normal(size=n)]
-    classes = np.array([f"class{c}" for c in rng.integers(0, 4, n)])
-    near = {0: list(range(1, 9)), 1: list(range(2, 9)) + [0], 9: list(range(1, 9))}  # the texture crowds the detector
-    s = artifact_scores(layer, layer, [0, 1, 9], classes=classes, neighbours=near)
-    assert s.seed == "neuron:0" and s.combined == {0: 1} and auc(y, s.score) > 0.99
-    flagged = s.score > s.threshold
-    assert y[flagged].mean() > 0.9 and flagged[y].mean() > 0.9
-    flat = artifact_scores(layer, layer, [0, 1, 9])  # no class folders: no lambda to guard single neurons
-    assert not flat.seed.startswith("neuron:")
+    content = artifact_scores(layer, layer, [0, 6], classes=classes)
+    assert set(content.combined) <= set(range(6, 16)) and 0.2 < content.class_lambda < 0.5
+    assert content.separation > s.separation

@@ -10,7 +10,7 @@ from .combine import PIECES, ArtifactScores, Candidate, ScoringSettings, artifac
 from .findings import MAX_FINDINGS, SAME_IMAGES, Finding, find_findings, same_images
 from .recruiting import (EXTEND_AUC, RECRUIT_ROUNDS, SELECT_ROWS, add_near_recruits, column_ranks, flagged_aucs,
                          grow_seed, reaching, recruit_neurons)
-from .seeds import DEFAULT_AGREEMENT, NEIGHBOURHOOD, Seed, agreeing, nearest_neurons, neighbourhood, tail_pursuit
+from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import (POOLINGS, combined_score, finding_score, robust_scale, layer_pooled, mean_score, orientation, pooled, robust_z,
                     sample_rows, skewness)
 from .thresholds import (NESTED_SPLITS, RECRUIT_AUC, REPRODUCING, flag_images, flag_threshold, nested_thresholds,
@@ -18,10 +18,10 @@ from .thresholds import (NESTED_SPLITS, RECRUIT_AUC, REPRODUCING, flag_images, f
 
 __all__ = [
     "MAX_FINDINGS", "SAME_IMAGES", "Candidate", "Finding", "find_findings", "same_images", "finding_score",
-    "robust_scale", "CLASS_ASSOCIATION", "CLASS_LAMBDA", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confidence", "assess", "class_association", "reproducing_neurons", "DEFAULT_AGREEMENT", "EXTEND_AUC", "LAMBDA_WEIGHT", "NEIGHBOURHOOD", "NESTED_SPLITS", "PIECES", "POOLINGS",
+    "robust_scale", "CLASS_ASSOCIATION", "CLASS_LAMBDA", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confidence", "assess", "class_association", "reproducing_neurons", "DEFAULT_AGREEMENT", "EXTEND_AUC", "LAMBDA_WEIGHT", "NESTED_SPLITS", "PIECES", "POOLINGS",
     "RECRUIT_AUC", "RECRUIT_ROUNDS", "REPRODUCING", "SELECT_ROWS", "ArtifactScores", "ScoringSettings", "Seed", "add_near_recruits",
     "agreeing", "artifact_scores", "class_codes", "class_lambda", "column_ranks", "combined_score", "flag_images",
-    "flag_threshold", "flagged_aucs", "grow_seed", "layer_pooled", "mean_score", "nearest_neurons", "neighbourhood",
+    "flag_threshold", "flagged_aucs", "grow_seed", "layer_pooled", "mean_score",
     "nested_thresholds", "orientation", "pooled", "reaching", "recruit_neurons", "robust_z", "sample_rows",
     "separation", "skewness", "tail_pursuit",
 ]

@@ -8,7 +8,7 @@ import numpy as np
 
 from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda
 from .recruiting import SELECT_ROWS, column_ranks, grow_seed
-from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, neighbourhood, tail_pursuit
+from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
 from .thresholds import RECRUIT_AUC, flag_threshold, separation
 
@@ -16,9 +16,9 @@ __all__ = ["PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSett
 
 
 #: The pieces of the combined score that :class:`ScoringSettings` can switch off (the ablation of
-#: docs/benchmark.md): the tail seed, the neighbourhood seeds, the single-neuron seeds, recruiting,
-#: the near-recruits, the nested threshold and the class rule.
-PIECES = ("tail", "neighbours", "neuron", "recruiting", "near_recruits", "nested", "class_rule", "skewed")
+#: docs/benchmark.md): the tail seed, recruiting, the near-recruits, the nested threshold, the class rule
+#: and the skewed seeds.
+PIECES = ("tail", "recruiting", "near_recruits", "nested", "class_rule", "skewed")
 
 #: Besides the infected neurons' seeds, each of the layer's this many most skewed neurons seeds a candidate
 #: (for the combined score too, where class folders guard it): DORA's outlier step can miss an artifact's
@@ -93,9 +93,8 @@ class ArtifactScores:
         score: [N] the combined score.
         combined: neuron id -> direction, for the neurons the combined score averages.
         seed: how the neurons that seed the score were chosen: "agreement"
-            (:func:`agreeing`), "tail" (:func:`tail_pursuit`), "neighbours:N"
-            (infected neuron N and its EA neighbours, :func:`neighbourhood`) or "neuron:N"
-            (infected neuron N alone).
+            (:func:`agreeing`), "tail" (:func:`tail_pursuit`) or "skewed:N" (the layer's
+            neuron N, one of its most skewed).
         separation: the combined score's :func:`separation`.
         class_content: seed -> :func:`class_lambda`, for the grown scores set aside
             because the class folders explain their flagged sets.
@@ -146,24 +145,19 @@ def artifact_scores(
     infected: Sequence[int],
     pooling: str = "mean",
     classes: Sequence[str | None] | None = None,
-    neighbours: dict[int, Sequence[int]] | None = None,
     settings: ScoringSettings = ScoringSettings(),
 ) -> ArtifactScores:
     """Score the images.
 
     Two seeds from the infected neurons: those that agree
     (:func:`agreeing`, which finds common artifacts) and those that make a
-    tail together (:func:`tail_pursuit`, which finds rare ones). Where the
-    images have ``classes`` (their class folders, two or more) and
-    ``neighbours`` are given (:func:`nearest_neurons`), each infected neuron
-    with its EA neighbours seeds a score too (:func:`neighbourhood`), and, where
-    there are ``classes``, each infected neuron alone (its neighbours may see
-    other things; the class rule below guards these seeds). Each
+    tail together (:func:`tail_pursuit`, which finds rare ones). Each
     seed is joined, unless recruiting is off (``settings``), by the layer's neurons
     that reproduce its flagged set and then by those that nearly do and
     sharpen it (:func:`grow_seed`); a score's flagged set is then the split of
     it that the layer reproduces (:func:`flag_threshold`). A grown score whose flagged set the classes
-    explain (:func:`class_lambda` >= :data:`CLASS_LAMBDA`) sees class content
+    explain (:func:`class_lambda` >= :data:`CLASS_LAMBDA`; with ``classes``, the images' class
+    folders, two or more) sees class content
     and is set aside (unless all are: then the least class-bound wins); of
     the others, the one that separates the images most cleanly
     (:func:`separation`, less :data:`LAMBDA_WEIGHT` times its class lambda
@@ -191,15 +185,6 @@ def artifact_scores(
               for name, (used, orient) in seeds.items()}
     codes = None if classes is None else class_codes(classes)  # encoded once: every seed's lambda uses them
     by_class = codes is not None and codes.max(initial=0) >= 1  # two classes or more
-    if by_class and neighbours and recruit_auc is not None and "neighbours" not in off:
-        for n, o in zip(infected, own):
-            start = neighbourhood(layer, int(n), int(o), neighbours.get(int(n), []))
-            if start not in starts.values():
-                starts[str(Seed("neighbours", int(n)))] = start
-    if by_class and recruit_auc is not None and "neuron" not in off:
-        for n, o in zip(infected, own):  # each infected neuron alone: its EA neighbours may be no detectors
-            if {int(n): int(o)} not in starts.values():
-                starts[str(Seed("neuron", int(n)))] = {int(n): int(o)}
     rows = sample_rows(len(per_neuron), SELECT_ROWS)  # the images on which recruiting decides
     chosen_on = layer if rows is None or recruit_auc is None else np.asarray(layer[rows])
     ranks = column_ranks(chosen_on) if recruit_auc is not None and len(infected) else None  # one rank pass for all
@@ -208,14 +193,15 @@ def artifact_scores(
     def split(score: np.ndarray) -> float:  # on the images the layer was ranked on, where it was
         return flag_threshold(score if rows is None or split_ranks is None else score[rows], split_ranks)
 
-    grown = []
-    for name, combined in starts.items():
+    def grow(name: str, combined: dict[int, int]) -> Candidate:  # a seed, grown and split
         if ranks is not None:
             combined = grow_seed(chosen_on, combined, recruit_auc, split_ranks, near="near_recruits" not in off)
         score = mean_score(layer, combined)
         t = split(score)
         lam = class_lambda(score > t, codes) if by_class and "class_rule" not in off else 0.0
-        grown.append(Candidate(name, combined, score, float(t), separation(score, t), lam))
+        return Candidate(name, combined, score, float(t), separation(score, t), lam)
+
+    grown = [grow(name, combined) for name, combined in starts.items()]
     kept = [g for g in grown if g.class_lambda < CLASS_LAMBDA] or [min(grown, key=lambda g: g.class_lambda)]
     best = kept[0]
     for g in kept[1:]:  # the earlier seed (agreement first) keeps a tie
@@ -225,12 +211,8 @@ def artifact_scores(
     others = [g for g in grown if g is not best]
     skewed = []
     if ranks is not None and "skewed" not in off:
-        for c, sign in _most_skewed(chosen_on, SKEWED_SEEDS, exclude=best.combined):
-            combined = grow_seed(chosen_on, {c: sign}, recruit_auc, split_ranks, near="near_recruits" not in off)
-            score = mean_score(layer, combined)
-            t = split(score)
-            lam = class_lambda(score > t, codes) if by_class and "class_rule" not in off else 0.0
-            skewed.append(Candidate(str(Seed("skewed", c)), combined, score, float(t), separation(score, t), lam))
+        skewed = [grow(str(Seed("skewed", c)), {c: sign})
+                  for c, sign in _most_skewed(chosen_on, SKEWED_SEEDS, exclude=best.combined)]
     if by_class:  # where the class rule guards them, the skewed seeds compete for the combined score too
         top = max((g for g in skewed if g.class_lambda < CLASS_LAMBDA), key=lambda g: g.merit, default=None)
         if top is not None and top.merit > best.merit + 1e-9:

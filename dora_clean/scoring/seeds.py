@@ -1,4 +1,4 @@
-"""Seeds of a combined score: groups of infected neurons (agreement, tail) and EA neighbourhoods."""
+"""Seeds of a combined score: groups of infected neurons (agreement, tail)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,16 +8,15 @@ import numpy as np
 
 from .stats import orientation, robust_z, sample_rows, skewness
 
-__all__ = ["DEFAULT_AGREEMENT", "NEIGHBOURHOOD", "Seed", "agreeing", "tail_pursuit", "nearest_neurons", "neighbourhood"]
+__all__ = ["DEFAULT_AGREEMENT", "Seed", "agreeing", "tail_pursuit"]
 
 
 @dataclass(frozen=True)
 class Seed:
     """How a score's first neurons were chosen, written ``kind`` or ``kind:neuron`` in summary.json.
 
-    Kinds: ``agreement`` (:func:`agreeing`), ``tail`` (:func:`tail_pursuit`),
-    ``neighbours`` (infected ``neuron`` and its EA neighbours, :func:`neighbourhood`),
-    ``neuron`` (infected ``neuron`` alone) and ``skewed`` (one of the layer's most skewed neurons).
+    Kinds: ``agreement`` (:func:`agreeing`), ``tail`` (:func:`tail_pursuit`) and ``skewed`` (``neuron``,
+    one of the layer's most skewed neurons).
     """
 
     kind: str
@@ -107,40 +106,3 @@ def tail_pursuit(
         total = total + s * z[:, j]
     keep = group != 0
     return keep, np.where(keep, group, orient)
-
-
-#: Where the dataset has class folders, each infected neuron with this many of its nearest
-#: neurons in EA distance seeds a score too (a layer's detectors of one artifact often form
-#: a small cluster in EA space): chosen on the planted benchmark (3 and 5 did a little less well).
-NEIGHBOURHOOD = 8
-
-
-def nearest_neurons(
-    distance: np.ndarray, neurons: Sequence[int], of: Sequence[int], k: int = NEIGHBOURHOOD,
-    exclude: Sequence[int] = (),
-) -> dict[int, list[int]]:
-    """Each neuron of ``of`` -> its ``k`` nearest neurons by EA distance, nearest first.
-
-    ``distance``: [n, n] between ``neurons``; the neurons of ``exclude`` (dead ones) are no one's neighbours.
-    """
-    d = np.asarray(distance, dtype=np.float64)
-    neurons = [int(n) for n in neurons]
-    index = {n: i for i, n in enumerate(neurons)}
-    banned = {index[n] for n in exclude if n in index}
-    out = {}
-    for n in of:
-        if n not in index:
-            continue
-        order = np.argsort(d[index[n]], kind="stable")
-        out[int(n)] = [neurons[j] for j in order if j != index[n] and j not in banned][:k]
-    return out
-
-
-def neighbourhood(activations: np.ndarray, neuron: int, direction: int, neighbours: Sequence[int]) -> dict[int, int]:
-    """A seed: ``neuron`` (in ``direction``) and its EA ``neighbours``, each turned by the sign of
-    its correlation with the neuron over the images: neuron id -> direction."""
-    ids = [int(neuron)] + [int(n) for n in neighbours if int(n) != int(neuron)]
-    x = np.asarray(activations[:, ids], dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.nan_to_num(np.corrcoef(x, rowvar=False)[0]) if len(ids) > 1 else np.ones(1)
-    return {n: int(direction) * (1 if r[j] >= 0 else -1) for j, n in enumerate(ids)}
