@@ -16,7 +16,8 @@ artifact spread over all classes at each prevalence (cached), and one row per
 
 The run ends with a table: per split and layer (last, earlier), the rows meeting
 each goal, every goal, and the baseline goal restated (``base``:
-:func:`beats_baselines`); ``fresh`` counts the fresh held-out families again.
+:func:`beats_baselines`); ``fresh`` and ``fresh 2`` count the two batches of
+fresh held-out families again.
 
 Clean rows (``--clean``): a model of the family trained without any artifact,
 on a clean scan set and on one carrying the family's artifact, which that
@@ -26,9 +27,11 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --quick             # 4 dev + 4 held-out families, last layer, 5% and 20%
     python benchmarks/families_benchmark.py --split held-out    # every held-out family
     python benchmarks/families_benchmark.py --fresh             # the fresh held-out families (tag, stamp)
+    python benchmarks/families_benchmark.py --fresh 2           # the second fresh batch (arrow, marks)
     python benchmarks/families_benchmark.py --flat --layers 1   # the scan sets as flat folders (no class folders)
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
     python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn
+    python benchmarks/families_benchmark.py --constants --layers 1  # each scoring constant lower and higher
     python benchmarks/families_benchmark.py --layers 1 --steps 32   # what a cheaper s-AMS setting costs
 
 Training takes about a minute a 4-class model on 2 cores, the s-AMS about as
@@ -37,7 +40,10 @@ long a layer; everything is cached (``$DORA_CLEAN_CACHE``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import importlib
+import inspect
 import sys
 import time
 
@@ -49,7 +55,7 @@ from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_h
 from dora_clean.scanning import list_images
 from dora_clean.scoring import PIECES
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
-from families import FAMILIES, FRESH_FAMILIES, Family, default_layers, load_family_model, write_family_scan_set
+from families import FAMILIES, FRESH_2_FAMILIES, FRESH_FAMILIES, Family, default_layers, load_family_model, write_family_scan_set
 from planted_benchmark import Case, baselines, evaluate
 
 
@@ -161,7 +167,7 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
     print("-" * len(head))
     tally: dict[str, list[int]] = {}
     counts: dict[tuple[str, str], dict[str, int]] = {}
-    fresh = {f.name for f in FRESH_FAMILIES}
+    fresh = {f.name: "fresh" for f in FRESH_FAMILIES} | {f.name: "fresh 2" for f in FRESH_2_FAMILIES}
     for family in families:
         for depth, layer in enumerate(default_layers(family.arch)[:layers]):
             for fraction in fractions:
@@ -176,7 +182,7 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                 row[0] += 1
                 row[1] += not miss
                 met = {g: g not in miss for g in GOALS} | {"all": not miss, "base": beats_baselines(e["combined_auc"], b)}
-                for split in {family.split, "fresh"} if family.name in fresh else {family.split}:
+                for split in {family.split, fresh.get(family.name, family.split)}:
                     c = counts.setdefault((split, "last" if depth == 0 else "earlier"), dict.fromkeys(("rows", *met), 0))
                     c["rows"] += 1
                     for g, ok in met.items():
@@ -196,33 +202,94 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
     return tally
 
 
-def ablation(families: list[Family], layers: int, fractions: list[float], n_scan: int) -> None:
-    """Each piece of the combined score switched off in turn (and all of them): per split, how many rows
-    meet each goal, and how many clean-model rows flag more than 1% as confident."""
-    variants = [("(none: today's scoring)", {}), *((p, {"off": frozenset([p])}) for p in PIECES),
-                ("all (the mean of the infected neurons, Otsu)", {"off": frozenset(PIECES), "agreement": 0.0})]
+def variant_table(title: str, variants: list[tuple[str, dict, dict]], families: list[Family], layers: int,
+                  fractions: list[float], n_scan: int) -> None:
+    """Per variant (name, ``evaluate`` keywords, scoring constants to set) and split: how many rows meet
+    each goal, and how many clean-model rows flag more than 1% as confident."""
     cases = [(f, prepare(f, layer, fraction, n_scan))
              for f in families for layer in default_layers(f.arch)[:layers] for fraction in fractions]
     clean = [(f, prepare_clean(f, fraction, n_scan)) for f in CLEAN_FAMILIES for fraction in (0.0, 0.1)]
     splits = sorted({f.split for f, _ in cases})
-    head = f"{'piece off':<46} " + " ".join(f"{s + ': comb P/R export all':>30} {'clean':>5}" for s in splits)
+    head = f"{title:<46} " + " ".join(f"{s + ': comb P/R export all':>30} {'clean':>5}" for s in splits)
     print(head)
     print("-" * len(head))
-    for name, kw in variants:
+    for name, kw, constants in variants:
         cells = []
-        for split in splits:
-            tally = np.zeros(4, dtype=int)
-            rows = [c for f, c in cases if f.split == split]
-            for case in rows:
-                miss = goals(evaluate(case, **kw))
-                tally += [not {"comb"} & set(miss), "P/R" not in miss, "export" not in miss, not miss]
-            bad = 0
-            for f, case in clean:
-                if f.split == split:
-                    e = evaluate(case, **kw)
-                    bad += e["n_removed"] > 0.01 * len(case.y)
-            cells.append(f"{' '.join(f'{t:>3}' for t in tally)} of {len(rows):<3} {bad:>5}")
+        with scoring_constants(constants):
+            for split in splits:
+                tally = np.zeros(4, dtype=int)
+                rows = [c for f, c in cases if f.split == split]
+                for case in rows:
+                    miss = goals(evaluate(case, **kw))
+                    tally += [not {"comb"} & set(miss), "P/R" not in miss, "export" not in miss, not miss]
+                bad = 0
+                for f, case in clean:
+                    if f.split == split:
+                        e = evaluate(case, **kw)
+                        bad += e["n_removed"] > 0.01 * len(case.y)
+                cells.append(f"{' '.join(f'{t:>3}' for t in tally)} of {len(rows):<3} {bad:>5}")
         print(f"{name:<46} " + " ".join(f"{c:>36}" for c in cells), flush=True)
+
+
+def ablation(families: list[Family], layers: int, fractions: list[float], n_scan: int) -> None:
+    """Each piece of the combined score switched off in turn (and all of them)."""
+    variants = [("(none: today's scoring)", {}, {}), *((p, {"off": frozenset([p])}, {}) for p in PIECES),
+                ("all (the mean of the infected neurons, Otsu)", {"off": frozenset(PIECES), "agreement": 0.0}, {})]
+    variant_table("piece off", variants, families, layers, fractions, n_scan)
+
+
+#: Each scoring constant, where it is read (a module's global, or a function's default bound when the
+#: function was defined), and the two values it is tried at besides its own.
+CONSTANTS: dict[str, tuple[tuple[str, str], tuple[float, float]]] = {
+    "RECRUIT_ROUNDS": (("recruiting", "RECRUIT_ROUNDS"), (1, 3)),
+    "EXTEND_AUC": (("recruiting", "add_near_recruits:min_auc"), (0.8, 0.95)),
+    "REPRODUCING": (("thresholds", "REPRODUCING"), (1, 5)),
+    "NESTED_SPLITS": (("thresholds", "nested_thresholds:levels"), (2, 4)),
+    "CLASS_LAMBDA": (("combine", "CLASS_LAMBDA"), (0.3, 0.7)),
+    "LAMBDA_WEIGHT": (("combine", "LAMBDA_WEIGHT"), (0.0, 1.0)),
+    "SKEWED_SEEDS": (("combine", "SKEWED_SEEDS"), (8, 32)),
+    "MIN_REPRODUCING": (("confidence", "MIN_REPRODUCING"), (4, 8)),
+    "REPRODUCE_PRECISION": (("confidence", "reproducing_neurons:precision"), (0.8, 0.95)),
+    "CLASS_ASSOCIATION": (("confidence", "CLASS_ASSOCIATION"), (0.1, 0.3)),
+    "SAME_IMAGES": (("findings", "same_images:share"), (0.3, 0.7)),
+}
+
+
+@contextlib.contextmanager
+def scoring_constants(values: dict[str, float]):
+    """Set scoring constants (names of :data:`CONSTANTS`) where they are read, and put them back after."""
+    undo = []
+    try:
+        for name, value in values.items():
+            (module, where), _ = CONSTANTS[name]
+            mod = importlib.import_module(f"dora_clean.scoring.{module}")
+            fn, _, param = where.partition(":")
+            if param:  # a default bound at definition: replace it in the function's __defaults__
+                f = getattr(mod, fn)
+                names = list(inspect.signature(f).parameters)[-len(f.__defaults__):]
+                if param not in names:
+                    raise ValueError(f"{where}: no such positional default")
+                old = f.__defaults__
+                f.__defaults__ = tuple(value if n == param else d for n, d in zip(names, old))
+                undo.append(lambda f=f, old=old: setattr(f, "__defaults__", old))
+            else:
+                old = getattr(mod, fn)
+                setattr(mod, fn, value)
+                undo.append(lambda mod=mod, fn=fn, old=old: setattr(mod, fn, old))
+        yield
+    finally:
+        for u in reversed(undo):
+            u()
+
+
+def constants(families: list[Family], layers: int, fractions: list[float], n_scan: int) -> None:
+    """Each scoring constant at a lower and a higher value in turn (and the agreement and recruit bars,
+    which ``evaluate`` takes)."""
+    variants = [("(none: today's constants)", {}, {}),
+                *((f"DEFAULT_AGREEMENT = {v}", {"agreement": v}, {}) for v in (0.15, 0.5)),
+                *((f"RECRUIT_AUC (recruiting) = {v}", {"recruit_auc": v}, {}) for v in (0.95, 0.99)),
+                *((f"{name} = {v}", {}, {name: v}) for name, (_, values) in CONSTANTS.items() for v in values)]
+    variant_table("constant", variants, families, layers, fractions, n_scan)
 
 
 def main() -> int:
@@ -230,13 +297,15 @@ def main() -> int:
     ap.add_argument("--split", choices=["dev", "held-out", "all"], default="all")
     ap.add_argument("--quick", action="store_true", help="4 families of each split, the last layer, 5%% and 20%%")
     ap.add_argument("--family", action="append", help="only families whose name contains this")
-    ap.add_argument("--fresh", action="store_true", help="only the fresh held-out families (added 1 Dec 2026)")
+    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2],
+                    help="only the fresh held-out families of batch 1 (tag, stamp) or 2 (arrow, marks)")
     ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
     ap.add_argument("--clean", action="store_true", help="the rows of models trained without any artifact")
     ap.add_argument("--flat", action="store_true", help="score each scan set as one flat folder (no class folders)")
     ap.add_argument("--ablation", action="store_true", help="each piece of the combined score off in turn")
+    ap.add_argument("--constants", action="store_true", help="each scoring constant at a lower and a higher value")
     ap.add_argument("--steps", type=int, help="s-AMS steps (default: the scan's, 128)")
     ap.add_argument("--signals", type=int, help="s-AMS per neuron (default: the scan's, 4)")
     args = ap.parse_args()
@@ -246,7 +315,8 @@ def main() -> int:
         clean = [f for f in CLEAN_FAMILIES if args.split in ("all", f.split)]
         run_clean([f for f in clean if not args.family or any(s in f.name for s in args.family)], args.images)
         return 0
-    families = [f for f in (FRESH_FAMILIES if args.fresh else FAMILIES) if args.split in ("all", f.split)]
+    batch = {None: FAMILIES, 1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES}[args.fresh]
+    families = [f for f in batch if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:4] + [f for f in families if f.split == "held-out"][:4]
     if args.family:
@@ -254,6 +324,9 @@ def main() -> int:
     fractions = args.fraction or ([0.05, 0.2] if args.quick else [0.02, 0.1, 0.4])
     if args.ablation:
         ablation(families, 1 if args.quick else args.layers, fractions, args.images)
+        return 0
+    if args.constants:
+        constants(families, 1 if args.quick else args.layers, fractions, args.images)
         return 0
     run(families, 1 if args.quick else args.layers, fractions, args.images, args.flat)
     return 0

@@ -149,27 +149,28 @@ def artifact_scores(
 ) -> ArtifactScores:
     """Score the images.
 
-    Two seeds from the infected neurons: those that agree
-    (:func:`agreeing`, which finds common artifacts) and those that make a
-    tail together (:func:`tail_pursuit`, which finds rare ones). Each
-    seed is joined, unless recruiting is off (``settings``), by the layer's neurons
-    that reproduce its flagged set and then by those that nearly do and
-    sharpen it (:func:`grow_seed`); a score's flagged set is then the split of
-    it that the layer reproduces (:func:`flag_threshold`). A grown score whose flagged set the classes
-    explain (:func:`class_lambda` >= :data:`CLASS_LAMBDA`; with ``classes``, the images' class
-    folders, two or more) sees class content
-    and is set aside (unless all are: then the least class-bound wins); of
-    the others, the one that separates the images most cleanly
-    (:func:`separation`, less :data:`LAMBDA_WEIGHT` times its class lambda
-    where there are class folders) wins, turned so that the images it flags are the
-    smaller group (an artifact is on a minority of a dataset). Each of the layer's
-    :data:`SKEWED_SEEDS` most skewed neurons (but the winner's) seeds a candidate as well
-    (DORA's outlier step can miss the detectors, which still make long tails); where there are
-    ``classes`` these compete with the winner on the same merit, the class rule guarding them, and
-    elsewhere they are candidate findings only. With
-    ``settings.agreement`` <= 0 the seed is the plain mean of all infected neurons, as
-    :func:`orientation` turns them. ``mean_act`` / ``max_act``: [N, C] the
-    layer's pooled activations; ``settings``: :class:`ScoringSettings` (each piece can be switched off).
+    Two seeds from the infected neurons: those that agree (:func:`agreeing`,
+    which finds common artifacts) and those that make a tail together
+    (:func:`tail_pursuit`, which finds rare ones). Each seed is joined, unless
+    recruiting is off (``settings``), by the layer's neurons that reproduce its
+    flagged set and then by those that nearly do and sharpen it
+    (:func:`grow_seed`); a score's flagged set is then the split of it that the
+    layer reproduces (:func:`flag_threshold`). Where the images have
+    ``classes`` (their class folders, two or more), a grown score whose flagged
+    set the classes explain (:func:`class_lambda` >= :data:`CLASS_LAMBDA`) sees
+    class content and is set aside (unless all are: then the least class-bound
+    wins). Of the others, the one that separates the images most cleanly
+    (:func:`separation`, less :data:`LAMBDA_WEIGHT` times its class lambda where
+    there are class folders) wins, turned so that the images it flags are the
+    smaller group (an artifact is on a minority of a dataset). Each of the
+    layer's :data:`SKEWED_SEEDS` most skewed neurons (but the winner's) seeds a
+    candidate as well (DORA's outlier step can miss the detectors, which still
+    make long tails); where there are ``classes`` these compete with the winner
+    on the same merit, the class rule guarding them, and elsewhere they are
+    candidate findings only. With ``settings.agreement`` <= 0 the seed is the
+    plain mean of all infected neurons, as :func:`orientation` turns them.
+    ``mean_act`` / ``max_act``: [N, C] the layer's pooled activations;
+    ``settings``: :class:`ScoringSettings` (each piece can be switched off).
     """
     agreement, recruit_auc, off = settings.agreement, settings.recruiting, settings.off
     layer = layer_pooled(mean_act, max_act, pooling)
