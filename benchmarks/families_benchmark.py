@@ -32,6 +32,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
     python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn
     python benchmarks/families_benchmark.py --constants --layers 1  # each scoring constant lower and higher
+    python benchmarks/families_benchmark.py --set REPRODUCING=5     # the table with a constant changed
     python benchmarks/families_benchmark.py --layers 1 --steps 32   # what a cheaper s-AMS setting costs
 
 Training takes about a minute a 4-class model on 2 cores, the s-AMS about as
@@ -306,14 +307,23 @@ def main() -> int:
     ap.add_argument("--flat", action="store_true", help="score each scan set as one flat folder (no class folders)")
     ap.add_argument("--ablation", action="store_true", help="each piece of the combined score off in turn")
     ap.add_argument("--constants", action="store_true", help="each scoring constant at a lower and a higher value")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)})")
     ap.add_argument("--steps", type=int, help="s-AMS steps (default: the scan's, 128)")
     ap.add_argument("--signals", type=int, help="s-AMS per neuron (default: the scan's, 4)")
     args = ap.parse_args()
     global SAMS
     SAMS = dataclasses.replace(SAMS, **{k: v for k, v in (("steps", args.steps), ("n_signals", args.signals)) if v})
+    changed = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in CONSTANTS or not value:
+            ap.error(f"--set {item}: give NAME=VALUE, NAME one of {', '.join(CONSTANTS)}")
+        changed[name] = type(CONSTANTS[name][1][0])(float(value))
     if args.clean:
         clean = [f for f in CLEAN_FAMILIES if args.split in ("all", f.split)]
-        run_clean([f for f in clean if not args.family or any(s in f.name for s in args.family)], args.images)
+        with scoring_constants(changed):
+            run_clean([f for f in clean if not args.family or any(s in f.name for s in args.family)], args.images)
         return 0
     batch = {None: FAMILIES, 1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES}[args.fresh]
     families = [f for f in batch if args.split in ("all", f.split)]
@@ -322,13 +332,14 @@ def main() -> int:
     if args.family:
         families = [f for f in families if any(s in f.name for s in args.family)]
     fractions = args.fraction or ([0.05, 0.2] if args.quick else [0.02, 0.1, 0.4])
+    layers = 1 if args.quick else args.layers
     if args.ablation:
-        ablation(families, 1 if args.quick else args.layers, fractions, args.images)
-        return 0
-    if args.constants:
-        constants(families, 1 if args.quick else args.layers, fractions, args.images)
-        return 0
-    run(families, 1 if args.quick else args.layers, fractions, args.images, args.flat)
+        ablation(families, layers, fractions, args.images)
+    elif args.constants:
+        constants(families, layers, fractions, args.images)
+    else:
+        with scoring_constants(changed):
+            run(families, layers, fractions, args.images, args.flat)
     return 0
 
 
