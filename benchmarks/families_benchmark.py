@@ -244,7 +244,7 @@ def ablation(families: list[Family], layers: int, fractions: list[float], n_scan
 CONSTANTS: dict[str, tuple[tuple[str, str], tuple[float, float]]] = {
     "RECRUIT_ROUNDS": (("recruiting", "RECRUIT_ROUNDS"), (1, 3)),
     "EXTEND_AUC": (("recruiting", "add_near_recruits:min_auc"), (0.8, 0.95)),
-    "REPRODUCING": (("thresholds", "REPRODUCING"), (1, 5)),
+    "REPRODUCING": (("thresholds", "REPRODUCING"), (3, 8)),
     "NESTED_SPLITS": (("thresholds", "nested_thresholds:levels"), (2, 4)),
     "CLASS_LAMBDA": (("combine", "CLASS_LAMBDA"), (0.3, 0.7)),
     "LAMBDA_WEIGHT": (("combine", "LAMBDA_WEIGHT"), (0.0, 1.0)),

@@ -72,6 +72,19 @@ def test_artifacts_stay_in_their_corner(artifact, seed):
     assert not outside.any()
 
 
+@pytest.mark.parametrize("artifact", ["arrow", "marks"])
+def test_arrows_and_calliper_marks_are_light_strokes_anywhere_in_the_image(artifact):
+    centres = []
+    for seed in range(6):
+        clean, marked = _pair(F.Family("flat", "shapes", artifact, "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        assert 15 < changed.sum() < 0.15 * changed.size  # a stroke, not a patch
+        assert marked[changed].min(axis=1).mean() > 150 or artifact == "arrow"  # callipers: near white
+        assert marked[changed][:, :2].min(axis=1).mean() > 180  # red and green high: yellow or white
+        centres.append(np.argwhere(changed).mean(axis=0))
+    assert np.ptp(np.array(centres), axis=0).min() > 10  # not in one corner: they move about
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_the_ruler_is_a_band_along_the_bottom_or_the_left_edge(seed):
     clean, marked = _pair(F.Family("texture", "shapes", "ruler", "tiny_cnn"), seed)
