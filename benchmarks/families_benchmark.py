@@ -159,14 +159,13 @@ def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
 
 
 def run(families: list[Family], layers: int, fractions: list[float], n_scan: int,
-        flat: bool = False) -> dict[str, list[int]]:
-    """Print one row per (family, layer, prevalence); returns, per split, [rows, rows meeting every goal].
+        flat: bool = False) -> dict[tuple[str, str], dict[str, int]]:
+    """Print one row per (family, layer, prevalence), then :func:`goal_table`; returns its counts.
     ``flat``: score as if the scan set were one flat folder (no class folders)."""
     head = (f"{'family':<42} {'split':<8} {'layer':<10} {'prev':>4} {'rel':>4} {'oracle':>6} {'BE':>4} | {'inf':>5} "
             f"{'comb':>5} {'prec':>4} {'rec':>4} {'#flag':>5} {'rep':>3} {'assoc':>5} {'rm':>4} | {'iforest':>7} {'lof':>5} | goals missed")
     print(head)
     print("-" * len(head))
-    tally: dict[str, list[int]] = {}
     counts: dict[tuple[str, str], dict[str, int]] = {}
     fresh = {f.name: "fresh" for f in FRESH_FAMILIES} | {f.name: "fresh 2" for f in FRESH_2_FAMILIES}
     for family in families:
@@ -179,15 +178,12 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                 e = evaluate(case)
                 b = baselines(case, with_uniqueness=False)
                 miss = goals(e)
-                row = tally.setdefault(family.split, [0, 0])
-                row[0] += 1
-                row[1] += not miss
                 met = {g: g not in miss for g in GOALS} | {"all": not miss, "base": beats_baselines(e["combined_auc"], b)}
                 for split in {family.split, fresh.get(family.name, family.split)}:
-                    c = counts.setdefault((split, "last" if depth == 0 else "earlier"), dict.fromkeys(("rows", *met), 0))
-                    c["rows"] += 1
+                    cell = counts.setdefault((split, "last" if depth == 0 else "earlier"), dict.fromkeys(("rows", *met), 0))
+                    cell["rows"] += 1
                     for g, ok in met.items():
-                        c[g] += ok
+                        cell[g] += ok
                 c = e["confidence"]
                 assoc = "-" if c.class_association is None else f"{c.class_association:.2f}"
                 removed = e["n_removed"]
@@ -198,9 +194,10 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                       f"{', '.join(miss) or '-'}", flush=True)
                 print(f"  ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
     goal_table(counts)
-    for split, (n, ok) in sorted(tally.items()):
-        print(f"{split}: {ok} of {n} rows meet every goal")
-    return tally
+    for split in sorted({f.split for f in families}):
+        cells = [c for (s, _), c in counts.items() if s == split]
+        print(f"{split}: {sum(c['all'] for c in cells)} of {sum(c['rows'] for c in cells)} rows meet every goal")
+    return counts
 
 
 def variant_table(title: str, variants: list[tuple[str, dict, dict]], families: list[Family], layers: int,
@@ -308,7 +305,7 @@ def main() -> int:
     ap.add_argument("--ablation", action="store_true", help="each piece of the combined score off in turn")
     ap.add_argument("--constants", action="store_true", help="each scoring constant at a lower and a higher value")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)})")
+                    help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)}); repeatable")
     ap.add_argument("--steps", type=int, help="s-AMS steps (default: the scan's, 128)")
     ap.add_argument("--signals", type=int, help="s-AMS per neuron (default: the scan's, 4)")
     args = ap.parse_args()
@@ -333,12 +330,12 @@ def main() -> int:
         families = [f for f in families if any(s in f.name for s in args.family)]
     fractions = args.fraction or ([0.05, 0.2] if args.quick else [0.02, 0.1, 0.4])
     layers = 1 if args.quick else args.layers
-    if args.ablation:
-        ablation(families, layers, fractions, args.images)
-    elif args.constants:
-        constants(families, layers, fractions, args.images)
-    else:
-        with scoring_constants(changed):
+    with scoring_constants(changed):
+        if args.ablation:
+            ablation(families, layers, fractions, args.images)
+        elif args.constants:
+            constants(families, layers, fractions, args.images)
+        else:
             run(families, layers, fractions, args.images, args.flat)
     return 0
 
