@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["CLASS_LAMBDA", "LAMBDA_WEIGHT", "class_codes", "class_lambda"]
+__all__ = ["CLASS_LAMBDA", "LAMBDA_WEIGHT", "class_codes", "class_lambda", "has_classes"]
 
 
 #: A score whose flagged set the class folders explain at least this well
@@ -23,6 +23,11 @@ LAMBDA_WEIGHT = 0.5
 def class_codes(classes: Sequence[str | None]) -> np.ndarray:
     """Each image's class folder as an integer [N] (None, an image outside the folders, is a class too)."""
     return np.unique(np.asarray([str(c) for c in classes]), return_inverse=True)[1]
+
+
+def has_classes(codes: np.ndarray | None) -> bool:
+    """Whether the images' class folders (integers, or None) can be asked: two classes or more."""
+    return codes is not None and len(np.unique(codes)) >= 2
 
 
 def class_lambda(flagged: np.ndarray, classes: Sequence[str | None] | np.ndarray, draws: int = 8) -> float:

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda
+from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda, has_classes
 from .recruiting import SELECT_ROWS, column_ranks, grow_seed
 from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
@@ -185,7 +185,7 @@ def artifact_scores(
     starts = {name: {int(n): int(o) for n, o, u in zip(infected, orient, used) if u}
               for name, (used, orient) in seeds.items()}
     codes = None if classes is None else class_codes(classes)  # encoded once: every seed's lambda uses them
-    by_class = codes is not None and codes.max(initial=0) >= 1  # two classes or more
+    by_class = has_classes(codes)
     rows = sample_rows(len(per_neuron), SELECT_ROWS)  # the images on which recruiting decides
     chosen_on = layer if rows is None or recruit_auc is None else np.asarray(layer[rows])
     ranks = column_ranks(chosen_on) if recruit_auc is not None and len(infected) else None  # one rank pass for all

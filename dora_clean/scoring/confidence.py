@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .classes import has_classes
 from .recruiting import SELECT_ROWS
 from .stats import sample_rows
 
-__all__ = ["CLASS_ASSOCIATION", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confidence", "assess", "has_classes",
+__all__ = ["CLASS_ASSOCIATION", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confidence", "assess",
            "class_association", "reproducing_neurons"]
 
 
@@ -109,11 +110,6 @@ def class_association(flagged: np.ndarray, codes: np.ndarray) -> float:
     phi2 = max(0.0, phi2 - (k - 1) * (r - 1) / (n - 1))
     kc, rc = k - (k - 1) ** 2 / (n - 1), r - (r - 1) ** 2 / (n - 1)
     return float(np.sqrt(phi2 / max(min(kc - 1, rc - 1), 1e-12)))
-
-
-def has_classes(codes: np.ndarray | None) -> bool:
-    """Whether the images' class folders (integers, or None) can be asked: two classes or more."""
-    return codes is not None and len(np.unique(codes)) >= 2
 
 
 def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | None = None) -> Confidence:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .combine import ArtifactScores, Candidate
-from .confidence import Confidence, assess, has_classes
+from .classes import has_classes
+from .confidence import Confidence, assess
 from .stats import finding_score, robust_scale
 
 __all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images"]
