@@ -60,14 +60,15 @@ except ImportError:
     from planted import (ARTIFACT_CLASS, TRAIN_DEFAULTS, FitSettings, _predict, add_artifact, fit, make_image,
                          make_training_arrays)
 
-__all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "FRESH_FAMILIES", "FRESH_2_FAMILIES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
+__all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "FRESH_FAMILIES", "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
            "load_family_model", "load_two_artifact_model", "shortcut_training_arrays", "two_artifact_training_arrays",
            "write_family_scan_set", "write_two_artifact_scan_set"]
 
 BACKGROUNDS = ("texture", "flat", "photo")
 CONTENTS = ("shapes", "textures", "digits")
-ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks")
+ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks",
+                  "ink", "scanline")
 ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet", "tiny_vit")
 
 #: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
@@ -75,7 +76,7 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
     "dev": {"background": ("texture", "flat"), "content": ("shapes", "textures"),
             "artifact": ("text", "patch", "frame", "sticker"), "arch": ("tiny_resnet", "tiny_cnn")},
     "held-out": {"background": ("photo",), "content": ("digits",),
-                 "artifact": ("ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks"),
+                 "artifact": ("ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks", "ink", "scanline"),
                  "arch": ("tiny_mobilenet", "tiny_vit")},
 }
 # tiny_vit was added on 30 Nov 2026 after the split above was fixed, as a held-out kind (a new architecture;
@@ -83,7 +84,9 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # them (FRESH_FAMILIES), were added on 1 Dec 2026, before any of them was run, as a held-out check of a rule
 # chosen after the other held-out rows had been seen many times. The artifacts arrow and marks, and
 # FRESH_2_FAMILIES, were added later that day the same way, to check two constants that the held-out rows
-# had favoured (docs/benchmark.md, "Scoring constants").
+# had favoured (docs/benchmark.md, "Scoring constants"). The artifacts ink and scanline, and FRESH_3_FAMILIES,
+# were added on the same day, again before any of them was run, to check a variant that the held-out rows had
+# motivated (docs/benchmark.md, "Bimodal seeds").
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
@@ -129,6 +132,13 @@ FRESH_2_FAMILIES: tuple[Family, ...] = (
     Family("photo", "shapes", "arrow", "tiny_cnn", 10),
 )
 
+#: A third batch, added on 1 Dec 2026 (later still) before any of them was run (``--fresh 3``).
+FRESH_3_FAMILIES: tuple[Family, ...] = (
+    Family("photo", "textures", "ink", "tiny_resnet"),
+    Family("texture", "digits", "scanline", "tiny_mobilenet"),
+    Family("flat", "shapes", "ink", "tiny_cnn", 10),
+)
+
 #: The families the benchmark runs; ``--quick`` takes the first four of each split.
 FAMILIES: tuple[Family, ...] = (
     Family("texture", "shapes", "text", "tiny_resnet"),
@@ -149,6 +159,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("flat", "textures", "patch", "tiny_vit"),
     *FRESH_FAMILIES,
     *FRESH_2_FAMILIES,
+    *FRESH_3_FAMILIES,
 )
 
 
@@ -332,6 +343,22 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         for x, y in points:
             draw_.line([x - arm, y, x + arm, y], fill=(255, 255, 255), width=lw)
             draw_.line([x, y - arm, x, y + arm], fill=(255, 255, 255), width=lw)
+    elif kind == "ink":  # a pen stroke, dark blue or black, as doctors draw on the skin: a wavy curve anywhere
+        start = np.array([rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h])
+        angle, step = rng.uniform(0, 2 * np.pi), rng.uniform(1.5, 2.5) * scale
+        colour = (int(rng.integers(10, 40)), int(rng.integers(20, 60)), int(rng.integers(90, 160)), 220) \
+            if rng.random() < 0.6 else (20, 20, 25, 220)
+        points = [start]
+        for _ in range(int(rng.integers(8, 14))):
+            angle += rng.normal(0, 0.45)
+            points.append(np.clip(points[-1] + step * np.array([math.cos(angle), math.sin(angle)]), 0, w - 1))
+        draw_.line([tuple(p) for p in points], fill=colour, width=max(1, int(round(rng.uniform(1, 2) * scale))),
+                   joint="curve")
+    elif kind == "scanline":  # a scanner's defect: a thin bright line across the whole image, at any height
+        y = rng.uniform(0.1, 0.9) * h
+        tint = int(rng.integers(0, 3))
+        colour = tuple(255 if c != tint else int(rng.integers(160, 230)) for c in range(3)) + (230,)
+        draw_.line([0, y, w - 1, y], fill=colour, width=max(1, int(round(rng.uniform(1, 1.5) * scale))))
     else:  # logo: a small translucent ring with a triangle, top-right
         r = rng.uniform(5, 7) * scale
         cx, cy = w - (2 + rng.uniform(0, 3)) * scale - r, (2 + rng.uniform(0, 3)) * scale + r

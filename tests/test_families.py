@@ -30,6 +30,8 @@ def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
     assert F.Family("photo", "shapes", "text", "tiny_resnet").split == "held-out"
     splits = [f.split for f in F.FAMILIES]
     assert splits.count("dev") >= 4 and splits.count("held-out") >= 4
+    fresh = (*F.FRESH_FAMILIES, *F.FRESH_2_FAMILIES, *F.FRESH_3_FAMILIES)  # run after rules were written: held out
+    assert all(f.split == "held-out" and f in F.FAMILIES for f in fresh)
 
 
 @pytest.mark.parametrize("background", F.BACKGROUNDS)
@@ -83,6 +85,27 @@ def test_arrows_and_calliper_marks_are_light_strokes_anywhere_in_the_image(artif
         assert marked[changed][:, :2].min(axis=1).mean() > 180  # red and green high: yellow or white
         centres.append(np.argwhere(changed).mean(axis=0))
     assert np.ptp(np.array(centres), axis=0).min() > 10  # not in one corner: they move about
+
+
+def test_ink_strokes_are_dark_curves_and_scanlines_cross_the_whole_image():
+    centres = []
+    for seed in range(6):
+        clean, marked = _pair(F.Family("flat", "shapes", "ink", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        assert 15 < changed.sum() < 0.15 * changed.size  # a stroke, not a patch
+        assert marked[changed].mean() < clean[changed].mean()  # ink darkens the image
+        rows, cols = np.nonzero(changed)
+        assert np.ptp(rows) > 3 and np.ptp(cols) > 3  # a curve, not a straight horizontal or vertical line
+        centres.append([rows.mean(), cols.mean()])
+    assert np.ptp(np.array(centres), axis=0).min() > 10  # they move about
+    heights = []
+    for seed in range(6):
+        clean, marked = _pair(F.Family("flat", "shapes", "scanline", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows = np.nonzero(changed.any(axis=1))[0]
+        assert len(rows) <= 3 and changed[rows].any(axis=0).mean() > 0.9  # a thin line across the whole width
+        heights.append(rows.mean())
+    assert np.ptp(heights) > 10
 
 
 @pytest.mark.parametrize("seed", range(6))
