@@ -7,9 +7,10 @@ infected neurons (detectors of the first artifact, class neurons and noise).
 Each row runs in a fresh process and prints its seconds and peak RSS:
 
 - ``combined``: the scoring before findings, ``artifact_scores`` without the
-  skewed seeds, and the winner's confidence (``assess``);
-- ``findings``: ``artifact_scores`` with the skewed seeds, then
-  ``find_findings`` (every distinct candidate judged).
+  layer's own seeds (skewed and bimodal), and the winner's confidence (``assess``);
+- ``skewed``: ``artifact_scores`` with the skewed seeds only, then ``find_findings``
+  (every distinct candidate judged): the findings before the bimodal seeds;
+- ``findings``: the same with the skewed and the bimodal seeds (today's scan).
 
     python benchmarks/bench_scoring.py                       # 100,000 x 1,024 (a few minutes on 2 cores)
     python benchmarks/bench_scoring.py --images 20000 --neurons 256
@@ -53,11 +54,12 @@ def one(path: str, infected: list[int], classes: list[str], variant: str) -> dic
     t = time.perf_counter()
     if variant == "combined":
         s = artifact_scores(acts, acts, infected, classes=classes,
-                            settings=ScoringSettings(off=frozenset({"skewed"})))
+                            settings=ScoringSettings(off=frozenset({"skewed", "bimodal"})))
         assess(acts, s.score > s.threshold, class_codes(classes))
         n_findings = 1
     else:
-        s = artifact_scores(acts, acts, infected, classes=classes)
+        off = frozenset({"bimodal"}) if variant == "skewed" else frozenset()
+        s = artifact_scores(acts, acts, infected, classes=classes, settings=ScoringSettings(off=off))
         n_findings = len(find_findings(acts, s, class_codes(classes)))
     return {"seconds": time.perf_counter() - t, "findings": n_findings,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -81,7 +83,7 @@ def main() -> int:
         print(f"{args.images:,} images x {args.neurons:,} neurons, {len(infected)} infected, 4 classes")
         print("| scoring | findings | seconds | peak RSS (MB) |")
         print("| --- | ---: | ---: | ---: |")
-        for variant in ("combined", "findings"):
+        for variant in ("combined", "skewed", "findings"):
             r = subprocess.run([sys.executable, __file__, "--one", str(path), str(meta), variant],
                                capture_output=True, text=True)
             if r.returncode:

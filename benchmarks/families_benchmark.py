@@ -249,7 +249,7 @@ CONSTANTS: dict[str, tuple[tuple[str, str], tuple[float, float]]] = {
     "LAMBDA_WEIGHT": (("combine", "LAMBDA_WEIGHT"), (0.0, 1.0)),
     "SKEWED_SEEDS": (("combine", "SKEWED_SEEDS"), (8, 32)),
     "BIMODAL_SEEDS": (("combine", "BIMODAL_SEEDS"), (8, 32)),
-    "MIN_REPRODUCING": (("confidence", "MIN_REPRODUCING"), (4, 8)),
+    "MIN_REPRODUCING": (("confidence", "MIN_REPRODUCING"), (6, 10)),
     "REPRODUCE_PRECISION": (("confidence", "reproducing_neurons:precision"), (0.8, 0.95)),
     "CLASS_ASSOCIATION": (("confidence", "CLASS_ASSOCIATION"), (0.1, 0.3)),
     "SAME_IMAGES": (("findings", "same_images:share"), (0.3, 0.7)),

@@ -169,7 +169,7 @@ def _scan_options(fn):
                           "(AUC >= 0.98 against it) join the combined score."),
         click.option("--class-folders/--no-class-folders", default=True, show_default=True,
                      help="Where the dataset has class folders, also let scores seeded by the layer's most "
-                          "skewed neurons compete for the combined score, and set aside scores that "
+                          "skewed and most bimodal neurons compete for the combined score, and set aside scores that "
                           "flag whole classes (class content, not an artifact). Turn off if the artifact may "
                           "cover most of one class (then, as in a flat folder, no finding is trusted without "
                           "review)."),
@@ -250,7 +250,8 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     joined = [n for n in combined if n not in inf]
     if joined:
         seed = Seed.parse(summary.get("combined_seed", ""))
-        how = {"skewed": f"grown from neuron {seed.neuron}, one of the layer's most skewed"}.get(
+        how = {"skewed": f"grown from neuron {seed.neuron}, one of the layer's most skewed",
+               "bimodal": f"grown from neuron {seed.neuron}, one of the layer's most bimodal"}.get(
                    seed.kind, "that reproduce the infected neurons' flagged set")
         echo(f"combined score: {len(combined)} neurons {how} "
              f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")

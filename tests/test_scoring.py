@@ -276,11 +276,27 @@ def test_scores_that_flag_whole_classes_are_set_aside_where_the_dataset_has_clas
     only_classes = artifact_scores(layer, layer, [16], classes=classes)
     assert only_classes.seed.startswith("skewed:") and set(only_classes.combined) <= set(range(6))
     assert auc(y, only_classes.score) > 0.999 and only_classes.class_lambda < 0.5
-    no_skewed = ScoringSettings(off=frozenset({"skewed"}))  # nothing else to choose: the least class-bound wins
+    no_skewed = ScoringSettings(off=frozenset({"skewed", "bimodal"}))  # nothing else: the least class-bound wins
     only_classes = artifact_scores(layer, layer, [16], classes=classes, settings=no_skewed)
     assert only_classes.class_lambda >= 0.5 and only_classes.seed not in only_classes.class_content
     flat = artifact_scores(layer, layer, infected, classes=["x"] * len(y))  # one class: no veto
     assert flat.seed == blind.seed and flat.combined == blind.combined and not flat.class_content
+
+
+def test_a_common_artifact_splits_its_detectors_in_two_and_the_bimodal_seeds_find_it():
+    rng = np.random.default_rng(11)
+    n = 2000
+    y = rng.random(n) < 0.4  # an artifact on 40% of every class: its detectors split the images 40/60, no long tail
+    cls = rng.integers(0, 4, n)
+    layer = np.c_[3.0 * y[:, None] + rng.normal(size=(n, 6)), 4.0 * (cls == 0)[:, None] + rng.normal(size=(n, 4)),
+                  rng.lognormal(sigma=1.0, size=(n, 30))]  # 30 long-tailed neurons: the most skewed of the layer
+    classes = np.array([f"class{c}" for c in cls])
+    s = artifact_scores(layer, layer, [6], classes=classes)  # DORA's set holds a class neuron only
+    assert s.seed.startswith("bimodal:") and set(s.combined) <= set(range(6)) and auc(y, s.score) > 0.99
+    assert s.class_lambda == 0.0 and np.mean((s.score > s.threshold) == y) > 0.97
+    off = artifact_scores(layer, layer, [6], classes=classes, settings=ScoringSettings(off=frozenset({"bimodal"})))
+    assert not any(c.seed.startswith("bimodal:") for c in off.candidates)
+    assert max(auc(y, c.score) for c in off.candidates) < 0.9  # the skewed seeds are the long-tailed neurons
 
 
 def test_a_score_the_classes_partly_explain_needs_a_cleaner_split_to_win(monkeypatch):

@@ -22,7 +22,7 @@ from dora_clean.detector import apply_detector
 from dora_clean.pipeline import ScanSettings, scan_dataset
 from dora_clean.analysis.sams import SamsConfig
 
-N_DETECTORS = 7  # per artifact (a finding past the first needs 6 reproducing neurons)
+N_DETECTORS = 9  # per artifact (a confident finding needs 8 reproducing neurons: MIN_REPRODUCING)
 
 
 class Colours(nn.Module):

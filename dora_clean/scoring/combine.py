@@ -12,19 +12,25 @@ from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
 from .thresholds import RECRUIT_AUC, flag_threshold, separation
 
-__all__ = ["PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings", "artifact_scores"]
+__all__ = ["BIMODAL_SEEDS", "PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
+           "artifact_scores"]
 
 
 #: The pieces of the combined score that :class:`ScoringSettings` can switch off (the ablation of
-#: docs/benchmark.md): the tail seed, recruiting, the near-recruits, the nested threshold, the class rule
-#: and the skewed seeds.
-PIECES = ("tail", "recruiting", "near_recruits", "nested", "class_rule", "skewed")
+#: docs/benchmark.md): the tail seed, recruiting, the near-recruits, the nested threshold, the class rule,
+#: the skewed seeds and the bimodal seeds.
+PIECES = ("tail", "recruiting", "near_recruits", "nested", "class_rule", "skewed", "bimodal")
 
 #: Besides the infected neurons' seeds, each of the layer's this many most skewed neurons seeds a candidate
 #: (for the combined score too, where class folders guard it): DORA's outlier step can miss an artifact's
 #: detectors, which still make a long tail over the images. Chosen on the dev two-artifact families
 #: (docs/benchmark.md).
 SKEWED_SEEDS = 16
+
+#: ... and so does each of its this many most bimodal neurons (highest own :func:`separation`): a common
+#: artifact (40% of the images) splits its detectors' activations in two groups of similar size, which
+#: is no long tail (docs/benchmark.md, "Bimodal seeds").
+BIMODAL_SEEDS = 16
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,22 @@ def _most_skewed(activations: np.ndarray, k: int, exclude: dict[int, int], block
     return [(c, 1 if skew[c] >= 0 else -1) for c in order[:k]]
 
 
+def _most_bimodal(activations: np.ndarray, k: int, exclude: dict[int, int], block: int = 64) -> list[tuple[int, int]]:
+    """The ``k`` neurons (columns of ``activations`` [N, C]) whose own Otsu split is cleanest (largest
+    :func:`separation`), but those of ``exclude``, each in the direction of its smaller group."""
+    from skimage.filters import threshold_otsu
+
+    seps, signs = np.zeros(activations.shape[1]), np.ones(activations.shape[1], dtype=int)
+    for a in range(0, activations.shape[1], block):  # a block of columns at a time: it may be memory-mapped
+        x = np.asarray(activations[:, a : a + block], dtype=np.float64)
+        for j in range(x.shape[1]):
+            if np.ptp(x[:, j]) > 0:
+                t = float(threshold_otsu(x[:, j]))
+                seps[a + j], signs[a + j] = separation(x[:, j], t), 1 if np.mean(x[:, j] > t) <= 0.5 else -1
+    order = [int(c) for c in np.argsort(-seps, kind="stable") if int(c) not in exclude]
+    return [(c, int(signs[c])) for c in order[:k]]
+
+
 def artifact_scores(
     mean_act: np.ndarray,
     max_act: np.ndarray,
@@ -167,8 +189,10 @@ def artifact_scores(
     candidate as well (DORA's outlier step can miss the detectors, which still
     make long tails); where there are ``classes`` these compete with the winner
     on the same merit, the class rule guarding them, and elsewhere they are
-    candidate findings only. With ``settings.agreement`` <= 0 the seed is the
-    plain mean of all infected neurons, as :func:`orientation` turns them.
+    candidate findings only. So does each of the layer's :data:`BIMODAL_SEEDS`
+    most bimodal neurons (a common artifact's detectors split the images in two
+    groups of similar size, no long tail). With ``settings.agreement`` <= 0 the
+    seed is the plain mean of all infected neurons, as :func:`orientation` turns them.
     ``mean_act`` / ``max_act``: [N, C] the layer's pooled activations;
     ``settings``: :class:`ScoringSettings` (each piece can be switched off).
     """
@@ -210,16 +234,19 @@ def artifact_scores(
             best = g
     by_merit = lambda g: (g.class_lambda >= CLASS_LAMBDA, -g.merit)  # noqa: E731
     others = [g for g in grown if g is not best]
-    skewed = []
+    single: list[tuple[str, int, int]] = []  # the layer's own neurons that seed a candidate each
     if ranks is not None and "skewed" not in off:
-        skewed = [grow(str(Seed("skewed", c)), {c: sign})
-                  for c, sign in _most_skewed(chosen_on, SKEWED_SEEDS, exclude=best.combined)]
-    if by_class:  # where the class rule guards them, the skewed seeds compete for the combined score too
-        top = max((g for g in skewed if g.class_lambda < CLASS_LAMBDA), key=lambda g: g.merit, default=None)
+        single += [("skewed", c, sign) for c, sign in _most_skewed(chosen_on, SKEWED_SEEDS, exclude=best.combined)]
+    if ranks is not None and "bimodal" not in off:
+        taken = dict(best.combined) | {c: sign for _, c, sign in single}
+        single += [("bimodal", c, sign) for c, sign in _most_bimodal(chosen_on, BIMODAL_SEEDS, exclude=taken)]
+    layer_seeds = [grow(str(Seed(kind, c)), {c: sign}) for kind, c, sign in single]
+    if by_class:  # where the class rule guards them, the layer's seeds compete for the combined score too
+        top = max((g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA), key=lambda g: g.merit, default=None)
         if top is not None and top.merit > best.merit + 1e-9:
-            others, skewed, best = others + [best], [g for g in skewed if g is not top], top
+            others, layer_seeds, best = others + [best], [g for g in layer_seeds if g is not top], top
     # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
-    candidates = [g.turned() for g in [best] + sorted(others + skewed, key=by_merit)]
+    candidates = [g.turned() for g in [best] + sorted(others + layer_seeds, key=by_merit)]
     winner = candidates[0]
     class_content = {g.seed: round(g.class_lambda, 4) for g in grown
                      if g.class_lambda >= CLASS_LAMBDA and g is not best}

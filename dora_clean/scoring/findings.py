@@ -3,8 +3,9 @@
 A dataset may carry several artifacts (rulers and ink marks, tubes and
 hospital text), and a layer may hold detectors of each. Every seed of the
 combined score (:mod:`.combine`) grows into a candidate, and so does each of the
-layer's most skewed neurons (DORA's infected set can miss the detectors of a
-second artifact, which still make a long tail); the candidates that
+layer's most skewed and most bimodal neurons (DORA's infected set can miss the
+detectors of a second artifact, which still make a long tail, or two groups
+where the artifact is common); the candidates that
 flag other images than a better one are the findings, each judged on its own
 (:func:`~.confidence.assess`). Two candidates flag the same images when they
 share at least half of the larger flagged set (:data:`SAME_IMAGES`); the

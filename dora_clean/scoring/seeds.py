@@ -14,8 +14,8 @@ __all__ = ["DEFAULT_AGREEMENT", "Seed", "agreeing", "tail_pursuit"]
 class Seed:
     """How a score's first neurons were chosen, written ``kind`` or ``kind:neuron`` in summary.json.
 
-    Kinds: ``agreement`` (:func:`agreeing`), ``tail`` (:func:`tail_pursuit`) and ``skewed`` (``neuron``,
-    one of the layer's most skewed neurons).
+    Kinds: ``agreement`` (:func:`agreeing`), ``tail`` (:func:`tail_pursuit`), ``skewed`` (``neuron``,
+    one of the layer's most skewed neurons) and ``bimodal`` (one of its most bimodal).
     """
 
     kind: str
