@@ -60,7 +60,7 @@ except ImportError:
     from planted import (ARTIFACT_CLASS, TRAIN_DEFAULTS, FitSettings, _predict, add_artifact, fit, make_image,
                          make_training_arrays)
 
-__all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "FRESH_FAMILIES", "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
+__all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DEV_2_FAMILIES", "FRESH_FAMILIES", "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
            "load_family_model", "load_two_artifact_model", "shortcut_training_arrays", "two_artifact_training_arrays",
            "write_family_scan_set", "write_two_artifact_scan_set"]
@@ -139,6 +139,16 @@ FRESH_3_FAMILIES: tuple[Family, ...] = (
     Family("flat", "shapes", "ink", "tiny_cnn", 10),
 )
 
+#: More dev families, added on 1 Dec 2026 before any of them was run: on the first six dev families every
+#: last-layer P/R miss was the score's fault (no threshold on it meets the goal), so no choice of threshold
+#: could be made on dev (docs/benchmark.md, "Where P/R is lost").
+DEV_2_FAMILIES: tuple[Family, ...] = (
+    Family("texture", "textures", "patch", "tiny_resnet", 10),
+    Family("flat", "shapes", "sticker", "tiny_cnn", 10),
+    Family("texture", "shapes", "frame", "tiny_cnn"),
+    Family("flat", "textures", "text", "tiny_resnet"),
+)
+
 #: The families the benchmark runs; ``--quick`` takes the first four of each split.
 FAMILIES: tuple[Family, ...] = (
     Family("texture", "shapes", "text", "tiny_resnet"),
@@ -147,6 +157,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("flat", "shapes", "patch", "tiny_cnn"),
     Family("texture", "shapes", "sticker", "tiny_resnet", 10),
     Family("flat", "textures", "text", "tiny_cnn", 10),
+    *DEV_2_FAMILIES,
     Family("photo", "shapes", "text", "tiny_resnet"),  # held out: the background
     Family("texture", "shapes", "ruler", "tiny_cnn"),  # the artifact
     Family("flat", "digits", "patch", "tiny_resnet"),  # the content

@@ -17,7 +17,7 @@ artifact spread over all classes at each prevalence (cached), and one row per
 The run ends with a table: per split and layer (last, earlier), the rows meeting
 each goal, every goal, and the baseline goal restated (``base``:
 :func:`beats_baselines`); ``fresh``, ``fresh 2`` and ``fresh 3`` count the three
-batches of fresh held-out families again.
+batches of fresh held-out families again, and ``dev 2`` the dev families added later.
 
 Clean rows (``--clean``): a model of the family trained without any artifact,
 on a clean scan set and on one carrying the family's artifact, which that
@@ -57,7 +57,7 @@ from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_h
 from dora_clean.scanning import list_images
 from dora_clean.scoring import PIECES
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
-from families import FAMILIES, FRESH_2_FAMILIES, FRESH_3_FAMILIES, FRESH_FAMILIES, Family, default_layers, load_family_model, write_family_scan_set
+from families import DEV_2_FAMILIES, FAMILIES, FRESH_2_FAMILIES, FRESH_3_FAMILIES, FRESH_FAMILIES, Family, default_layers, load_family_model, write_family_scan_set
 from planted_benchmark import Case, baselines, evaluate
 
 
@@ -169,7 +169,7 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
     print("-" * len(head))
     counts: dict[tuple[str, str], dict[str, int]] = {}
     fresh = ({f.name: "fresh" for f in FRESH_FAMILIES} | {f.name: "fresh 2" for f in FRESH_2_FAMILIES}
-             | {f.name: "fresh 3" for f in FRESH_3_FAMILIES})
+             | {f.name: "fresh 3" for f in FRESH_3_FAMILIES} | {f.name: "dev 2" for f in DEV_2_FAMILIES})
     for family in families:
         for depth, layer in enumerate(default_layers(family.arch)[:layers]):
             for fraction in fractions:
@@ -249,6 +249,7 @@ CONSTANTS: dict[str, tuple[tuple[str, str], tuple[float, float]]] = {
     "LAMBDA_WEIGHT": (("combine", "LAMBDA_WEIGHT"), (0.0, 1.0)),
     "SKEWED_SEEDS": (("combine", "SKEWED_SEEDS"), (8, 32)),
     "BIMODAL_SEEDS": (("combine", "BIMODAL_SEEDS"), (8, 32)),
+    "SPLIT_AUC": (("thresholds", "flag_threshold:min_auc"), (0.95, 0.995)),
     "MIN_REPRODUCING": (("confidence", "MIN_REPRODUCING"), (6, 10)),
     "REPRODUCE_PRECISION": (("confidence", "reproducing_neurons:precision"), (0.8, 0.95)),
     "CLASS_ASSOCIATION": (("confidence", "CLASS_ASSOCIATION"), (0.1, 0.3)),
