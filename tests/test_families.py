@@ -32,6 +32,7 @@ def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
     assert splits.count("dev") >= 4 and splits.count("held-out") >= 4
     fresh = (*F.FRESH_FAMILIES, *F.FRESH_2_FAMILIES, *F.FRESH_3_FAMILIES)  # run after rules were written: held out
     assert all(f.split == "held-out" and f in F.FAMILIES for f in fresh)
+    assert all(f.split == "dev" and f in F.FAMILIES for f in F.DEV_2_FAMILIES)
 
 
 @pytest.mark.parametrize("background", F.BACKGROUNDS)
