@@ -5,7 +5,9 @@ gets a model trained on its planted task (cached), a scan set with the
 artifact spread over all classes at each prevalence (cached), and one row per
 (family, layer, prevalence), with the goals of the method issue:
 
-- inf: the infected set holds a neuron within 0.02 AUC of the layer's best;
+- inf: the infected set holds a neuron within 0.02 AUC of the layer's best (each
+  counted in either direction, as the oracle; since 1 Dec 2026, before which an
+  infected neuron counted in the combined score's direction only);
 - comb: the combined AUC >= max(0.95, layer's best - 0.01), and not more than
   0.02 below the best infected neuron's;
 - P/R: min(precision, recall) of the label-free flags within 0.05 of the

@@ -131,7 +131,7 @@ def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling
     findings = find_findings(src, scores, class_codes(classes))  # as a scan makes them
     scores = scores.following(findings[0].candidate, inf)
     orient, score = scores.orient, scores.score
-    used = [raw[n] if d > 0 else 1 - raw[n] for n, d in zip(inf, orient)]
+    used = [max(raw[n], 1 - raw[n]) for n in inf]  # either direction, as the oracle (not the winner's side)
     best = int(np.argmax(used)) if inf else None
     flagged = findings[0].flagged
     p, r = precision_recall(y, flagged)
