@@ -250,9 +250,8 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
     joined = [n for n in combined if n not in inf]
     if joined:
         seed = Seed.parse(summary.get("combined_seed", ""))
-        how = {"skewed": f"grown from neuron {seed.neuron}, one of the layer's most skewed",
-               "bimodal": f"grown from neuron {seed.neuron}, one of the layer's most bimodal"}.get(
-                   seed.kind, "that reproduce the infected neurons' flagged set")
+        how = (f"grown from neuron {seed.neuron}, one of the layer's most {seed.kind}"
+               if seed.kind in ("skewed", "bimodal") else "that reproduce the infected neurons' flagged set")
         echo(f"combined score: {len(combined)} neurons {how} "
              f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")
     if summary.get("class_content"):

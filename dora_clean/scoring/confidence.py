@@ -41,7 +41,7 @@ REPRODUCE_PRECISION = 0.9
 #: A flagged set is confident only when at least this many neurons of the layer reproduce it. On the dev
 #: families and the planted benchmark, every trusted set of the last layer had 8 or more; loose sets (a rare
 #: artifact flagged with hundreds of clean images) had 3 (docs/benchmark.md, "One bar for every finding").
-#: 8 since 1 Dec 2026 (was 6: sets of 0.73-0.88 precision had 6; docs/benchmark.md, "Bimodal seeds").
+#: 8 since 1 Dec 2026 (was 6: sets of 0.73-0.83 precision had 6; docs/benchmark.md, "Bimodal seeds").
 MIN_REPRODUCING = 8
 
 #: ... and its bias-corrected Cramer's V with the class folders stays below this.
