@@ -170,7 +170,7 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
     print(head)
     print("-" * len(head))
     counts: dict[tuple[str, str], dict[str, int]] = {}
-    fresh = ({f.name: "fresh" for f in FRESH_FAMILIES} | {f.name: "fresh 2" for f in FRESH_2_FAMILIES}
+    batch_of = ({f.name: "fresh" for f in FRESH_FAMILIES} | {f.name: "fresh 2" for f in FRESH_2_FAMILIES}
              | {f.name: "fresh 3" for f in FRESH_3_FAMILIES} | {f.name: "dev 2" for f in DEV_2_FAMILIES})
     for family in families:
         for depth, layer in enumerate(default_layers(family.arch)[:layers]):
@@ -183,7 +183,7 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                 b = baselines(case, with_uniqueness=False)
                 miss = goals(e)
                 met = {g: g not in miss for g in GOALS} | {"all": not miss, "base": beats_baselines(e["combined_auc"], b)}
-                for split in {family.split, fresh.get(family.name, family.split)}:
+                for split in {family.split, batch_of.get(family.name, family.split)}:  # counted in its batch too
                     cell = counts.setdefault((split, "last" if depth == 0 else "earlier"), dict.fromkeys(("rows", *met), 0))
                     cell["rows"] += 1
                     for g, ok in met.items():

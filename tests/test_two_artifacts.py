@@ -20,9 +20,10 @@ from torch import nn
 from dora_clean.cli import main
 from dora_clean.detector import apply_detector
 from dora_clean.pipeline import ScanSettings, scan_dataset
+from dora_clean.scoring import MIN_REPRODUCING
 from dora_clean.analysis.sams import SamsConfig
 
-N_DETECTORS = 9  # per artifact (a confident finding needs 8 reproducing neurons: MIN_REPRODUCING)
+N_DETECTORS = MIN_REPRODUCING + 1  # per artifact: enough for a confident finding of each
 
 
 class Colours(nn.Module):
