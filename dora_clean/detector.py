@@ -3,10 +3,13 @@
 Each scan writes ``detector.json`` into its run directory (see DESIGN.md,
 "The run directory"): the model's fingerprint (:func:`~.models.weights_hash`),
 the layer, the preprocessing, and each finding's neurons, directions, centre,
-spread and threshold. :func:`apply_detector` runs the same model on another
-folder of images (reusing the scan's cache of activations where it can) and
-scores each finding with :func:`~.scoring.stats.finding_score`, the function
-the scan scored it with. On the scanned dataset itself it flags exactly what
+spread and threshold (and, where the scan centred its activations within the
+class folders, each neuron's median in each class folder: ``class_centres``).
+:func:`apply_detector` runs the same model on another folder of images
+(reusing the scan's cache of activations where it can), centres each image on
+its class folder's centres where the finding has them, and scores each
+finding with :func:`~.scoring.stats.finding_score`, the function the scan
+scored it with. On the scanned dataset itself it flags exactly what
 the scan flagged.
 
 The output folder (default ``dora-runs/<dataset name>-apply``) holds
@@ -26,11 +29,13 @@ import numpy as np
 from .errors import DoraError
 from .rundir import DETECTOR, RunDir, Scores
 
-__all__ = ["APPLY_OPTIONS", "DETECTOR_FORMAT", "DETECTOR_VERSION", "apply_detector", "default_apply_dir", "load_detector"]
+__all__ = ["APPLY_OPTIONS", "DETECTOR_FORMAT", "DETECTOR_VERSION", "READ_VERSIONS", "apply_detector", "default_apply_dir", "load_detector"]
 
-#: detector.json's ``format`` and the ``version`` this dora-clean reads.
+#: detector.json's ``format`` and the ``version`` this dora-clean writes (2: findings may have
+#: ``class_centres``); it reads :data:`READ_VERSIONS`.
 DETECTOR_FORMAT = "dora-clean detector"
-DETECTOR_VERSION = 1
+DETECTOR_VERSION = 2
+READ_VERSIONS = (1, 2)
 
 _KEYS = ("weights_sha256", "layer", "pooling", "image_size", "mean", "std", "findings")
 _FINDING_KEYS = ("id", "neurons", "directions", "centre", "spread", "threshold")
@@ -71,10 +76,10 @@ def check_detector(detector: dict, source: str = "the detector") -> dict:
         found = detector.get("format") if isinstance(detector, dict) else None
         raise DoraError(f"{source} is not a dora-clean detector (format {found!r}, expected {DETECTOR_FORMAT!r})")
     version = detector.get("version")
-    if version != DETECTOR_VERSION:
+    if version not in READ_VERSIONS:
         newer = isinstance(version, int) and version > DETECTOR_VERSION
-        raise DoraError(f"{source} is a detector of version {version!r}; this dora-clean reads version "
-                        f"{DETECTOR_VERSION}" + (": update dora-clean" if newer else ""))
+        raise DoraError(f"{source} is a detector of version {version!r}; this dora-clean reads versions "
+                        f"{', '.join(map(str, READ_VERSIONS))}" + (": update dora-clean" if newer else ""))
     missing = [k for k in _KEYS if k not in detector]
     if missing:
         raise DoraError(f"{source} lacks {', '.join(missing)}: is it a whole detector.json?")
@@ -87,10 +92,27 @@ def check_detector(detector: dict, source: str = "the detector") -> dict:
         if lacking:
             raise DoraError(f"{source}: a finding lacks {', '.join(lacking)}")
         lengths = {len(f[k]) for k in ("neurons", "directions", "centre", "spread")}
+        lengths |= {len(c) if isinstance(c, list) else -1 for c in (f.get("class_centres") or {}).values()}
         if len(lengths) != 1:
-            raise DoraError(f"{source}: finding {f['id']} has neurons, directions, centre and spread of "
-                            "different lengths")
+            raise DoraError(f"{source}: finding {f['id']} has neurons, directions, centre, spread and class "
+                            "centres of different lengths")
     return detector
+
+
+def _class_centres(by_class: dict[str, list[float]], labels: Sequence[str | None],
+                   log: Callable[[str], None]) -> np.ndarray:
+    """[N, m] each image's class centre of a finding's neurons (its class folder's, from the scan); an image
+    outside the scan's class folders gets the median of them, with a warning: its score may follow class content."""
+    names = list(by_class)
+    table = np.array([by_class[k] for k in names], dtype=np.float64)
+    index = {k: j for j, k in enumerate(names)}
+    rows = np.array([index.get(str(label), -1) for label in labels], dtype=int)
+    outside = int(np.sum(rows < 0))
+    if outside:
+        log(f"warning: {outside} images lie outside the scan's class folders ({', '.join(names[:5])}"
+            f"{', ...' if len(names) > 5 else ''}): their scores are centred on the median of the classes' "
+            "(review their flags)")
+    return np.vstack([table, np.median(table, axis=0)])[rows]
 
 
 def _check_not_a_scan(run: RunDir) -> None:
@@ -214,8 +236,11 @@ def _apply(detector: dict, chosen: list[dict], dataset: Path, out: Path, s, own_
         if any(not 0 <= int(n) < width for n in f["neurons"]):
             raise DoraError(f"finding {k}'s neurons lie outside the layer {layer} ({width} neurons): "
                             "is this the scan's model?")
-        scores[k] = finding_score(activations, [int(n) for n in f["neurons"]], f["directions"], f["centre"],
-                                  f["spread"])
+        neurons = [int(n) for n in f["neurons"]]
+        x = np.asarray(activations[:, neurons], dtype=np.float64)
+        if f.get("class_centres"):  # centred within the class folders, as the scan scored them
+            x = x - _class_centres(f["class_centres"], [e.label for e in result.entries], log)
+        scores[k] = finding_score(x, range(len(neurons)), f["directions"], f["centre"], f["spread"])
         flags[k] = scores[k] > float(f["threshold"])
     confident = [int(f["id"]) for f in chosen if f.get("confident")]
     first = int(chosen[0]["id"])

@@ -12,6 +12,7 @@ import numpy as np
 
 from .analysis import LayerAnalysis
 from .errors import DoraError
+from .detector import DETECTOR_FORMAT, DETECTOR_VERSION
 from .evaluate import auc, neuron_aucs, roc_curves
 from .report import plot_atlas, plot_finding, plot_flagged, plot_roc, plot_sams, write_report
 from .rundir import NeuronRow, RunDir, Scores
@@ -292,6 +293,7 @@ def _summary(o: ScanOutcome, s: ScanSettings, timings: dict[str, float], old: di
         "agreement": s.agreement,
         "recruit": s.recruit,
         "class_folders": scores.class_lambda is not None,  # used: on, and two class folders or more
+        "class_centred": scores.class_centres is not None,  # scored on activations centred within the class folders
         "class_content": scores.class_content,
         "class_lambda": scores.class_lambda,
         "heatmap_neuron": int(infected[o.heatmap_column]) if infected else None,
@@ -337,7 +339,7 @@ def heatmap_neuron(o: ScanOutcome, f: Finding) -> int | None:
 def _detector(o: ScanOutcome, s: ScanSettings) -> dict:
     """detector.json: what ``dora-clean apply`` needs to score new images as this scan scored its own."""
     return {
-        "format": "dora-clean detector", "version": 1,
+        "format": DETECTOR_FORMAT, "version": DETECTOR_VERSION,
         "model": o.model_spec, "weights": str(Path(s.weights).resolve()) if s.weights else None,
         "weights_sha256": o.fingerprint, "layer": o.layer,
         "pooling": s.pooling, "prefix_tokens": s.prefix_tokens, "image_size": o.size,

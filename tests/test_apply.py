@@ -102,7 +102,7 @@ def test_load_detector_reads_a_run_directory_or_the_file_and_refuses_anything_el
     for content, message in [
         ("not json", "cannot read the detector"),
         (json.dumps(dict(det, format="something else")), "is not a dora-clean detector"),
-        (json.dumps(dict(det, version=2)), "detector of version 2; this dora-clean reads version 1: update"),
+        (json.dumps(dict(det, version=3)), "detector of version 3; this dora-clean reads versions 1, 2: update"),
         (json.dumps({k: v for k, v in det.items() if k != "layer"}), "lacks layer"),
         (json.dumps(dict(det, findings=[])), "has no findings"),
         (json.dumps(dict(det, findings=[finding(1, [3, 4], [1], [0.0], [1.0], 1.0, False)])), "different lengths"),
@@ -150,6 +150,31 @@ def test_apply_scores_new_images_with_each_finding(tiny, new_data, tmp_path):
     assert "finding_1" not in table[0] and all(r["score"] == r["finding_3"] for r in table)
     with pytest.raises(DoraError, match=r"the detector has no finding 4 \(it has: 1, 2, 3\)"):
         apply(det, new_data, tmp_path / "x", findings=[1, 4])
+
+
+def test_a_finding_scored_within_the_class_folders_is_centred_on_each_images_class(tiny, new_data, tmp_path):
+    plain = made_detector(tiny, [finding(1, [3, 5], [1, -1], [0.0, 0.0], [1.0, 2.0], 0.0, False)])
+    apply(plain, new_data, tmp_path / "plain")
+    table_plain = rows(tmp_path / "plain" / "scores.csv")
+    base, labels = [float(r["finding_1"]) for r in table_plain], [r["label"] for r in table_plain]
+    folders = sorted(set(labels))
+    known = folders[:-1]  # the last folder is not one of the scan's classes
+    centred = made_detector(tiny, [dict(finding(1, [3, 5], [1, -1], [0.0, 0.0], [1.0, 2.0], 0.0, False),
+                                        class_centres={c: [0.1 * k, -0.2 * k] for k, c in enumerate(known)})],
+                            version=2)
+    told = []
+    apply_detector(centred, new_data, out=tmp_path / "centred", workers=0, progress=False, log=told.append)
+    got = [float(r["finding_1"]) for r in rows(tmp_path / "centred" / "scores.csv")]
+    table = {c: [0.1 * k, -0.2 * k] for k, c in enumerate(known)}
+    median = np.median(np.array(list(table.values())), axis=0)
+    for b, g, label in zip(base, got, labels):
+        c = table.get(label, median)  # an image outside the scan's classes: the median of their centres
+        assert g == pytest.approx(b - (c[0] - c[1] / 2.0) / 2, abs=1e-5)  # directions 1, -1; spreads 1, 2
+    outside = sum(label not in table for label in labels)
+    assert outside and any(f"warning: {outside} images lie outside the scan's class folders" in t for t in told)
+    bad = dict(centred, findings=[dict(centred["findings"][0], class_centres={"a": [0.0]})])
+    with pytest.raises(DoraError, match="different lengths"):
+        apply(bad, new_data, tmp_path / "bad")
 
 
 def test_a_corrupt_image_is_skipped_and_listed(tiny, new_data, tmp_path):

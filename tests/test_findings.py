@@ -24,7 +24,7 @@ def _two_artifacts(n: int = 3000, seed: int = 0):
 
 def _findings(x, classes, infected):
     scores = artifact_scores(x, x, infected, classes=classes)
-    return scores, find_findings(x, scores, class_codes(classes))
+    return scores, find_findings(x, scores, None if classes is None else class_codes(classes))
 
 
 def test_two_artifacts_are_two_confident_findings():
@@ -49,14 +49,20 @@ def test_a_findings_score_is_what_a_stored_detector_computes():
     _, found = _findings(x, classes, [0, 9])
     for f in found:
         neurons = list(f.neurons)
-        centre, spread = robust_scale(x[:, neurons])
+        assert sorted(f.class_centres) == sorted(set(classes))  # scored within the class folders
+        centred = x[:, neurons] - np.array([f.class_centres[c] for c in classes])  # as apply centres new images
+        centre, spread = robust_scale(centred)
         assert np.array_equal(f.centre, centre) and np.array_equal(f.spread, spread)
-        again = finding_score(x, neurons, list(f.neurons.values()), f.centre.tolist(), f.spread.tolist())
-        assert np.array_equal(again, f.score)  # bit for bit: apply flags what the scan flagged
+        again = finding_score(centred, range(len(neurons)), list(f.neurons.values()), f.centre.tolist(),
+                              f.spread.tolist())
+        assert np.allclose(again, f.score, rtol=0, atol=1e-12)  # apply flags what the scan flagged
         assert np.array_equal(again > f.threshold, f.flagged)
-        assert np.allclose(mean_score(x, f.neurons), f.score)
+        assert np.allclose(mean_score(centred, dict(zip(range(len(neurons)), f.neurons.values()))), f.score)
         entry = f.detector()
         assert entry["neurons"] == neurons and len(entry["centre"]) == len(neurons)
+        assert entry["class_centres"] == {c: list(v) for c, v in f.class_centres.items()}
+    _, flat = _findings(x, None, [0, 9])  # no class folders: nothing to centre on
+    assert all(f.class_centres is None and "class_centres" not in f.detector() for f in flat)
 
 
 def test_one_artifact_is_one_finding_and_class_content_none():

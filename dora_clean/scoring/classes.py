@@ -1,11 +1,13 @@
-"""Class-boundness: how well the class folders explain a flagged set (Goodman and Kruskal's lambda)."""
+"""The class folders in scoring: how well they explain a flagged set (Goodman and Kruskal's lambda), and
+the layer's activations centred within each class folder (:class:`ClassCentred`)."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
 
-__all__ = ["CLASS_LAMBDA", "LAMBDA_WEIGHT", "class_codes", "class_lambda", "has_classes"]
+__all__ = ["CLASS_LAMBDA", "LAMBDA_WEIGHT", "ClassCentred", "class_centres", "class_codes", "class_lambda", "class_names",
+           "has_classes"]
 
 
 #: A score whose flagged set the class folders explain at least this well
@@ -23,6 +25,11 @@ LAMBDA_WEIGHT = 0.5
 def class_codes(classes: Sequence[str | None]) -> np.ndarray:
     """Each image's class folder as an integer [N] (None, an image outside the folders, is a class too)."""
     return np.unique(np.asarray([str(c) for c in classes]), return_inverse=True)[1]
+
+
+def class_names(classes: Sequence[str | None]) -> list[str]:
+    """The class folders in the order of :func:`class_codes` (code k is ``class_names(classes)[k]``)."""
+    return [str(c) for c in np.unique(np.asarray([str(c) for c in classes]))]
 
 
 def has_classes(codes: np.ndarray | None) -> bool:
@@ -60,3 +67,52 @@ def class_lambda(flagged: np.ndarray, classes: Sequence[str | None] | np.ndarray
     rng = np.random.default_rng(0)
     chance = float(np.mean([lam(rng.permutation(flagged)) for _ in range(draws)]))
     return 0.0 if chance >= 1 else float(max(0.0, (lam(flagged) - chance) / (1 - chance)))
+
+
+def class_centres(activations: np.ndarray, codes: np.ndarray, block: int = 64) -> np.ndarray:
+    """Each neuron's median within each class folder: [K, C] for ``activations`` [N, C] (possibly
+    memory-mapped: read a block of columns at a time) and ``codes`` [N] in 0..K-1."""
+    codes = np.asarray(codes)
+    k = int(codes.max()) + 1 if len(codes) else 0
+    out = np.zeros((k, activations.shape[1]))
+    members = [np.flatnonzero(codes == c) for c in range(k)]
+    for a in range(0, activations.shape[1], block):
+        x = np.asarray(activations[:, a : a + block], dtype=np.float64)
+        for c, rows in enumerate(members):
+            if len(rows):
+                out[c, a : a + block] = np.median(x[rows], axis=0)
+    return out
+
+
+def _is_list(key) -> bool:
+    return isinstance(key, (list, np.ndarray)) and np.asarray(key).dtype != bool
+
+
+class ClassCentred:
+    """A layer's pooled activations [N, C] with each neuron's median within the image's class folder
+    taken away: what the class folders explain about a neuron is gone, what varies within the classes
+    (an artifact spread over them) stays.
+
+    Indexed like the array (``x[rows]``, ``x[:, columns]``, ``x[rows, columns]``: two index lists take rows,
+    then columns, not numpy's pairs), it reads the activations
+    (possibly memory-mapped) and centres what it read; nothing of the size of the layer is copied.
+    ``centres``: [K, C] from :func:`class_centres` (made here when None).
+    """
+
+    def __init__(self, activations: np.ndarray, codes: np.ndarray, centres: np.ndarray | None = None):
+        self.activations = activations
+        self.codes = np.asarray(codes)
+        self.centres = class_centres(activations, self.codes) if centres is None else np.asarray(centres)
+        self.shape = activations.shape
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows, columns = key if isinstance(key, tuple) else (key, slice(None))
+        if _is_list(rows) and _is_list(columns):  # numpy would pair two index lists up: take rows, then columns
+            x = np.asarray(self.activations[rows])[:, columns]
+        else:
+            x = np.asarray(self.activations[rows, columns])
+        dtype = x.dtype if x.dtype.kind == "f" else np.float64
+        return x.astype(dtype, copy=False) - self.centres[:, columns][self.codes[rows]].astype(dtype)

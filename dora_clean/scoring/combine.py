@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda, has_classes
+from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, ClassCentred, class_codes, class_lambda, class_names, has_classes
 from .recruiting import SELECT_ROWS, column_ranks, grow_seed
 from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
@@ -18,8 +18,8 @@ __all__ = ["BIMODAL_SEEDS", "PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candida
 
 #: The pieces of the combined score that :class:`ScoringSettings` can switch off (the ablation of
 #: docs/benchmark.md): the tail seed, recruiting, the near-recruits, the nested threshold, the class rule,
-#: the skewed seeds and the bimodal seeds.
-PIECES = ("tail", "recruiting", "near_recruits", "nested", "class_rule", "skewed", "bimodal")
+#: the skewed seeds, the bimodal seeds and the class centring.
+PIECES = ("tail", "recruiting", "near_recruits", "nested", "class_rule", "skewed", "bimodal", "centring")
 
 #: Besides the infected neurons' seeds, each of the layer's this many most skewed neurons seeds a candidate
 #: (for the combined score too, where class folders guard it): DORA's outlier step can miss an artifact's
@@ -111,6 +111,9 @@ class ArtifactScores:
             the skewed neurons' by :attr:`Candidate.merit`; those set aside as class content last. The
             findings are made of them (:mod:`.findings`).
         own_orient: [m] each infected neuron's own direction (:func:`orientation`).
+        class_centres: [K, C] each neuron's median within each class folder, which the scores took away
+            from the activations (:class:`~.classes.ClassCentred`); None where they did not (no class folders).
+        class_names: the class folders of ``class_centres``' rows.
     """
 
     per_neuron: np.ndarray
@@ -124,6 +127,8 @@ class ArtifactScores:
     threshold: float = float("nan")
     candidates: list[Candidate] = field(default_factory=list)
     own_orient: np.ndarray | None = None
+    class_centres: np.ndarray | None = None
+    class_names: list[str] | None = None
 
     def following(self, candidate: Candidate, infected: Sequence[int]) -> "ArtifactScores":
         """These scores with ``candidate`` as the combined score (``infected``: the infected neurons, in
@@ -133,7 +138,7 @@ class ArtifactScores:
         return ArtifactScores(self.per_neuron, orient, candidate.score, candidate.combined, candidate.seed,
                               candidate.separation, self.class_content,
                               None if self.class_lambda is None else round(candidate.class_lambda, 4),
-                              candidate.threshold, self.candidates, own)
+                              candidate.threshold, self.candidates, own, self.class_centres, self.class_names)
 
 
 def _most_skewed(activations: np.ndarray, k: int, exclude: dict[int, int], block: int = 64) -> list[tuple[int, int]]:
@@ -191,25 +196,35 @@ def artifact_scores(
     on the same merit, the class rule guarding them, and elsewhere they are
     candidate findings only. So does each of the layer's :data:`BIMODAL_SEEDS`
     most bimodal neurons (a common artifact's detectors split the images in two
-    groups of similar size, no long tail). With ``settings.agreement`` <= 0 the
-    seed is the plain mean of all infected neurons, as :func:`orientation` turns them.
+    groups of similar size, no long tail). Where there are ``classes``, all of
+    this reads each neuron's activations less its median within the image's
+    class folder (:class:`~.classes.ClassCentred`, unless ``centring`` is off): a
+    model that learned the artifact as its class's evidence has detectors that
+    fire on that class's content too, which centring takes away, while an
+    artifact spread over the classes still moves them within each. With
+    ``settings.agreement`` <= 0 the seed is the plain mean of all infected
+    neurons, as :func:`orientation` turns them.
     ``mean_act`` / ``max_act``: [N, C] the layer's pooled activations;
     ``settings``: :class:`ScoringSettings` (each piece can be switched off).
     """
     agreement, recruit_auc, off = settings.agreement, settings.recruiting, settings.off
+    codes = None if classes is None else class_codes(classes)  # encoded once: every seed's lambda uses them
+    by_class = has_classes(codes)
     layer = layer_pooled(mean_act, max_act, pooling)
-    per_neuron = pooled(mean_act, max_act, infected, pooling)
-    own = orientation(per_neuron)
+    centred = by_class and "centring" not in off
+    if centred:
+        layer = ClassCentred(layer, codes)
+    per_neuron = pooled(mean_act, max_act, infected, pooling)  # as the layer gives them (scores.csv)
+    seen = np.asarray(layer[:, list(infected)], dtype=np.float64) if centred else per_neuron  # as scored
+    own = orientation(seen)
     first = str(Seed("agreement"))
-    seeds = {first: agreeing(per_neuron, own, agreement)}
-    if agreement > 0 and per_neuron.shape[1] >= 2 and "tail" not in off:
-        keep, orient = tail_pursuit(per_neuron, own)
+    seeds = {first: agreeing(seen, own, agreement)}
+    if agreement > 0 and seen.shape[1] >= 2 and "tail" not in off:
+        keep, orient = tail_pursuit(seen, own)
         if not (np.array_equal(keep, seeds[first][0]) and np.array_equal(orient, seeds[first][1])):
             seeds[str(Seed("tail"))] = (keep, orient)
     starts = {name: {int(n): int(o) for n, o, u in zip(infected, orient, used) if u}
               for name, (used, orient) in seeds.items()}
-    codes = None if classes is None else class_codes(classes)  # encoded once: every seed's lambda uses them
-    by_class = has_classes(codes)
     rows = sample_rows(len(per_neuron), SELECT_ROWS)  # the images on which recruiting decides
     chosen_on = layer if rows is None or recruit_auc is None else np.asarray(layer[rows])
     ranks = column_ranks(chosen_on) if recruit_auc is not None and len(infected) else None  # one rank pass for all
@@ -252,4 +267,5 @@ def artifact_scores(
                      if g.class_lambda >= CLASS_LAMBDA and g is not best}
     return ArtifactScores(per_neuron, own, winner.score, winner.combined, winner.seed, winner.separation,
                           class_content, round(winner.class_lambda, 4) if by_class else None, winner.threshold,
-                          candidates, own).following(winner, infected)
+                          candidates, own, layer.centres if centred else None,
+                          class_names(classes) if centred else None).following(winner, infected)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .combine import ArtifactScores, Candidate
-from .classes import has_classes
+from .classes import ClassCentred, has_classes
 from .confidence import Confidence, assess
 from .stats import finding_score, robust_scale
 
@@ -53,6 +53,9 @@ class Finding:
         threshold: the images whose score lies above it are flagged.
         flagged: [N] bool, the images it flags.
         confidence: whether its flags are an artifact to remove without review, and why not.
+        class_centres: class folder -> [len(neurons)] each neuron's median within it, taken away from the
+            activations before ``centre`` and ``spread`` (:class:`~.classes.ClassCentred`); None where the
+            scores were not centred.
     """
 
     id: int
@@ -62,6 +65,7 @@ class Finding:
     threshold: float
     flagged: np.ndarray
     confidence: Confidence
+    class_centres: dict[str, list[float]] | None = None
 
     @property
     def neurons(self) -> dict[int, int]:
@@ -89,10 +93,13 @@ class Finding:
 
     def detector(self) -> dict:
         """Its entry in detector.json's ``findings``."""
-        return {"id": self.id, "neurons": [int(n) for n in self.neurons],
-                "directions": [int(d) for d in self.neurons.values()],
-                "centre": [float(v) for v in self.centre], "spread": [float(v) for v in self.spread],
-                "threshold": float(self.threshold), "confident": self.confident}
+        out = {"id": self.id, "neurons": [int(n) for n in self.neurons],
+               "directions": [int(d) for d in self.neurons.values()],
+               "centre": [float(v) for v in self.centre], "spread": [float(v) for v in self.spread],
+               "threshold": float(self.threshold), "confident": self.confident}
+        if self.class_centres is not None:
+            out["class_centres"] = {k: [float(v) for v in c] for k, c in self.class_centres.items()}
+        return out
 
 
 def same_images(a: np.ndarray, b: np.ndarray, share: float = SAME_IMAGES) -> bool:
@@ -105,13 +112,16 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
                   threshold: float | None = None, top: int | None = None) -> list[Finding]:
     """The findings of a scan, ranked: confident ones first, the contest's winner first among its kind.
 
-    ``activations``: [N, C] the layer's pooled activations (possibly memory-mapped); ``scores``:
+    ``activations``: [N, C] the layer's pooled activations (possibly memory-mapped: the scores read them
+    centred within the class folders where ``scores`` were, confidence as they are); ``scores``:
     :func:`~.combine.artifact_scores` of them; ``codes``: the images' class folders as integers (None:
     no class folders). ``threshold`` / ``top`` (the user's ``--threshold`` / ``--flag-top``) replace the
     winner's label-free threshold (the images above ``threshold``, or the ``top`` highest), and the winner is
     then the only finding: the user chose the flags. Without class folders nothing is confident, so no
     candidate past the winner could be a finding: the winner alone is judged.
     """
+    centred = scores.class_centres is not None and codes is not None
+    scored = ClassCentred(activations, codes, scores.class_centres) if centred else activations
     found: list[tuple[Candidate, float, np.ndarray, Confidence]] = []
     judged = 0
     chosen = threshold is not None or top is not None  # the user set the flags: the winner is the only finding
@@ -136,9 +146,11 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
     out = []
     for k, (c, t, flagged, confidence) in enumerate(found, start=1):
         neurons = list(c.combined)
-        centre, spread = robust_scale(np.asarray(activations[:, neurons], dtype=np.float64))
+        centre, spread = robust_scale(np.asarray(scored[:, neurons], dtype=np.float64))
         # the score as a stored detector computes it (the same arithmetic: apply flags what the scan flagged)
-        score = finding_score(activations, neurons, list(c.combined.values()), centre, spread)
+        score = finding_score(scored, neurons, list(c.combined.values()), centre, spread)
         c = dataclasses.replace(c, score=score)
-        out.append(Finding(k, c, centre, spread, t, score > t, confidence))
+        by_class = ({name: scores.class_centres[j, neurons] for j, name in enumerate(scores.class_names)}
+                    if centred else None)
+        out.append(Finding(k, c, centre, spread, t, score > t, confidence, by_class))
     return out
