@@ -18,7 +18,7 @@ artifact spread over all classes at each prevalence (cached), and one row per
 
 The run ends with a table: per split and layer (last, earlier), the rows meeting
 each goal, every goal, and the baseline goal restated (``base``:
-:func:`beats_baselines`); ``fresh``, ``fresh 2`` and ``fresh 3`` count the three
+:func:`beats_baselines`); ``fresh`` to ``fresh 4`` count the four
 batches of fresh held-out families again, and ``dev 2`` the dev families added later.
 
 Clean rows (``--clean``): a model of the family trained without any artifact,
@@ -31,11 +31,13 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --fresh             # the fresh held-out families (tag, stamp)
     python benchmarks/families_benchmark.py --fresh 2           # the second fresh batch (arrow, marks)
     python benchmarks/families_benchmark.py --fresh 3           # the third fresh batch (ink, scanline)
+    python benchmarks/families_benchmark.py --fresh 4           # the fourth fresh batch (barcode, dust)
     python benchmarks/families_benchmark.py --flat --layers 1   # the scan sets as flat folders (no class folders)
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
     python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn
     python benchmarks/families_benchmark.py --constants --layers 1  # each scoring constant lower and higher
     python benchmarks/families_benchmark.py --set REPRODUCING=5     # the table with a constant changed
+    python benchmarks/families_benchmark.py --off centring          # the table with a scoring piece off
     python benchmarks/families_benchmark.py --layers 1 --steps 32   # what a cheaper s-AMS setting costs
 
 Training takes about a minute a 4-class model on 2 cores, the s-AMS about as
@@ -59,7 +61,7 @@ from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_h
 from dora_clean.scanning import list_images
 from dora_clean.scoring import PIECES
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
-from families import DEV_2_FAMILIES, FAMILIES, FRESH_2_FAMILIES, FRESH_3_FAMILIES, FRESH_FAMILIES, Family, default_layers, load_family_model, write_family_scan_set
+from families import DEV_2_FAMILIES, FAMILIES, FRESH_2_FAMILIES, FRESH_3_FAMILIES, FRESH_4_FAMILIES, FRESH_FAMILIES, Family, default_layers, load_family_model, write_family_scan_set
 from planted_benchmark import Case, baselines, evaluate
 
 
@@ -162,16 +164,17 @@ def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
 
 
 def run(families: list[Family], layers: int, fractions: list[float], n_scan: int,
-        flat: bool = False) -> dict[tuple[str, str], dict[str, int]]:
+        flat: bool = False, off: frozenset[str] = frozenset()) -> dict[tuple[str, str], dict[str, int]]:
     """Print one row per (family, layer, prevalence), then :func:`goal_table`; returns its counts.
-    ``flat``: score as if the scan set were one flat folder (no class folders)."""
+    ``flat``: score as if the scan set were one flat folder (no class folders); ``off``: scoring pieces off."""
     head = (f"{'family':<42} {'split':<8} {'layer':<10} {'prev':>4} {'rel':>4} {'oracle':>6} {'BE':>4} | {'inf':>5} "
             f"{'comb':>5} {'prec':>4} {'rec':>4} {'#flag':>5} {'rep':>3} {'assoc':>5} {'rm':>4} | {'iforest':>7} {'lof':>5} | goals missed")
     print(head)
     print("-" * len(head))
     counts: dict[tuple[str, str], dict[str, int]] = {}
     batch_of = ({f.name: "fresh" for f in FRESH_FAMILIES} | {f.name: "fresh 2" for f in FRESH_2_FAMILIES}
-             | {f.name: "fresh 3" for f in FRESH_3_FAMILIES} | {f.name: "dev 2" for f in DEV_2_FAMILIES})
+             | {f.name: "fresh 3" for f in FRESH_3_FAMILIES} | {f.name: "fresh 4" for f in FRESH_4_FAMILIES}
+             | {f.name: "dev 2" for f in DEV_2_FAMILIES})
     for family in families:
         for depth, layer in enumerate(default_layers(family.arch)[:layers]):
             for fraction in fractions:
@@ -179,7 +182,7 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                 case = prepare(family, layer, fraction, n_scan)
                 if flat:
                     case = dataclasses.replace(case, classes=[None] * len(case.y))
-                e = evaluate(case)
+                e = evaluate(case, off=off)
                 b = baselines(case, with_uniqueness=False)
                 miss = goals(e)
                 met = {g: g not in miss for g in GOALS} | {"all": not miss, "base": beats_baselines(e["combined_auc"], b)}
@@ -301,8 +304,8 @@ def main() -> int:
     ap.add_argument("--split", choices=["dev", "held-out", "all"], default="all")
     ap.add_argument("--quick", action="store_true", help="4 families of each split, the last layer, 5%% and 20%%")
     ap.add_argument("--family", action="append", help="only families whose name contains this")
-    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2, 3],
-                    help="only the fresh held-out families of batch 1 (tag, stamp), 2 (arrow, marks) or 3 (ink, scanline)")
+    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2, 3, 4],
+                    help="only the fresh held-out families of batch 1 (tag, stamp), 2 (arrow, marks), 3 (ink, scanline) or 4 (barcode, dust)")
     ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
@@ -312,6 +315,7 @@ def main() -> int:
     ap.add_argument("--constants", action="store_true", help="each scoring constant at a lower and a higher value")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)}); repeatable")
+    ap.add_argument("--off", action="append", default=[], choices=PIECES, help="a scoring piece off; repeatable")
     ap.add_argument("--steps", type=int, help="s-AMS steps (default: the scan's, 128)")
     ap.add_argument("--signals", type=int, help="s-AMS per neuron (default: the scan's, 4)")
     args = ap.parse_args()
@@ -328,7 +332,7 @@ def main() -> int:
         with scoring_constants(changed):
             run_clean([f for f in clean if not args.family or any(s in f.name for s in args.family)], args.images)
         return 0
-    batch = {None: FAMILIES, 1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES}[args.fresh]
+    batch = {None: FAMILIES, 1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES, 4: FRESH_4_FAMILIES}[args.fresh]
     families = [f for f in batch if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:4] + [f for f in families if f.split == "held-out"][:4]
@@ -342,7 +346,7 @@ def main() -> int:
         elif args.constants:
             constants(families, layers, fractions, args.images)
         else:
-            run(families, layers, fractions, args.images, args.flat)
+            run(families, layers, fractions, args.images, args.flat, frozenset(args.off))
     return 0
 
 

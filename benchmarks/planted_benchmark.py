@@ -45,7 +45,7 @@ from dora_clean.review import import_fiftyone
 from dora_clean.analysis.sams import SamsConfig, cache_root
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, artifact_scores, class_codes, find_findings, layer_pooled, orientation,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, layer_pooled, orientation, score_findings,
 )
 
 ARCHS = ("tiny_resnet", "tiny_cnn")
@@ -126,9 +126,8 @@ def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling
     rank = {n: r + 1 for r, n in enumerate(np.argsort(-two_way))}
     inf = o.infected
     classes = [case.classes[i] for i in rows]
-    scores = artifact_scores(mean_act, max_act, inf, pooling, classes,
-                             ScoringSettings(agreement, recruit_auc, frozenset(off)))
-    findings = find_findings(src, scores, class_codes(classes))  # as a scan makes them
+    scores, findings = score_findings(mean_act, max_act, inf, pooling, classes,  # as a scan makes them
+                                      ScoringSettings(agreement, recruit_auc, frozenset(off)))
     scores = scores.following(findings[0].candidate, inf)
     orient, score = scores.orient, scores.score
     used = [max(raw[n], 1 - raw[n]) for n in inf]  # either direction, as the oracle (not the winner's side)

@@ -31,7 +31,7 @@ from .rundir import RunDir
 from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, sams_key
 from .scanning.activations import ScanOptions, scan_images, scan_key, scan_maps
 from .scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, artifact_scores, class_codes, find_findings, layer_pooled,
+    DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, layer_pooled, score_findings,
 )
 
 __all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
@@ -238,13 +238,10 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
     with clock.stage("scoring"):
         by_class = s.class_folders and layout == "classes"
         classes = [e.label for e in result.entries] if by_class else None
-        codes = None if classes is None else class_codes(classes)
-        scores = artifact_scores(
-            result.mean_act, result.max_act, infected, s.pooling, classes=classes,
-            settings=ScoringSettings(s.agreement, RECRUIT_AUC if s.recruit else None),
-        )
+        scores, findings = score_findings(
+            result.mean_act, result.max_act, infected, s.pooling, classes,
+            ScoringSettings(s.agreement, RECRUIT_AUC if s.recruit else None), s.threshold, s.flag_top)
         src = layer_pooled(result.mean_act, result.max_act, s.pooling)
-        findings = find_findings(src, scores, codes, s.threshold, s.flag_top)
         scores = scores.following(findings[0].candidate, infected)  # the old keys describe the first finding
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else findings[0].threshold)
         confident = [f for f in findings if f.confident]

@@ -22,8 +22,8 @@ def _two_artifacts(n: int = 3000, seed: int = 0):
     return a, b, np.array([f"c{c}" for c in cls]), x
 
 
-def _findings(x, classes, infected):
-    scores = artifact_scores(x, x, infected, classes=classes)
+def _findings(x, classes, infected, centre=False):
+    scores = artifact_scores(x, x, infected, classes=classes, centre=centre)
     return scores, find_findings(x, scores, None if classes is None else class_codes(classes))
 
 
@@ -46,7 +46,7 @@ def test_two_artifacts_are_two_confident_findings():
 
 def test_a_findings_score_is_what_a_stored_detector_computes():
     _, _, classes, x = _two_artifacts(seed=1)
-    _, found = _findings(x, classes, [0, 9])
+    _, found = _findings(x, classes, [0, 9], centre=True)
     for f in found:
         neurons = list(f.neurons)
         assert sorted(f.class_centres) == sorted(set(classes))  # scored within the class folders
@@ -61,7 +61,7 @@ def test_a_findings_score_is_what_a_stored_detector_computes():
         entry = f.detector()
         assert entry["neurons"] == neurons and len(entry["centre"]) == len(neurons)
         assert entry["class_centres"] == {c: list(v) for c, v in f.class_centres.items()}
-    _, flat = _findings(x, None, [0, 9])  # no class folders: nothing to centre on
+    _, flat = _findings(x, None, [0, 9], centre=True)  # no class folders: nothing to centre on
     assert all(f.class_centres is None and "class_centres" not in f.detector() for f in flat)
 
 

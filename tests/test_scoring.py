@@ -257,23 +257,36 @@ def _shortcut_layer(n: int = 4000):
     return y, np.array([f"class{c}" for c in cls]), np.c_[detectors, class0, class1]
 
 
-RAW = ScoringSettings(off=frozenset({"centring"}))  # the activations as the layer gives them
-
-
 def test_centring_within_the_class_folders_takes_away_the_class_content_a_shortcut_brings():
     y, classes, layer = _shortcut_layer()
     infected = [0, 6, 16]  # DORA's outliers: one detector and two class neurons
-    raw = artifact_scores(layer, layer, infected, classes=classes, settings=RAW)
+    raw = artifact_scores(layer, layer, infected, classes=classes)
     assert raw.class_centres is None and raw.class_content  # the agreement seed grows into class 0 and the artifact
-    s = artifact_scores(layer, layer, infected, classes=classes)
+    s = artifact_scores(layer, layer, infected, classes=classes, centre=True)
     assert s.class_names == ["class0", "class1", "class2", "class3"] and s.class_centres.shape == (4, 26)
     # centred, the class-0 neurons only see the artifact: every seed is the artifact, none is set aside
     assert not s.class_content and s.class_lambda < 0.1
     flagged = s.score > s.threshold
     assert auc(y, s.score) > 0.999 and y[flagged].mean() > 0.95 and flagged[y].mean() > 0.95
     assert np.allclose(s.per_neuron, layer[:, infected])  # scores.csv keeps the layer's own activations
-    flat = artifact_scores(layer, layer, infected)  # no class folders: nothing to centre on
+    flat = artifact_scores(layer, layer, infected, centre=True)  # no class folders: nothing to centre on
     assert flat.class_centres is None
+
+
+def test_a_scan_centres_within_the_class_folders_only_where_its_first_answer_is_class_content():
+    from dora_clean.scoring import score_findings
+
+    y, classes, layer = _shortcut_layer()
+    only_classes = ScoringSettings(off=frozenset({"skewed", "bimodal"}))  # DORA's set and nothing else
+    scores, found = score_findings(layer, layer, [6, 16], classes=classes, settings=only_classes)
+    assert scores.class_centres is not None  # the uncentred answer flagged class 0 (and the artifact)
+    assert auc(y, found[0].score) > 0.99 and found[0].confidence.class_association < 0.2
+    raw = artifact_scores(layer, layer, [6, 16], classes=classes, settings=only_classes)
+    assert auc(y, raw.score) < 0.9 and y[raw.score > raw.threshold].mean() < 0.5
+    kept = ScoringSettings(off=frozenset({"skewed", "bimodal", "centring"}))  # centring off: that answer stands
+    assert score_findings(layer, layer, [6, 16], classes=classes, settings=kept)[0].class_centres is None
+    scores, found = score_findings(layer, layer, [0, 6, 16], classes=classes)  # the first answer is the artifact
+    assert scores.class_centres is None and found[0].confidence.class_association < 0.2 and auc(y, found[0].score) > 0.999
 
 
 def test_scores_that_flag_whole_classes_are_set_aside_where_the_dataset_has_class_folders():
@@ -281,7 +294,7 @@ def test_scores_that_flag_whole_classes_are_set_aside_where_the_dataset_has_clas
     infected = [0, 6, 16]  # DORA's outliers: one detector and two class neurons
     blind = artifact_scores(layer, layer, infected)
     assert y[flag_images(blind.score)].mean() < 0.3  # without the classes, class 0 and the artifact win the split
-    s = artifact_scores(layer, layer, infected, classes=classes, settings=RAW)  # the class rule, uncentred
+    s = artifact_scores(layer, layer, infected, classes=classes)
     # the tail seed (its split nested in Otsu's, which the detectors reproduce) grows into the six detectors alone
     assert s.seed == "tail" and set(s.combined) == set(range(6))
     flagged = s.score > s.threshold
@@ -292,13 +305,13 @@ def test_scores_that_flag_whole_classes_are_set_aside_where_the_dataset_has_clas
     assert s.candidates.index(class1[0]) > max(s.candidates.index(c) for c in s.candidates if c.class_lambda < 0.5)
     assert s.class_lambda < 0.5 and blind.class_lambda is None
     # DORA's set holds only a class neuron: the layer's most skewed neurons (the detectors) win the contest
-    only_classes = artifact_scores(layer, layer, [16], classes=classes, settings=RAW)
+    only_classes = artifact_scores(layer, layer, [16], classes=classes)
     assert only_classes.seed.startswith("skewed:") and set(only_classes.combined) <= set(range(6))
     assert auc(y, only_classes.score) > 0.999 and only_classes.class_lambda < 0.5
-    no_skewed = ScoringSettings(off=frozenset({"skewed", "bimodal", "centring"}))  # nothing else: the least class-bound wins
+    no_skewed = ScoringSettings(off=frozenset({"skewed", "bimodal"}))  # nothing else: the least class-bound wins
     only_classes = artifact_scores(layer, layer, [16], classes=classes, settings=no_skewed)
     assert only_classes.class_lambda >= 0.5 and only_classes.seed not in only_classes.class_content
-    flat = artifact_scores(layer, layer, infected, classes=["x"] * len(y))  # one class: no veto, no centring
+    flat = artifact_scores(layer, layer, infected, classes=["x"] * len(y))  # one class: no veto
     assert flat.seed == blind.seed and flat.combined == blind.combined and not flat.class_content
 
 
@@ -326,11 +339,10 @@ def test_a_score_the_classes_partly_explain_needs_a_cleaner_split_to_win(monkeyp
     kind = (cls == 0) & (rng.random(n) < 0.6)  # a kind of class 0's content: most of class 0, nothing else
     layer = np.c_[3.0 * y[:, None] + rng.normal(size=(n, 6)), 2.0 * kind[:, None] + rng.normal(size=(n, 10))]
     classes = np.array([f"class{c}" for c in cls])
-    # uncentred (centred, the tenth of the images in class 0 without that content would stand out instead)
-    s = artifact_scores(layer, layer, [0, 6], classes=classes, settings=RAW)  # each group's neurons are among the most skewed
+    s = artifact_scores(layer, layer, [0, 6], classes=classes)  # each group's neurons are among the most skewed
     assert set(s.combined) <= set(range(6)) and s.class_lambda == 0.0 and auc(y, s.score) > 0.98
     monkeypatch.setattr("dora_clean.scoring.combine.LAMBDA_WEIGHT", 0.0)  # separation alone: the content's split wins
-    content = artifact_scores(layer, layer, [0, 6], classes=classes, settings=RAW)
+    content = artifact_scores(layer, layer, [0, 6], classes=classes)
     assert set(content.combined) <= set(range(6, 16)) and 0.2 < content.class_lambda < 0.5
     assert content.separation > s.separation
 

@@ -173,6 +173,7 @@ def artifact_scores(
     pooling: str = "mean",
     classes: Sequence[str | None] | None = None,
     settings: ScoringSettings = ScoringSettings(),
+    centre: bool = False,
 ) -> ArtifactScores:
     """Score the images.
 
@@ -196,12 +197,10 @@ def artifact_scores(
     on the same merit, the class rule guarding them, and elsewhere they are
     candidate findings only. So does each of the layer's :data:`BIMODAL_SEEDS`
     most bimodal neurons (a common artifact's detectors split the images in two
-    groups of similar size, no long tail). Where there are ``classes``, all of
-    this reads each neuron's activations less its median within the image's
-    class folder (:class:`~.classes.ClassCentred`, unless ``centring`` is off): a
-    model that learned the artifact as its class's evidence has detectors that
-    fire on that class's content too, which centring takes away, while an
-    artifact spread over the classes still moves them within each. With
+    groups of similar size, no long tail). With ``centre`` and ``classes``, all
+    of this reads each neuron's activations less its median within the image's
+    class folder (:class:`~.classes.ClassCentred`; :func:`~.findings.score_findings`
+    decides when). With
     ``settings.agreement`` <= 0 the seed is the plain mean of all infected
     neurons, as :func:`orientation` turns them.
     ``mean_act`` / ``max_act``: [N, C] the layer's pooled activations;
@@ -211,7 +210,7 @@ def artifact_scores(
     codes = None if classes is None else class_codes(classes)  # encoded once: every seed's lambda uses them
     by_class = has_classes(codes)
     layer = layer_pooled(mean_act, max_act, pooling)
-    centred = by_class and "centring" not in off
+    centred = centre and by_class
     if centred:
         layer = ClassCentred(layer, codes)
     per_neuron = pooled(mean_act, max_act, infected, pooling)  # as the layer gives them (scores.csv)

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-from .combine import ArtifactScores, Candidate
-from .classes import ClassCentred, has_classes
-from .confidence import Confidence, assess
-from .stats import finding_score, robust_scale
+from .combine import ArtifactScores, Candidate, ScoringSettings, artifact_scores
+from .classes import ClassCentred, class_codes, has_classes
+from .confidence import CLASS_ASSOCIATION, Confidence, assess
+from .stats import finding_score, layer_pooled, robust_scale
 
-__all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images"]
+__all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images", "score_findings"]
 
 #: A scan reports at most this many findings.
 MAX_FINDINGS = 5
@@ -154,3 +155,35 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
                     if centred else None)
         out.append(Finding(k, c, centre, spread, t, score > t, confidence, by_class))
     return out
+
+
+def score_findings(
+    mean_act: np.ndarray,
+    max_act: np.ndarray,
+    infected: Sequence[int],
+    pooling: str = "mean",
+    classes: Sequence[str | None] | None = None,
+    settings: ScoringSettings = ScoringSettings(),
+    threshold: float | None = None,
+    top: int | None = None,
+) -> tuple[ArtifactScores, list[Finding]]:
+    """A scan's scores and findings (:func:`~.combine.artifact_scores`, then :func:`find_findings`).
+
+    Where the first finding's flags go with the class folders (its class association reaches
+    :data:`~.confidence.CLASS_ASSOCIATION`: the confidence step would call them class content), the layer
+    is scored again on its activations centred within the class folders (:class:`~.classes.ClassCentred`,
+    unless ``centring`` is off in ``settings``), and that answer is the scan's. A model that learned an
+    artifact as its class's evidence has detectors that fire on that class's content too; centred, what the
+    classes explain is gone and an artifact spread over them still moves its detectors within each. Where
+    the first answer is not class content, it stands: centring everywhere split clean images into halves
+    at a rare artifact's expense (docs/benchmark.md, "Class-centred activations").
+    """
+    src = layer_pooled(mean_act, max_act, pooling)
+    codes = None if classes is None else class_codes(classes)
+    scores = artifact_scores(mean_act, max_act, infected, pooling, classes, settings)
+    findings = find_findings(src, scores, codes, threshold, top)
+    association = findings[0].confidence.class_association
+    if "centring" not in settings.off and association is not None and association >= CLASS_ASSOCIATION:
+        scores = artifact_scores(mean_act, max_act, infected, pooling, classes, settings, centre=True)
+        findings = find_findings(src, scores, codes, threshold, top)
+    return scores, findings
