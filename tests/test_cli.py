@@ -182,3 +182,13 @@ def test_the_summary_names_the_seed_and_what_was_set_aside_as_class_content(caps
     out = capsys.readouterr()
     assert "reproduce the infected neurons' flagged set" in out.out
     assert "every candidate score flags mostly whole classes (the one used: lambda 0.92)" in out.err
+
+
+def test_the_summary_says_when_the_scan_scored_again_within_the_class_folders(capsys, tmp_path):
+    from dora_clean.cli import _print_summary
+
+    base = {"infected_neurons": [3], "n_neurons": 8, "layer": "layer3", "n_images": 100, "n_skipped": 0,
+            "n_flagged": 10, "flagging": "otsu"}
+    for centred in (True, False):
+        _print_summary(dict(base, class_centred=centred), tmp_path, quiet=False)
+        assert ("scored again within the class folders" in capsys.readouterr().out) == centred
