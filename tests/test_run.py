@@ -135,6 +135,10 @@ def test_without_recruits_the_combined_score_is_the_mean_of_the_infected_neurons
     assert used and set(used) <= set(summary["infected_neurons"])
     rows = read_csv(tmp_path / "own" / "scores.csv")
     per = np.array([[float(r[f"neuron_{n}"]) for n in used] for r in rows])
+    if summary["class_centred"]:  # scored again on activations centred within the class folders
+        labels = np.array([r["label"] for r in rows])
+        for c in set(labels):
+            per[labels == c] -= np.median(per[labels == c], axis=0)
     orient = np.array([summary["combined_orientation"][str(n)] for n in used])
     assert orient.tolist() == [summary["infected_orientation"][str(n)] for n in used]
     assert np.allclose([float(r["score"]) for r in rows], (robust_z(per) * orient).mean(axis=1), atol=1e-4)
