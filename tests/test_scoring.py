@@ -361,4 +361,5 @@ def test_the_class_centred_view_reads_what_centring_the_whole_layer_gives(tmp_pa
     for key in (np.s_[:, columns], np.s_[:, 10:40], rows, np.s_[rows, 4], np.s_[7], np.s_[codes == 2]):
         assert np.allclose(view[key], whole[key], atol=1e-6), key
     assert np.allclose(view[rows, columns], whole[rows][:, columns], atol=1e-6)  # two lists: rows, then columns
+    assert np.allclose(view[codes == 1, columns], whole[codes == 1][:, columns], atol=1e-6)
     assert view[:, columns].dtype == np.float32 and view.shape == x.shape and len(view) == 300

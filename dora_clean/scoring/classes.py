@@ -84,17 +84,13 @@ def class_centres(activations: np.ndarray, codes: np.ndarray, block: int = 64) -
     return out
 
 
-def _is_list(key) -> bool:
-    return isinstance(key, (list, np.ndarray)) and np.asarray(key).dtype != bool
-
-
 class ClassCentred:
     """A layer's pooled activations [N, C] with each neuron's median within the image's class folder
     taken away: what the class folders explain about a neuron is gone, what varies within the classes
     (an artifact spread over them) stays.
 
-    Indexed like the array (``x[rows]``, ``x[:, columns]``, ``x[rows, columns]``: two index lists take rows,
-    then columns, not numpy's pairs), it reads the activations
+    Indexed like the array (``x[rows]``, ``x[:, columns]``, ``x[rows, columns]``: two index arrays or masks
+    take rows, then columns, not numpy's pairs), it reads the activations
     (possibly memory-mapped) and centres what it read; nothing of the size of the layer is copied.
     ``centres``: [K, C] from :func:`class_centres` (made here when None).
     """
@@ -110,7 +106,7 @@ class ClassCentred:
 
     def __getitem__(self, key) -> np.ndarray:
         rows, columns = key if isinstance(key, tuple) else (key, slice(None))
-        if _is_list(rows) and _is_list(columns):  # numpy would pair two index lists up: take rows, then columns
+        if isinstance(rows, (list, np.ndarray)) and isinstance(columns, (list, np.ndarray)):  # numpy would pair them
             x = np.asarray(self.activations[rows])[:, columns]
         else:
             x = np.asarray(self.activations[rows, columns])
