@@ -66,7 +66,7 @@ class Finding:
     threshold: float
     flagged: np.ndarray
     confidence: Confidence
-    class_centres: dict[str, list[float]] | None = None
+    class_centres: dict[str, np.ndarray] | None = None
 
     @property
     def neurons(self) -> dict[int, int]:
