@@ -99,20 +99,14 @@ def check_detector(detector: dict, source: str = "the detector") -> dict:
     return detector
 
 
-def _class_centres(by_class: dict[str, list[float]], labels: Sequence[str | None],
-                   log: Callable[[str], None]) -> np.ndarray:
-    """[N, m] each image's class centre of a finding's neurons (its class folder's, from the scan); an image
-    outside the scan's class folders gets the median of them, with a warning: its score may follow class content."""
+def _class_centres(by_class: dict[str, list[float]], labels: Sequence[str | None]) -> tuple[np.ndarray, int]:
+    """[N, m] each image's class centre of a finding's neurons (its class folder's, from the scan), and how
+    many images lie outside the scan's class folders: those get the median of the centres."""
     names = list(by_class)
     table = np.array([by_class[k] for k in names], dtype=np.float64)
     index = {k: j for j, k in enumerate(names)}
     rows = np.array([index.get(str(label), -1) for label in labels], dtype=int)
-    outside = int(np.sum(rows < 0))
-    if outside:
-        log(f"warning: {outside} images lie outside the scan's class folders ({', '.join(names[:5])}"
-            f"{', ...' if len(names) > 5 else ''}): their scores are centred on the median of the classes' "
-            "(review their flags)")
-    return np.vstack([table, np.median(table, axis=0)])[rows]
+    return np.vstack([table, np.median(table, axis=0)])[rows], int(np.sum(rows < 0))
 
 
 def _check_not_a_scan(run: RunDir) -> None:
@@ -231,6 +225,8 @@ def _apply(detector: dict, chosen: list[dict], dataset: Path, out: Path, s, own_
     width = activations.shape[1]
     scores: dict[int, np.ndarray] = {}
     flags: dict[int, np.ndarray] = {}
+    labels = [e.label for e in result.entries]
+    outside: tuple[int, list[str]] = (0, [])  # images outside the scan's class folders, and those folders
     for f in chosen:
         k = int(f["id"])
         if any(not 0 <= int(n) < width for n in f["neurons"]):
@@ -239,9 +235,16 @@ def _apply(detector: dict, chosen: list[dict], dataset: Path, out: Path, s, own_
         neurons = [int(n) for n in f["neurons"]]
         x = np.asarray(activations[:, neurons], dtype=np.float64)
         if f.get("class_centres"):  # centred within the class folders, as the scan scored them
-            x = x - _class_centres(f["class_centres"], [e.label for e in result.entries], log)
+            centres, n_outside = _class_centres(f["class_centres"], labels)
+            x = x - centres
+            outside = max(outside, (n_outside, list(f["class_centres"])))  # the same folders for every finding
         scores[k] = finding_score(x, range(len(neurons)), f["directions"], f["centre"], f["spread"])
         flags[k] = scores[k] > float(f["threshold"])
+    n_outside, names = outside
+    if n_outside:  # once, not once a finding
+        log(f"warning: {n_outside} images lie outside the scan's class folders ({', '.join(names[:5])}"
+            f"{', ...' if len(names) > 5 else ''}): their scores are centred on the median of the classes' "
+            "(review their flags)")
     confident = [int(f["id"]) for f in chosen if f.get("confident")]
     first = int(chosen[0]["id"])
     if confident:

@@ -171,7 +171,11 @@ def test_a_finding_scored_within_the_class_folders_is_centred_on_each_images_cla
         c = table.get(label, median)  # an image outside the scan's classes: the median of their centres
         assert g == pytest.approx(b - (c[0] - c[1] / 2.0) / 2, abs=1e-5)  # directions 1, -1; spreads 1, 2
     outside = sum(label not in table for label in labels)
-    assert outside and any(f"warning: {outside} images lie outside the scan's class folders" in t for t in told)
+    assert outside and sum(f"warning: {outside} images lie outside the scan's class folders" in t for t in told) == 1
+    told.clear()  # two centred findings: one warning, not one a finding
+    apply_detector(dict(centred, findings=[centred["findings"][0], dict(centred["findings"][0], id=2)]), new_data,
+                   out=tmp_path / "two", workers=0, progress=False, log=told.append)
+    assert sum("images lie outside the scan's class folders" in t for t in told) == 1
     bad = dict(centred, findings=[dict(centred["findings"][0], class_centres={"a": [0.0]})])
     with pytest.raises(DoraError, match="different lengths"):
         apply(bad, new_data, tmp_path / "bad")
