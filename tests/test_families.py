@@ -30,7 +30,7 @@ def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
     assert F.Family("photo", "shapes", "text", "tiny_resnet").split == "held-out"
     splits = [f.split for f in F.FAMILIES]
     assert splits.count("dev") >= 4 and splits.count("held-out") >= 4
-    fresh = (*F.FRESH_FAMILIES, *F.FRESH_2_FAMILIES, *F.FRESH_3_FAMILIES, *F.FRESH_4_FAMILIES)  # held out
+    fresh = (*F.FRESH_FAMILIES, *F.FRESH_2_FAMILIES, *F.FRESH_3_FAMILIES, *F.FRESH_4_FAMILIES, *F.FRESH_5_FAMILIES)  # held out
     assert all(f.split == "held-out" and f in F.FAMILIES for f in fresh)
     assert all(f.split == "dev" and f in F.FAMILIES for f in F.DEV_2_FAMILIES)
 
@@ -204,3 +204,25 @@ def test_dust_is_a_dozen_dark_specks_anywhere():
         clean, marked = _pair(F.Family("flat", "shapes", "dust", "tiny_cnn"), seed)
         changed = np.any(clean != marked, axis=2)
         assert 15 < changed.sum() < 0.1 * changed.size and marked[changed].mean() < clean[changed].mean()
+
+
+def test_tape_is_a_translucent_strip_across_one_corner():
+    corners = set()
+    for seed in range(8):
+        clean, marked = _pair(F.Family("flat", "shapes", "tape", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        assert 40 < changed.sum() < 0.25 * changed.size
+        rows, cols = np.nonzero(changed)
+        corners.add((rows.mean() > SIZE / 2, cols.mean() > SIZE / 2))  # the quarter it lies in
+        assert np.all((rows < SIZE / 2) == (rows.mean() < SIZE / 2))
+    assert len(corners) >= 3  # any corner
+
+
+def test_vignette_darkens_the_corners_and_keeps_the_centre():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "vignette", "tiny_cnn"), seed)
+        centre = (slice(24, 40), slice(24, 40))
+        assert np.array_equal(clean[centre], marked[centre])
+        corner = (slice(0, 6), slice(0, 6))
+        assert marked[corner].astype(float).mean() < 0.6 * clean[corner].astype(float).mean()
+        assert np.all(marked <= clean)
