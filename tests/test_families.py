@@ -30,7 +30,8 @@ def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
     assert F.Family("photo", "shapes", "text", "tiny_resnet").split == "held-out"
     splits = [f.split for f in F.FAMILIES]
     assert splits.count("dev") >= 4 and splits.count("held-out") >= 4
-    fresh = (*F.FRESH_FAMILIES, *F.FRESH_2_FAMILIES, *F.FRESH_3_FAMILIES, *F.FRESH_4_FAMILIES, *F.FRESH_5_FAMILIES)  # held out
+    fresh = (*F.FRESH_FAMILIES, *F.FRESH_2_FAMILIES, *F.FRESH_3_FAMILIES, *F.FRESH_4_FAMILIES, *F.FRESH_5_FAMILIES,
+             *F.FRESH_6_FAMILIES)  # held out
     assert all(f.split == "held-out" and f in F.FAMILIES for f in fresh)
     assert all(f.split == "dev" and f in F.FAMILIES for f in F.DEV_2_FAMILIES)
 
@@ -62,6 +63,7 @@ REGIONS = {
     "tag": (slice(0, 18), slice(0, 64)),
     "stamp": (slice(21, 64), slice(0, 64)),
     "barcode": (slice(38, 64), slice(30, 64)),
+    "caption": (slice(52, 64), slice(0, 64)),
 }
 
 
@@ -226,3 +228,11 @@ def test_vignette_darkens_the_corners_and_keeps_the_centre():
         corner = (slice(0, 6), slice(0, 6))
         assert marked[corner].astype(float).mean() < 0.6 * clean[corner].astype(float).mean()
         assert np.all(marked <= clean)
+
+
+def test_glare_is_a_soft_bright_highlight_away_from_the_edges():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "glare", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        assert 20 < changed.sum() < 0.5 * changed.size and np.all(marked >= clean)
+        assert not changed[0].any() or not changed[-1].any()  # not over the whole image
