@@ -363,3 +363,49 @@ def test_the_class_centred_view_reads_what_centring_the_whole_layer_gives(tmp_pa
     assert np.allclose(view[rows, columns], whole[rows][:, columns], atol=1e-6)  # two lists: rows, then columns
     assert np.allclose(view[codes == 1, columns], whole[codes == 1][:, columns], atol=1e-6)
     assert view[:, columns].dtype == np.float32 and view.shape == x.shape and len(view) == 300
+
+
+def _lone_neuron_layer(n: int = 3000, class_bound: bool = False):
+    """A rare artifact (5%) with six detectors (0-5), a lone neuron (6) that splits the images cleanly in
+    two groups no other neuron sees (bound to class 0 where ``class_bound``), and eight neurons of noise.
+    Returns the artifact labels, the class folders and the layer."""
+    rng = np.random.default_rng(21)
+    y = rng.random(n) < 0.05
+    cls = rng.integers(0, 4, n)
+    high = rng.random(n) < (np.where(cls == 0, 0.5, 0.15) if class_bound else 0.4)
+    detectors = 5.0 * y[:, None] + rng.normal(size=(n, 6))
+    lone = 10.0 * high + rng.normal(size=n)
+    return y, np.array([f"class{c}" for c in cls]), np.c_[detectors, lone, rng.normal(size=(n, 8))]
+
+
+def test_a_lone_neuron_wins_the_contest_only_where_no_score_of_several_neurons_stands(monkeypatch):
+    from dora_clean.scoring import combine
+
+    y, classes, layer = _lone_neuron_layer()
+    s = artifact_scores(layer, layer, [6], classes=classes)  # DORA's outlier: the lone neuron
+    assert len(s.combined) >= combine.MIN_NEURONS and set(range(6)) <= set(s.combined)
+    assert auc(y, s.score) > 0.999
+    assert s.set_aside is not None and set(s.set_aside.combined) == {6}  # it had the cleaner split
+    assert s.set_aside.separation > s.separation
+    monkeypatch.setattr(combine, "MIN_NEURONS", 1)  # merit alone: the lone neuron's split wins
+    merit_only = artifact_scores(layer, layer, [6], classes=classes)
+    assert set(merit_only.combined) == {6} and merit_only.set_aside is None
+    noise = np.random.default_rng(0).normal(size=(2000, 5))  # no score of several neurons: merit decides
+    assert artifact_scores(noise, noise, [0], classes=classes[:2000]).set_aside is None
+
+
+def test_a_set_aside_answer_that_goes_with_the_classes_also_sends_the_scan_to_centre():
+    from dora_clean.scoring import score_findings
+    from dora_clean.scoring.confidence import class_association
+    from dora_clean.scoring.classes import class_codes
+
+    y, classes, layer = _lone_neuron_layer(class_bound=True)
+    raw = artifact_scores(layer, layer, [6], classes=classes)
+    codes = class_codes(classes)
+    assert class_association(raw.score > raw.threshold, codes) < 0.2  # the winner is the artifact, not class content
+    lone = raw.set_aside
+    assert lone is not None and class_association(lone.score > lone.threshold, codes) >= 0.2
+    scores, found = score_findings(layer, layer, [6], classes=classes)
+    assert scores.class_centres is not None and auc(y, found[0].score) > 0.999
+    off = ScoringSettings(off=frozenset({"centring"}))
+    assert score_findings(layer, layer, [6], classes=classes, settings=off)[0].class_centres is None

@@ -12,7 +12,7 @@ from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
 from .thresholds import RECRUIT_AUC, flag_threshold, separation
 
-__all__ = ["BIMODAL_SEEDS", "PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
+__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
            "artifact_scores"]
 
 
@@ -31,6 +31,12 @@ SKEWED_SEEDS = 16
 #: artifact (40% of the images) splits its detectors' activations in two groups of similar size, which
 #: is no long tail (docs/benchmark.md, "Bimodal seeds").
 BIMODAL_SEEDS = 16
+
+#: A candidate of fewer neurons than this (a seed that fewer than ``MIN_NEURONS - 1`` of the layer's other
+#: neurons joined) wins the contest only where none of this many stands: an artifact the model learned has
+#: several detectors that agree, while one neuron's clean split of the images is that neuron's alone. Chosen
+#: on the dev families (docs/benchmark.md, "Lone neurons out of the contest").
+MIN_NEURONS = 4
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,18 @@ class Candidate:
 
     @property
     def merit(self) -> float:
-        """What the seeds compete on: the separation, less :data:`LAMBDA_WEIGHT` times the class lambda."""
+        """The separation, less :data:`LAMBDA_WEIGHT` times the class lambda."""
         return self.separation - LAMBDA_WEIGHT * self.class_lambda
+
+    @property
+    def standing(self) -> tuple[bool, float]:
+        """What the seeds compete on: whether it has :data:`MIN_NEURONS` neurons, then its merit."""
+        return len(self.combined) >= MIN_NEURONS, self.merit
+
+    def beats(self, other: "Candidate") -> bool:
+        """Whether it stands above ``other`` in the contest (the earlier keeps a tie)."""
+        (many, merit), (other_many, other_merit) = self.standing, other.standing
+        return many > other_many or (many == other_many and merit > other_merit + 1e-9)
 
     def turned(self) -> "Candidate":
         """The candidate turned, where it flags more than half the images (an artifact is on a minority)."""
@@ -114,6 +130,8 @@ class ArtifactScores:
         class_centres: [K, C] each neuron's median within each class folder, which the scores took away
             from the activations (:class:`~.classes.ClassCentred`); None where they did not (no class folders).
         class_names: the class folders of ``class_centres``' rows.
+        set_aside: the candidate of fewer than :data:`MIN_NEURONS` neurons that would have won on merit
+            alone (None where the winner is that candidate).
     """
 
     per_neuron: np.ndarray
@@ -129,6 +147,7 @@ class ArtifactScores:
     own_orient: np.ndarray | None = None
     class_centres: np.ndarray | None = None
     class_names: list[str] | None = None
+    set_aside: Candidate | None = None
 
     def following(self, candidate: Candidate, infected: Sequence[int]) -> "ArtifactScores":
         """These scores with ``candidate`` as the combined score (``infected``: the infected neurons, in
@@ -138,7 +157,8 @@ class ArtifactScores:
         return ArtifactScores(self.per_neuron, orient, candidate.score, candidate.combined, candidate.seed,
                               candidate.separation, self.class_content,
                               None if self.class_lambda is None else round(candidate.class_lambda, 4),
-                              candidate.threshold, self.candidates, own, self.class_centres, self.class_names)
+                              candidate.threshold, self.candidates, own, self.class_centres, self.class_names,
+                              self.set_aside)
 
 
 def _most_skewed(activations: np.ndarray, k: int, exclude: dict[int, int], block: int = 64) -> list[tuple[int, int]]:
@@ -190,7 +210,9 @@ def artifact_scores(
     wins). Of the others, the one that separates the images most cleanly
     (:func:`separation`, less :data:`LAMBDA_WEIGHT` times its class lambda where
     there are class folders) wins, turned so that the images it flags are the
-    smaller group (an artifact is on a minority of a dataset). Each of the
+    smaller group (an artifact is on a minority of a dataset); a score of
+    fewer than :data:`MIN_NEURONS` neurons wins only where none of that many
+    stands. Each of the
     layer's :data:`SKEWED_SEEDS` most skewed neurons (but the winner's) seeds a
     candidate as well (DORA's outlier step can miss the detectors, which still
     make long tails); where there are ``classes`` these compete with the winner
@@ -244,7 +266,7 @@ def artifact_scores(
     kept = [g for g in grown if g.class_lambda < CLASS_LAMBDA] or [min(grown, key=lambda g: g.class_lambda)]
     best = kept[0]
     for g in kept[1:]:  # the earlier seed (agreement first) keeps a tie
-        if g.merit > best.merit + 1e-9:
+        if g.beats(best):
             best = g
     by_merit = lambda g: (g.class_lambda >= CLASS_LAMBDA, -g.merit)  # noqa: E731
     others = [g for g in grown if g is not best]
@@ -256,9 +278,13 @@ def artifact_scores(
         single += [("bimodal", c, sign) for c, sign in _most_bimodal(chosen_on, BIMODAL_SEEDS, exclude=taken)]
     layer_seeds = [grow(str(Seed(kind, c)), {c: sign}) for kind, c, sign in single]
     if by_class:  # where the class rule guards them, the layer's seeds compete for the combined score too
-        top = max((g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA), key=lambda g: g.merit, default=None)
-        if top is not None and top.merit > best.merit + 1e-9:
+        top = max((g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA), key=lambda g: g.standing, default=None)
+        if top is not None and top.beats(best):
             others, layer_seeds, best = others + [best], [g for g in layer_seeds if g is not top], top
+    # the lone neurons' score that merit alone would have chosen, where MIN_NEURONS set it aside
+    standing = kept + ([g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA] if by_class else [])
+    lone = max(standing, key=lambda g: g.merit)
+    set_aside = None if lone.merit <= best.merit + 1e-9 else lone.turned()
     # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
     candidates = [g.turned() for g in [best] + sorted(others + layer_seeds, key=by_merit)]
     winner = candidates[0]
@@ -267,4 +293,4 @@ def artifact_scores(
     return ArtifactScores(per_neuron, own, winner.score, winner.combined, winner.seed, winner.separation,
                           class_content, round(winner.class_lambda, 4) if by_class else None, winner.threshold,
                           candidates, own, layer.centres if centred else None,
-                          class_names(classes) if centred else None).following(winner, infected)
+                          class_names(classes) if centred else None, set_aside).following(winner, infected)

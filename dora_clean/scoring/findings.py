@@ -27,7 +27,7 @@ import numpy as np
 
 from .combine import ArtifactScores, Candidate, ScoringSettings, artifact_scores
 from .classes import ClassCentred, class_codes, has_classes
-from .confidence import CLASS_ASSOCIATION, Confidence, assess
+from .confidence import CLASS_ASSOCIATION, Confidence, assess, class_association
 from .stats import finding_score, layer_pooled, robust_scale
 
 __all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images", "score_findings"]
@@ -170,7 +170,10 @@ def score_findings(
     """A scan's scores and findings (:func:`~.combine.artifact_scores`, then :func:`find_findings`).
 
     Where the first finding's flags go with the class folders (its class association reaches
-    :data:`~.confidence.CLASS_ASSOCIATION`: the confidence step would call them class content), the layer
+    :data:`~.confidence.CLASS_ASSOCIATION`: the confidence step would call them class content), or those
+    of the lone neurons' score that the contest set aside (:attr:`~.combine.ArtifactScores.set_aside`:
+    a clean split the class folders explain is the sign of a model that learned an artifact as its
+    class's evidence, even where a smaller score of several neurons won), the layer
     is scored again on its activations centred within the class folders (:class:`~.classes.ClassCentred`,
     unless ``centring`` is off in ``settings``), and that answer is the scan's. A model that learned an
     artifact as its class's evidence has detectors that fire on that class's content too; centred, what the
@@ -182,8 +185,10 @@ def score_findings(
     codes = None if classes is None else class_codes(classes)
     scores = artifact_scores(mean_act, max_act, infected, pooling, classes, settings)
     findings = find_findings(src, scores, codes, threshold, top)
-    association = findings[0].confidence.class_association
-    if "centring" not in settings.off and association is not None and association >= CLASS_ASSOCIATION:
+    associations = [findings[0].confidence.class_association]
+    if scores.set_aside is not None and has_classes(codes):
+        associations.append(class_association(scores.set_aside.score > scores.set_aside.threshold, codes))
+    if "centring" not in settings.off and any(a is not None and a >= CLASS_ASSOCIATION for a in associations):
         scores = artifact_scores(mean_act, max_act, infected, pooling, classes, settings, centre=True)
         findings = find_findings(src, scores, codes, threshold, top)
     return scores, findings
