@@ -255,8 +255,8 @@ def _print_summary(summary: dict, out: Path, quiet: bool) -> None:
         echo(f"combined score: {len(combined)} neurons {how} "
              f"({', '.join(map(str, combined[:12]))}{', ...' if len(combined) > 12 else ''})")
     if summary.get("class_centred"):
-        echo("scored again within the class folders: the first answer's flags went with the classes (class "
-             "content), so each neuron's median in each class folder was taken away (--no-class-folders: not)")
+        echo("scored again within the class folders: the first answer's flags (or a lone neuron's clean split) went "
+             "with the classes, so each neuron's median in each class folder was taken away (--no-class-folders: not)")
     if summary.get("class_content"):
         echo(f"set aside: {len(summary['class_content'])} candidate score(s) whose flagged images are mostly whole "
              f"classes (class content, not an artifact; seeds {', '.join(summary['class_content'])}). "

@@ -4,6 +4,7 @@ import pytest
 
 from dora_clean.scoring import (CLASS_ASSOCIATION, MIN_REPRODUCING, assess, class_association, class_codes,
                                 SELECT_ROWS, reproducing_neurons)
+from dora_clean.scoring.confidence import class_excess
 
 
 def _layer(n=600, width=16, detectors=4, share=0.1, seed=0):
@@ -68,6 +69,37 @@ def test_assess_says_why_it_does_not_trust_a_flagged_set():
     most = ~artifact
     assert "minority" in " ".join(assess(x, most, codes).reasons)
     assert assess(x, np.zeros(len(x), bool), codes).reasons == ["nothing is flagged"]
+
+
+def test_a_class_that_holds_more_of_the_flagged_set_than_the_others_predict_takes_confidence_away():
+    """The caption row of the families benchmark: 20 artifact images spread over 4 classes of 250, and 17-20
+    clean images of class 0 that the artifact's detectors also fire on (the model learned the artifact as
+    class 0's evidence): about 27, 5, 4 and 4 flagged by class, a Cramer's V under its bar."""
+    rng = np.random.default_rng(5)
+    classes = np.repeat(np.arange(4), 250)
+    artifact = np.zeros(1000, bool)
+    artifact[rng.choice(1000, 20, replace=False)] = True
+    flagged = artifact.copy()
+    flagged[rng.choice(np.flatnonzero((classes == 0) & ~artifact), 17, replace=False)] = True
+    x = rng.normal(size=(1000, MIN_REPRODUCING + 4))
+    x[:, : MIN_REPRODUCING + 2] += 6.0 * flagged[:, None]  # the layer reproduces the whole set
+    assert class_association(flagged, classes) < CLASS_ASSOCIATION
+    excess = class_excess(flagged, classes)
+    assert excess is not None and excess.code == 0 and excess.flagged == int(flagged[classes == 0].sum())
+    assert abs(excess.expected - artifact[classes != 0].sum() / 3) < 1e-9
+    c = assess(x, flagged, classes, names=["stripes", "checks", "dots", "rings"])
+    assert not c.confident and c.reasons == [c.reasons[0]] and "'stripes'" in c.reasons[0]
+    assert c.to_json()["class_excess"]["class"] == "stripes"
+    assert class_excess(artifact, classes) is None  # the artifact alone: every class at one rate
+    assert assess(x, artifact, classes).class_excess is None
+
+
+def test_a_small_excess_in_a_large_dataset_does_not_count():
+    rng = np.random.default_rng(6)
+    classes = np.repeat(np.arange(4), 50_000)
+    flagged = rng.random(len(classes)) < np.where(classes == 0, 0.11, 0.10)  # significant, but 2% of the set
+    assert class_excess(flagged, classes, share=0.0) is not None
+    assert class_excess(flagged, classes) is None
 
 
 def test_a_large_dataset_is_judged_on_a_sample_of_its_images():

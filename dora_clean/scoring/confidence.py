@@ -11,7 +11,10 @@ Every score splits a dataset in two, on a clean one too. A flagged set is
   (a rare artifact flagged along with many clean images), or the tail of a
   spread of scores, has none;
 - **the class folders do not explain it**: its association with the classes
-  (:func:`class_association`) stays below :data:`CLASS_ASSOCIATION`. A split
+  (:func:`class_association`) stays below :data:`CLASS_ASSOCIATION`, and no
+  one class holds more of it than the other classes' share predicts
+  (:func:`class_excess`: a model that learned an artifact as its class's
+  evidence can flag a slice of that class's clean images with it). A split
   by class content is what a model trained without any artifact offers most
   readily, and the layer reproduces it as well as an artifact. So without
   class folders (a flat folder, or one class) nothing is confident: the flags
@@ -31,8 +34,8 @@ from .classes import has_classes
 from .recruiting import SELECT_ROWS
 from .stats import sample_rows
 
-__all__ = ["CLASS_ASSOCIATION", "MIN_REPRODUCING", "REPRODUCE_PRECISION", "Confidence", "assess",
-           "class_association", "reproducing_neurons"]
+__all__ = ["CLASS_ASSOCIATION", "CLASS_EXCESS_P", "CLASS_EXCESS_SHARE", "MIN_REPRODUCING", "REPRODUCE_PRECISION",
+           "ClassExcess", "Confidence", "assess", "class_association", "class_excess", "reproducing_neurons"]
 
 
 #: A neuron reproduces a flagged set when at least this share of its top images (as many as are flagged) are flagged.
@@ -47,6 +50,28 @@ MIN_REPRODUCING = 8
 #: ... and its bias-corrected Cramer's V with the class folders stays below this.
 CLASS_ASSOCIATION = 0.2
 
+#: ... and no class folder holds more of it than the other folders' flagged share predicts, by a one-sided
+#: binomial test at this level (divided by the number of folders) ...
+CLASS_EXCESS_P = 0.001
+
+#: ... where that excess is at least this share of the flagged set (a large dataset's small differences
+#: do not count). Both fixed before any run (docs/benchmark.md, "A confident set with a class inside it").
+CLASS_EXCESS_SHARE = 0.1
+
+
+@dataclass
+class ClassExcess:
+    """A class folder that holds more of a flagged set than the other folders' share predicts."""
+
+    code: int
+    flagged: int
+    expected: float
+    name: str | None = None
+
+    def to_json(self) -> dict:
+        return {"class": self.name if self.name is not None else self.code, "flagged": self.flagged,
+                "expected": round(self.expected, 1)}
+
 
 @dataclass
 class Confidence:
@@ -58,6 +83,8 @@ class Confidence:
         class_association: its :func:`class_association` with the class folders (None without them).
         flagged_share: the share of the images flagged.
         reasons: why it is not confident (empty when it is).
+        class_excess: the class folder that holds more of it than the others' share predicts
+            (:func:`class_excess`; None where none does, or without class folders).
     """
 
     confident: bool
@@ -65,10 +92,12 @@ class Confidence:
     class_association: float | None
     flagged_share: float
     reasons: list[str] = field(default_factory=list)
+    class_excess: ClassExcess | None = None
 
     def to_json(self) -> dict:
         return {"confident": self.confident, "reproducing_neurons": self.reproducing,
                 "class_association": None if self.class_association is None else round(self.class_association, 4),
+                "class_excess": None if self.class_excess is None else self.class_excess.to_json(),
                 "flagged_share": round(self.flagged_share, 4), "reasons": list(self.reasons)}
 
 
@@ -113,10 +142,41 @@ def class_association(flagged: np.ndarray, codes: np.ndarray) -> float:
     return float(np.sqrt(phi2 / max(min(kc - 1, rc - 1), 1e-12)))
 
 
-def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | None = None) -> Confidence:
+def class_excess(flagged: np.ndarray, codes: np.ndarray, p: float = CLASS_EXCESS_P,
+                 share: float = CLASS_EXCESS_SHARE) -> ClassExcess | None:
+    """The class folder whose part of a flagged set most exceeds what the other folders' flagged share
+    predicts, where the excess is significant (one-sided binomial test at ``p`` divided by the number of
+    folders) and at least ``share`` of the flagged set; None where no folder's is. An artifact spread over
+    the classes is flagged at one rate in every folder; a model that learned it as one class's evidence
+    also flags a slice of that class's clean images, which Cramer's V of the whole table can miss."""
+    from scipy.stats import binom
+
+    flagged = np.asarray(flagged, dtype=bool)
+    codes = np.asarray(codes)
+    size = np.bincount(codes)
+    hits = np.bincount(codes[flagged], minlength=len(size))
+    n, k = len(flagged), int(flagged.sum())
+    folders = np.flatnonzero(size)
+    found = None
+    for c in folders:
+        rest = n - size[c]
+        if rest == 0:
+            continue
+        expected = (k - hits[c]) / rest * size[c]
+        excess = hits[c] - expected
+        if excess < share * k or binom.sf(hits[c] - 1, size[c], (k - hits[c]) / rest) >= p / len(folders):
+            continue
+        if found is None or excess > found.flagged - found.expected:
+            found = ClassExcess(int(c), int(hits[c]), float(expected))
+    return found
+
+
+def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | None = None,
+           names: list[str] | None = None) -> Confidence:
     """The :class:`Confidence` of a flagged set [N]: ``activations`` [N, C] the layer's pooled activations
     over the same images (possibly memory-mapped), ``codes`` their class folders as integers (None, or one
-    class: not used). The tests are made on at most :data:`SELECT_ROWS` images drawn at random."""
+    class: not used), ``names`` the folders' names by code (for the reasons). The tests are made on at
+    most :data:`SELECT_ROWS` images drawn at random."""
     flagged = np.asarray(flagged, dtype=bool)
     share = float(flagged.mean()) if len(flagged) else 0.0
     rows = sample_rows(len(flagged), SELECT_ROWS)
@@ -126,6 +186,9 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
     reproducing = reproducing_neurons(activations, flagged)
     by_class = has_classes(codes)
     association = class_association(flagged, codes) if by_class else None
+    excess = class_excess(flagged, codes) if by_class and flagged.any() else None
+    if excess is not None and names is not None:
+        excess.name = names[excess.code]
     reasons = []
     if share == 0:
         reasons.append("nothing is flagged")
@@ -140,4 +203,8 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
     elif association >= CLASS_ASSOCIATION:
         reasons.append(f"the class folders go with the flagged set (association {association:.2f}): "
                        "it may be class content")
-    return Confidence(not reasons, reproducing, association, share, reasons)
+    if excess is not None:
+        folder = f"class folder {excess.name!r}" if excess.name is not None else "one class folder"
+        reasons.append(f"{folder} holds {excess.flagged} of the flagged images where the other folders' share "
+                       f"predicts {excess.expected:.0f}: part of the set may be that class's content")
+    return Confidence(not reasons, reproducing, association, share, reasons, excess)

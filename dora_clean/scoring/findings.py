@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from .combine import ArtifactScores, Candidate, ScoringSettings, artifact_scores
-from .classes import ClassCentred, class_codes, has_classes
+from .classes import ClassCentred, class_codes, class_names, has_classes
 from .confidence import CLASS_ASSOCIATION, Confidence, assess, class_association
 from .stats import finding_score, layer_pooled, robust_scale
 
@@ -110,14 +110,15 @@ def same_images(a: np.ndarray, b: np.ndarray, share: float = SAME_IMAGES) -> boo
 
 
 def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.ndarray | None = None,
-                  threshold: float | None = None, top: int | None = None) -> list[Finding]:
+                  threshold: float | None = None, top: int | None = None,
+                  names: list[str] | None = None) -> list[Finding]:
     """The findings of a scan, ranked: confident ones first, the contest's winner first among its kind.
 
     ``activations``: [N, C] the layer's pooled activations (possibly memory-mapped: the scores read them
     centred within the class folders where ``scores`` were, confidence as they are); ``scores``:
     :func:`~.combine.artifact_scores` of them; ``codes``: the images' class folders as integers (None:
-    no class folders). ``threshold`` / ``top`` (the user's ``--threshold`` / ``--flag-top``) replace the
-    winner's label-free threshold (the images above ``threshold``, or the ``top`` highest), and the winner is
+    no class folders), ``names`` their names by code. ``threshold`` / ``top`` (the user's ``--threshold`` /
+    ``--flag-top``) replace the winner's label-free threshold (the images above ``threshold``, or the ``top`` highest), and the winner is
     then the only finding: the user chose the flags. Without class folders nothing is confident, so no
     candidate past the winner could be a finding: the winner alone is judged.
     """
@@ -140,7 +141,7 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
         if judged >= _MAX_JUDGED or len(found) >= MAX_FINDINGS:
             break
         judged += 1
-        confidence = assess(activations, flagged, codes)
+        confidence = assess(activations, flagged, codes, names)
         if rank == 0 or confidence.confident:
             found.append((c, t, flagged, confidence))
     found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind
@@ -183,12 +184,13 @@ def score_findings(
     """
     src = layer_pooled(mean_act, max_act, pooling)
     codes = None if classes is None else class_codes(classes)
+    names = None if classes is None else class_names(classes)
     scores = artifact_scores(mean_act, max_act, infected, pooling, classes, settings)
-    findings = find_findings(src, scores, codes, threshold, top)
+    findings = find_findings(src, scores, codes, threshold, top, names)
     associations = [findings[0].confidence.class_association]
     if scores.set_aside is not None and has_classes(codes):
         associations.append(class_association(scores.set_aside.score > scores.set_aside.threshold, codes))
     if "centring" not in settings.off and any(a is not None and a >= CLASS_ASSOCIATION for a in associations):
         scores = artifact_scores(mean_act, max_act, infected, pooling, classes, settings, centre=True)
-        findings = find_findings(src, scores, codes, threshold, top)
+        findings = find_findings(src, scores, codes, threshold, top, names)
     return scores, findings
