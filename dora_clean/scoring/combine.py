@@ -282,8 +282,8 @@ def artifact_scores(
         if top is not None and top.beats(best):
             others, layer_seeds, best = others + [best], [g for g in layer_seeds if g is not top], top
     # the lone neurons' score that merit alone would have chosen, where MIN_NEURONS set it aside
-    standing = kept + ([g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA] if by_class else [])
-    lone = max(standing, key=lambda g: g.merit)
+    contestants = kept + ([g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA] if by_class else [])
+    lone = max(contestants, key=lambda g: g.merit)
     set_aside = None if lone.merit <= best.merit + 1e-9 else lone.turned()
     # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
     candidates = [g.turned() for g in [best] + sorted(others + layer_seeds, key=by_merit)]

@@ -26,6 +26,7 @@ The constants were chosen on the dev families of the families benchmark
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,7 +189,7 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
     association = class_association(flagged, codes) if by_class else None
     excess = class_excess(flagged, codes) if by_class and flagged.any() else None
     if excess is not None and names is not None:
-        excess.name = names[excess.code]
+        excess = dataclasses.replace(excess, name=names[excess.code])
     reasons = []
     if share == 0:
         reasons.append("nothing is flagged")
