@@ -157,19 +157,17 @@ def class_excess(flagged: np.ndarray, codes: np.ndarray, p: float = CLASS_EXCESS
     size = np.bincount(codes)
     hits = np.bincount(codes[flagged], minlength=len(size))
     n, k = len(flagged), int(flagged.sum())
-    folders = np.flatnonzero(size)
-    found = None
-    for c in folders:
-        rest = n - size[c]
-        if rest == 0:
-            continue
-        expected = (k - hits[c]) / rest * size[c]
-        excess = hits[c] - expected
-        if excess < share * k or binom.sf(hits[c] - 1, size[c], (k - hits[c]) / rest) >= p / len(folders):
-            continue
-        if found is None or excess > found.flagged - found.expected:
-            found = ClassExcess(int(c), int(hits[c]), float(expected))
-    return found
+    rest = n - size
+    rate = (k - hits) / np.maximum(rest, 1)  # the flagged share outside each folder
+    expected = rate * size
+    excess = hits - expected
+    folders = int(np.count_nonzero(size))
+    found = ((size > 0) & (rest > 0) & (excess >= share * k)
+             & (binom.sf(hits - 1, size, rate) < p / max(folders, 1)))
+    if not found.any():
+        return None
+    c = int(np.argmax(np.where(found, excess, -np.inf)))  # the largest excess (the first on a tie)
+    return ClassExcess(c, int(hits[c]), float(expected[c]))
 
 
 def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | None = None,
