@@ -18,7 +18,7 @@ artifact spread over all classes at each prevalence (cached), and one row per
 
 The run ends with a table: per split and layer (last, earlier), the rows meeting
 each goal, every goal, and the baseline goal restated (``base``:
-:func:`beats_baselines`); ``fresh`` to ``fresh 6`` count the six
+:func:`beats_baselines`); ``fresh`` to ``fresh 7`` count the seven
 batches of fresh held-out families again, and ``dev 2`` the dev families added later.
 
 Clean rows (``--clean``): a model of the family trained without any artifact,
@@ -34,6 +34,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --fresh 4           # the fourth fresh batch (barcode, dust)
     python benchmarks/families_benchmark.py --fresh 5           # the fifth fresh batch (tape, vignette)
     python benchmarks/families_benchmark.py --fresh 6           # the sixth fresh batch (caption, glare)
+    python benchmarks/families_benchmark.py --fresh 7           # the seventh fresh batch (colorcard, bubbles)
     python benchmarks/families_benchmark.py --flat --layers 1   # the scan sets as flat folders (no class folders)
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
     python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn
@@ -63,7 +64,7 @@ from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_h
 from dora_clean.scanning import list_images
 from dora_clean.scoring import PIECES
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
-from families import DEV_2_FAMILIES, FAMILIES, FRESH_2_FAMILIES, FRESH_3_FAMILIES, FRESH_4_FAMILIES, FRESH_5_FAMILIES, FRESH_6_FAMILIES, FRESH_FAMILIES, Family, default_layers, load_family_model, write_family_scan_set
+from families import DEV_2_FAMILIES, FAMILIES, FRESH_BATCHES, Family, default_layers, load_family_model, write_family_scan_set
 from planted_benchmark import Case, baselines, evaluate
 
 
@@ -174,10 +175,8 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
     print(head)
     print("-" * len(head))
     counts: dict[tuple[str, str], dict[str, int]] = {}
-    batch_of = ({f.name: "fresh" for f in FRESH_FAMILIES} | {f.name: "fresh 2" for f in FRESH_2_FAMILIES}
-             | {f.name: "fresh 3" for f in FRESH_3_FAMILIES} | {f.name: "fresh 4" for f in FRESH_4_FAMILIES}
-             | {f.name: "fresh 5" for f in FRESH_5_FAMILIES} | {f.name: "fresh 6" for f in FRESH_6_FAMILIES}
-             | {f.name: "dev 2" for f in DEV_2_FAMILIES})
+    batch_of = ({f.name: "fresh" if k == 1 else f"fresh {k}" for k, batch in FRESH_BATCHES.items() for f in batch}
+                | {f.name: "dev 2" for f in DEV_2_FAMILIES})
     for family in families:
         for depth, layer in enumerate(default_layers(family.arch)[:layers]):
             for fraction in fractions:
@@ -308,8 +307,8 @@ def main() -> int:
     ap.add_argument("--split", choices=["dev", "held-out", "all"], default="all")
     ap.add_argument("--quick", action="store_true", help="4 families of each split, the last layer, 5%% and 20%%")
     ap.add_argument("--family", action="append", help="only families whose name contains this")
-    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2, 3, 4, 5, 6],
-                    help="only the fresh held-out families of batch 1 (tag, stamp), 2 (arrow, marks), 3 (ink, scanline), 4 (barcode, dust), 5 (tape, vignette) or 6 (caption, glare)")
+    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=sorted(FRESH_BATCHES),
+                    help="only the fresh held-out families of batch 1 (tag, stamp), 2 (arrow, marks), 3 (ink, scanline), 4 (barcode, dust), 5 (tape, vignette), 6 (caption, glare) or 7 (colorcard, bubbles)")
     ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
@@ -336,7 +335,7 @@ def main() -> int:
         with scoring_constants(changed):
             run_clean([f for f in clean if not args.family or any(s in f.name for s in args.family)], args.images)
         return 0
-    batch = {None: FAMILIES, 1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES, 4: FRESH_4_FAMILIES, 5: FRESH_5_FAMILIES, 6: FRESH_6_FAMILIES}[args.fresh]
+    batch = FAMILIES if args.fresh is None else FRESH_BATCHES[args.fresh]
     families = [f for f in batch if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:4] + [f for f in families if f.split == "held-out"][:4]

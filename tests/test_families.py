@@ -30,8 +30,7 @@ def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
     assert F.Family("photo", "shapes", "text", "tiny_resnet").split == "held-out"
     splits = [f.split for f in F.FAMILIES]
     assert splits.count("dev") >= 4 and splits.count("held-out") >= 4
-    fresh = (*F.FRESH_FAMILIES, *F.FRESH_2_FAMILIES, *F.FRESH_3_FAMILIES, *F.FRESH_4_FAMILIES, *F.FRESH_5_FAMILIES,
-             *F.FRESH_6_FAMILIES)  # held out
+    fresh = [f for batch in F.FRESH_BATCHES.values() for f in batch]  # held out
     assert all(f.split == "held-out" and f in F.FAMILIES for f in fresh)
     assert all(f.split == "dev" and f in F.FAMILIES for f in F.DEV_2_FAMILIES)
 
@@ -236,3 +235,20 @@ def test_glare_is_a_soft_bright_highlight_away_from_the_edges():
         changed = np.any(clean != marked, axis=2)
         assert 20 < changed.sum() < 0.5 * changed.size and np.all(marked >= clean)
         assert not changed[0].any() or not changed[-1].any()  # not over the whole image
+
+
+def test_colorcard_is_a_row_of_coloured_squares_along_the_top_or_bottom():
+    edges = set()
+    for seed in range(8):
+        clean, marked = _pair(F.Family("flat", "shapes", "colorcard", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        assert rows.max() - rows.min() < 10 and cols.max() - cols.min() >= 2 * (rows.max() - rows.min())  # a strip
+        edges.add(bool(rows.mean() < SIZE / 2))
+    assert edges == {True, False}  # top and bottom
+
+
+def test_bubbles_are_bright_rings_anywhere():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "bubbles", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        assert 20 < changed.sum() < 0.4 * changed.size and np.all(marked >= clean)
