@@ -1,0 +1,37 @@
+"""The families benchmark's own measures: the linear probe that says whether the comb goal is in reach."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+families_benchmark = pytest.importorskip("families_benchmark")
+
+
+def _layer(seed: int = 0, n: int = 600, c: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.1).astype(int)
+    classes = rng.integers(0, 4, n)
+    return rng.normal(size=(n, c)), y, classes
+
+
+def test_probe_reads_an_artifact_spread_over_several_neurons():
+    x, y, _ = _layer()
+    x[:, :10] += 0.9 * y[:, None]  # ten weak detectors: none alone reaches 0.95, together they do
+    single = max(families_benchmark.auc(y, x[:, k]) for k in range(x.shape[1]))
+    assert single < 0.95 < families_benchmark.probe_auc(y, x)
+    assert families_benchmark.in_reach({"oracle_auc": single}, families_benchmark.probe_auc(y, x))
+
+
+def test_probe_finds_nothing_in_noise():
+    x, y, _ = _layer(1)
+    assert 0.35 < families_benchmark.probe_auc(y, x) < 0.65  # out of fold: no credit for fitting noise
+
+
+def test_probe_reads_within_the_class_folders():
+    x, y, classes = _layer(2)
+    x[:, 0] += 3.0 * classes + 0.8 * y  # the detector's class content drowns the artifact
+    x[:, 1] += 3.0 * classes + 0.8 * y
+    names = [f"c{k}" for k in classes]
+    assert families_benchmark.probe_auc(y, x, names) > families_benchmark.probe_auc(y, x) + 0.05
