@@ -95,7 +95,9 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # this session had looked at held-out rows (docs/benchmark.md, "Lone neurons out of the contest"). The artifacts
 # caption and glare, and FRESH_6_FAMILIES, were added the same way after that rule failed on FRESH_5_FAMILIES.
 # The artifacts colorcard and bubbles (a dermoscope's colour chart and air bubbles), and FRESH_7_FAMILIES, were
-# added on 1 Dec 2026 (a fourth session) before any of them was run, to check what that session chose.
+# added on 1 Dec 2026 (a fourth session) before any of them was run. No rule was ready for them that
+# session, so they are kept out of FAMILIES (and unseen: their models are trained, no row has been printed)
+# for the next rule to be checked on.
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
@@ -219,8 +221,7 @@ FAMILIES: tuple[Family, ...] = (
     *FRESH_4_FAMILIES,
     *FRESH_5_FAMILIES,
     *FRESH_6_FAMILIES,
-    *FRESH_7_FAMILIES,
-)
+)  # FRESH_7_FAMILIES stays out until a rule is written for it to check (``--fresh 7`` runs it)
 
 
 # --------------------------------------------------------------------------- backgrounds
