@@ -1,0 +1,115 @@
+"""Would weighted read-outs of the layer, found without labels, win the contest where the mean of neurons misses?
+
+The families benchmark's linear probe (``families_benchmark.probe_auc``)
+reads the artifact at AUC 0.95 or more in 16 dev earlier-layer rows whose
+combined score misses the comb goal: there the artifact is spread over many
+neurons, each a weak detector, and the combined score, a mean of whole
+neurons' z-scores, cannot weight them. This script asks whether independent
+components of the layer (scikit-learn's FastICA, on the robust z-scores of
+the activations the scan's answer was scored on: centred within the class
+folders where it was) can stand in for the probe without labels: a rare
+artifact makes a long tail in the direction that separates it.
+
+Per row, the ``--top`` components of largest absolute skewness, each turned
+so its tail is up, are split as a combined score is (``flag_threshold``) and
+join the contest on the scan's winner's terms: a component counts as a
+candidate of many neurons, its merit is its separation less the class-lambda
+weight, and a flagged set the class folders explain (class lambda >= 0.5) is
+set aside. The table gives, per number of components, the rows meeting the
+comb and P/R goals with and without them. Offline only: the findings,
+confidence and export do not see the components.
+
+    python benchmarks/projection_seeds.py                        # dev, both layers, 8-64 components and half
+    python benchmarks/projection_seeds.py --components half --seed 1
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import numpy as np
+
+from dora_clean.evaluate import auc, precision_recall
+from dora_clean.scoring.classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda
+from dora_clean.scoring.combine import MIN_NEURONS
+from dora_clean.scoring.recruiting import column_ranks
+from dora_clean.scoring.stats import layer_pooled, robust_z, skewness
+from dora_clean.scoring.thresholds import flag_threshold, separation
+from families import FAMILIES, default_layers
+from families_benchmark import prepare
+from planted_benchmark import evaluate
+
+
+def component_candidates(activations: np.ndarray, ranks: np.ndarray, codes: np.ndarray, components: int, top: int,
+                         seed: int) -> list[tuple[float, np.ndarray, float]]:
+    """The most skewed independent components of the layer as (merit, score, threshold), the class rule kept."""
+    from sklearn.decomposition import FastICA
+
+    z = robust_z(activations)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FastICA's convergence warnings: a component half found still counts
+        sources = FastICA(n_components=min(components, z.shape[1]), whiten="unit-variance", random_state=seed,
+                          max_iter=500).fit_transform(z)
+    skew = skewness(sources)
+    out = []
+    for j in np.argsort(-np.abs(skew))[:top]:
+        score = robust_z(sources[:, [j]] * np.sign(skew[j]))[:, 0]
+        t = flag_threshold(score, ranks)
+        if np.mean(score > t) > 0.5:
+            score, t = -score, -t
+        lam = class_lambda(score > t, codes)
+        if lam < CLASS_LAMBDA:
+            out.append((separation(score, t) - LAMBDA_WEIGHT * lam, score, float(t)))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--split", default="dev", choices=["dev", "held-out"])
+    ap.add_argument("--components", nargs="*", default=["8", "12", "16", "24", "32", "64", "half"],
+                    help="numbers of components to try; 'half': half the layer's neurons")
+    ap.add_argument("--top", type=int, default=4, help="components per row, by absolute skewness")
+    ap.add_argument("--seed", type=int, default=0, help="FastICA's random state")
+    args = ap.parse_args()
+    rows = []
+    for family in [f for f in FAMILIES if f.split == args.split]:
+        for depth, layer in enumerate(default_layers(family.arch)[:2]):
+            for fraction in (0.02, 0.1, 0.4):
+                case = prepare(family, layer, fraction, 1000)
+                e = evaluate(case)
+                winner = e["findings"][0]
+                src = np.asarray(layer_pooled(case.mean_act, case.max_act, "mean"), dtype=np.float64)
+                codes = class_codes(case.classes)
+                if winner.class_centres is not None:  # the scan's answer was scored centred: so are the components
+                    for c in np.unique(codes):
+                        src[codes == c] -= np.median(src[codes == c], axis=0)
+                rows.append((depth, case, e, src, column_ranks(src), codes, winner))
+    print(f"{'components':>10} | {'last: comb':>10} {'P/R':>4} {'won':>4} | {'earlier: comb':>13} {'P/R':>4} {'won':>4}")
+    for k in [None, *args.components]:
+        cells = []
+        for depth in (0, 1):
+            comb = pr = won = 0
+            for d, case, e, src, ranks, codes, winner in rows:
+                if d != depth:
+                    continue
+                cand = winner.candidate
+                best = (len(cand.combined) >= MIN_NEURONS, cand.merit, e["score"], e["flagged"])
+                if k is not None:
+                    n = src.shape[1] // 2 if k == "half" else int(k)
+                    for merit, score, t in component_candidates(src, ranks, codes, n, args.top, args.seed):
+                        if (True, merit) > best[:2]:
+                            best = (True, merit, score, score > t)
+                    won += best[2] is not e["score"]
+                score, flagged = best[2], best[3]
+                p, r = precision_recall(case.y, flagged)
+                comb += auc(case.y, score) >= max(0.95, e["oracle_auc"] - 0.01)
+                pr += min(p, r) >= e["break_even"] - 0.05
+            cells.append((comb, pr, won))
+        (c0, p0, w0), (c1, p1, w1) = cells
+        print(f"{'none' if k is None else k:>10} | {c0:>10} {p0:>4} {w0:>4} | {c1:>13} {p1:>4} {w1:>4}", flush=True)
+    print(f"({sum(1 for r in rows if r[0] == 0)} rows a layer; 'won': rows where a component won the contest)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
