@@ -32,6 +32,7 @@ import numpy as np
 from dora_clean.evaluate import auc, precision_recall
 from dora_clean.scoring.classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda
 from dora_clean.scoring.combine import MIN_NEURONS
+from dora_clean.scoring.findings import same_images
 from dora_clean.scoring.recruiting import column_ranks
 from dora_clean.scoring.stats import layer_pooled, robust_z, skewness
 from dora_clean.scoring.thresholds import flag_threshold, separation
@@ -41,8 +42,19 @@ from planted_benchmark import evaluate
 
 
 def component_candidates(activations: np.ndarray, ranks: np.ndarray, codes: np.ndarray, components: int, top: int,
-                         seed: int) -> list[tuple[float, np.ndarray, float]]:
-    """The most skewed independent components of the layer as (merit, score, threshold), the class rule kept."""
+                         seed: int, stable: bool = False) -> list[tuple[float, np.ndarray, float]]:
+    """The most skewed independent components of the layer as (merit, score, threshold), the class rule kept.
+    ``stable``: only those whose flagged set a decomposition from another random state also flags
+    (:func:`~dora_clean.scoring.findings.same_images`)."""
+    out = _components(activations, ranks, codes, components, top, seed)
+    if stable:
+        again = [score > t for _, score, t in _components(activations, ranks, codes, components, top, seed + 1)]
+        out = [c for c in out if any(same_images(c[1] > c[2], other) for other in again)]
+    return out
+
+
+def _components(activations: np.ndarray, ranks: np.ndarray, codes: np.ndarray, components: int, top: int,
+                seed: int) -> list[tuple[float, np.ndarray, float]]:
     from sklearn.decomposition import FastICA
 
     z = robust_z(activations)
@@ -70,6 +82,8 @@ def main() -> int:
                     help="numbers of components to try; 'half': half the layer's neurons")
     ap.add_argument("--top", type=int, default=4, help="components per row, by absolute skewness")
     ap.add_argument("--seed", type=int, default=0, help="FastICA's random state")
+    ap.add_argument("--stable", action="store_true",
+                    help="only components whose flags a decomposition from the next random state also gives")
     args = ap.parse_args()
     rows = []
     for family in [f for f in FAMILIES if f.split == args.split]:
@@ -96,7 +110,7 @@ def main() -> int:
                 best = (len(cand.combined) >= MIN_NEURONS, cand.merit, e["score"], e["flagged"])
                 if k is not None:
                     n = src.shape[1] // 2 if k == "half" else int(k)
-                    for merit, score, t in component_candidates(src, ranks, codes, n, args.top, args.seed):
+                    for merit, score, t in component_candidates(src, ranks, codes, n, args.top, args.seed, args.stable):
                         if (True, merit) > best[:2]:
                             best = (True, merit, score, score > t)
                     won += best[2] is not e["score"]
