@@ -238,7 +238,7 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                 c = e["confidence"]
                 assoc = "-" if c.class_association is None else f"{c.class_association:.2f}"
                 removed = e["n_removed"]
-                print(f"{family.name:<42} {family.split:<8} {layer:<10} {fraction:4.0%} {case.reliance:4.2f} "
+                print(f"{family.name:<42} {family.split:<8} {layer:<10} {f'{fraction * 100:g}%':>4} {case.reliance:4.2f} "
                       f"{e['oracle_auc']:6.3f} {e['break_even']:4.2f} | {e['best_inf_auc']:5.3f} {e['combined_auc']:5.3f} "
                       f"{e['precision']:4.2f} {e['recall']:4.2f} {e['n_flagged']:5d} {c.reproducing:3d} {assoc:>5} {removed:4d} | "
                       f"{b['iforest']:7.3f} {b['lof']:5.3f} {probe:5.3f} | "

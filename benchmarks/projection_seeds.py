@@ -82,13 +82,14 @@ def main() -> int:
                     help="numbers of components to try; 'half': half the layer's neurons")
     ap.add_argument("--top", type=int, default=4, help="components per row, by absolute skewness")
     ap.add_argument("--seed", type=int, default=0, help="FastICA's random state")
+    ap.add_argument("--fraction", type=float, nargs="*", default=[0.02, 0.1, 0.4], help="prevalences")
     ap.add_argument("--stable", action="store_true",
                     help="only components whose flags a decomposition from the next random state also gives")
     args = ap.parse_args()
     rows = []
     for family in [f for f in FAMILIES if f.split == args.split]:
         for depth, layer in enumerate(default_layers(family.arch)[:2]):
-            for fraction in (0.02, 0.1, 0.4):
+            for fraction in args.fraction:
                 case = prepare(family, layer, fraction, 1000)
                 e = evaluate(case)
                 winner = e["findings"][0]
