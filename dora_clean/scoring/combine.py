@@ -40,8 +40,8 @@ BIMODAL_SEEDS = 16
 MIN_NEURONS = 4
 
 
-#: A candidate's separation counts from what a normal distribution split at the same share gives (times
-#: this; 0: the separation as it is, as before 1 Dec 2026): a score without structure splits at its middle
+#: A candidate's separation counts above what a normal distribution split at the same share gives, times
+#: this (0: the separation as it is, as before 1 Dec 2026): a score without structure splits at its middle
 #: with separation 2/pi, which no rare artifact's split reaches (docs/benchmark.md, "Separation above a bell
 #: curve's").
 NULL_WEIGHT = 1.0
@@ -91,11 +91,10 @@ class Candidate:
 
     @property
     def merit(self) -> float:
-        """How far its split stands from a bell curve's toward a perfect split: (separation - s0) / (1 - s0),
-        s0 a normal distribution's separation split at the same share (:func:`~.thresholds.normal_separation`,
-        times :data:`NULL_WEIGHT`), less :data:`LAMBDA_WEIGHT` times the class lambda."""
-        s0 = NULL_WEIGHT * self.null_separation
-        return (self.separation - s0) / (1.0 - s0) - LAMBDA_WEIGHT * self.class_lambda
+        """The separation, less that of a normal distribution split at the same share
+        (:func:`~.thresholds.normal_separation`, times :data:`NULL_WEIGHT`), less :data:`LAMBDA_WEIGHT`
+        times the class lambda."""
+        return self.separation - NULL_WEIGHT * self.null_separation - LAMBDA_WEIGHT * self.class_lambda
 
     @functools.cached_property
     def null_separation(self) -> float:
