@@ -1,7 +1,6 @@
 """The combined artifact score: seeds grown by recruiting compete, the cleanest split wins."""
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -11,9 +10,9 @@ from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, ClassCentred, class_codes, cla
 from .recruiting import SELECT_ROWS, column_ranks, grow_seed
 from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
-from .thresholds import RECRUIT_AUC, flag_threshold, normal_separation, separation
+from .thresholds import RECRUIT_AUC, flag_threshold, separation
 
-__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "NULL_WEIGHT", "PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
+__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
            "artifact_scores"]
 
 
@@ -38,13 +37,6 @@ BIMODAL_SEEDS = 16
 #: several detectors that agree, while one neuron's clean split of the images is that neuron's alone. Chosen
 #: on the dev families (docs/benchmark.md, "Lone neurons out of the contest").
 MIN_NEURONS = 4
-
-
-#: A candidate's separation counts above what a normal distribution split at the same share gives, times
-#: this (0: the separation as it is, as before 1 Dec 2026): a score without structure splits at its middle
-#: with separation 2/pi, which no rare artifact's split reaches (docs/benchmark.md, "Separation above a bell
-#: curve's").
-NULL_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
@@ -91,15 +83,8 @@ class Candidate:
 
     @property
     def merit(self) -> float:
-        """The separation, less that of a normal distribution split at the same share
-        (:func:`~.thresholds.normal_separation`, times :data:`NULL_WEIGHT`), less :data:`LAMBDA_WEIGHT`
-        times the class lambda."""
-        return self.separation - NULL_WEIGHT * self.null_separation - LAMBDA_WEIGHT * self.class_lambda
-
-    @functools.cached_property
-    def null_separation(self) -> float:
-        """:func:`~.thresholds.normal_separation` at the share of the images it flags."""
-        return normal_separation(float(np.mean(self.score > self.threshold)) if len(self.score) else 0.0)
+        """The separation, less :data:`LAMBDA_WEIGHT` times the class lambda."""
+        return self.separation - LAMBDA_WEIGHT * self.class_lambda
 
     @property
     def standing(self) -> tuple[bool, float]:

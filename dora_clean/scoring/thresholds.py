@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RECRUIT_AUC", "REPRODUCING", "NESTED_SPLITS", "nested_thresholds", "flag_threshold", "flag_images", "separation",
-           "normal_separation"]
+__all__ = ["RECRUIT_AUC", "REPRODUCING", "NESTED_SPLITS", "nested_thresholds", "flag_threshold", "flag_images", "separation"]
 
 
 #: How well (AUC) a neuron of the layer must reproduce the infected neurons' flagged
@@ -105,15 +104,3 @@ def separation(score: np.ndarray, threshold: float | None = None) -> float:
     if w in (0.0, 1.0):
         return 0.0
     return float(w * (1 - w) * (score[high].mean() - score[~high].mean()) ** 2 / score.var())
-
-
-def normal_separation(share: float) -> float:
-    """The :func:`separation` of a normal distribution split with ``share`` of it above the threshold: what
-    a score without structure gives at that split (2/pi at a half, 0.34 at a tenth, 0.12 at 2%; 0 at 0 or 1).
-    Its Otsu split is the half, which is why a bell curve split at its middle looks as clean as a split
-    gets, and a rare artifact's split cannot look that clean."""
-    from scipy.stats import norm
-
-    if not 0.0 < share < 1.0:
-        return 0.0
-    return float(norm.pdf(norm.ppf(1.0 - share)) ** 2 / (share * (1.0 - share)))
