@@ -299,7 +299,7 @@ def artifact_scores(
             others, layer_seeds, best = others + [best], [g for g in layer_seeds if g is not top], top
     # the lone neurons' score that merit alone would have chosen, where MIN_NEURONS set it aside
     contestants = kept + ([g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA] if by_class else [])
-    lone = max([best] + [g for g in contestants if g.structured == best.structured], key=lambda g: g.merit)
+    lone = max((g for g in contestants if g.structured == best.structured), key=lambda g: g.merit)
     set_aside = None if lone.merit <= best.merit + 1e-9 else lone.turned()
     # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
     candidates = [g.turned() for g in [best] + sorted(others + layer_seeds, key=by_merit)]
