@@ -1,7 +1,6 @@
 """The combined artifact score: seeds grown by recruiting compete, the cleanest split wins."""
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -11,9 +10,9 @@ from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, ClassCentred, class_codes, cla
 from .recruiting import SELECT_ROWS, column_ranks, grow_seed
 from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
-from .thresholds import RECRUIT_AUC, flag_threshold, separation, structure
+from .thresholds import RECRUIT_AUC, flag_threshold, separation
 
-__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "PIECES", "STRUCTURE", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
+__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
            "artifact_scores"]
 
 
@@ -38,13 +37,6 @@ BIMODAL_SEEDS = 16
 #: several detectors that agree, while one neuron's clean split of the images is that neuron's alone. Chosen
 #: on the dev families (docs/benchmark.md, "Lone neurons out of the contest").
 MIN_NEURONS = 4
-
-
-#: A candidate whose split stands less than this of the way from a bell curve's separation (at the share it
-#: flags) toward a perfect split has no structure, and ranks below every candidate that has
-#: (:attr:`Candidate.structured`; a negative value switches the floor off). Fixed before it was run
-#: (docs/benchmark.md, "Separation above a bell curve's").
-STRUCTURE = 0.1
 
 
 @dataclass(frozen=True)
@@ -94,23 +86,15 @@ class Candidate:
         """The separation, less :data:`LAMBDA_WEIGHT` times the class lambda."""
         return self.separation - LAMBDA_WEIGHT * self.class_lambda
 
-    @functools.cached_property
-    def structured(self) -> bool:
-        """Whether its split stands at least :data:`STRUCTURE` of the way from a bell curve's toward a perfect
-        split (:func:`~.thresholds.structure`): a score without structure splits at its middle about as
-        cleanly as any split of it, and a rare artifact's split cannot look that clean."""
-        return structure(self.score, self.threshold, self.separation) >= STRUCTURE
-
     @property
-    def standing(self) -> tuple[bool, bool, float]:
-        """What the seeds compete on: whether its split has structure, whether it has :data:`MIN_NEURONS`
-        neurons, then its merit."""
-        return self.structured, len(self.combined) >= MIN_NEURONS, self.merit
+    def standing(self) -> tuple[bool, float]:
+        """What the seeds compete on: whether it has :data:`MIN_NEURONS` neurons, then its merit."""
+        return len(self.combined) >= MIN_NEURONS, self.merit
 
     def beats(self, other: "Candidate") -> bool:
         """Whether it stands above ``other`` in the contest (the earlier keeps a tie)."""
-        mine, theirs = self.standing, other.standing
-        return mine[:-1] > theirs[:-1] or (mine[:-1] == theirs[:-1] and mine[-1] > theirs[-1] + 1e-9)
+        (many, merit), (other_many, other_merit) = self.standing, other.standing
+        return many > other_many or (many == other_many and merit > other_merit + 1e-9)
 
     def turned(self) -> "Candidate":
         """The candidate turned, where it flags more than half the images (an artifact is on a minority)."""
@@ -299,7 +283,7 @@ def artifact_scores(
             others, layer_seeds, best = others + [best], [g for g in layer_seeds if g is not top], top
     # the lone neurons' score that merit alone would have chosen, where MIN_NEURONS set it aside
     contestants = kept + ([g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA] if by_class else [])
-    lone = max((g for g in contestants if g.structured == best.structured), key=lambda g: g.merit)
+    lone = max(contestants, key=lambda g: g.merit)
     set_aside = None if lone.merit <= best.merit + 1e-9 else lone.turned()
     # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
     candidates = [g.turned() for g in [best] + sorted(others + layer_seeds, key=by_merit)]
