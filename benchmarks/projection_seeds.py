@@ -55,6 +55,7 @@ def component_candidates(activations: np.ndarray, ranks: np.ndarray, codes: np.n
 
 def _components(activations: np.ndarray, ranks: np.ndarray, codes: np.ndarray, components: int, top: int,
                 seed: int) -> list[tuple[float, np.ndarray, float]]:
+    """:func:`component_candidates` from one decomposition (FastICA's ``seed``)."""
     from sklearn.decomposition import FastICA
 
     z = robust_z(activations)
