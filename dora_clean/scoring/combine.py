@@ -1,6 +1,7 @@
 """The combined artifact score: seeds grown by recruiting compete, the cleanest split wins."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -10,9 +11,9 @@ from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, ClassCentred, class_codes, cla
 from .recruiting import SELECT_ROWS, column_ranks, grow_seed
 from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
-from .thresholds import RECRUIT_AUC, flag_threshold, separation
+from .thresholds import RECRUIT_AUC, flag_threshold, separation, structure
 
-__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
+__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "PIECES", "STRUCTURE", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
            "artifact_scores"]
 
 
@@ -37,6 +38,13 @@ BIMODAL_SEEDS = 16
 #: several detectors that agree, while one neuron's clean split of the images is that neuron's alone. Chosen
 #: on the dev families (docs/benchmark.md, "Lone neurons out of the contest").
 MIN_NEURONS = 4
+
+
+#: Where the contest's winner stands less than this of the way from a bell curve's separation (at the share it
+#: flags) toward a perfect split (:attr:`Candidate.structure`), the candidates are ranked again by their own
+#: structure instead of their separation (0: never). Fixed before it was run
+#: (docs/benchmark.md, "Separation above a bell curve's").
+STRUCTURE = 0.1
 
 
 @dataclass(frozen=True)
@@ -86,14 +94,20 @@ class Candidate:
         """The separation, less :data:`LAMBDA_WEIGHT` times the class lambda."""
         return self.separation - LAMBDA_WEIGHT * self.class_lambda
 
-    @property
-    def standing(self) -> tuple[bool, float]:
-        """What the seeds compete on: whether it has :data:`MIN_NEURONS` neurons, then its merit."""
-        return len(self.combined) >= MIN_NEURONS, self.merit
+    @functools.cached_property
+    def structure(self) -> float:
+        """How far its split stands from a bell curve's toward a perfect split (:func:`~.thresholds.structure`)."""
+        return structure(self.score, self.threshold, self.separation)
 
-    def beats(self, other: "Candidate") -> bool:
+    def standing(self, by_structure: bool = False) -> tuple[bool, float]:
+        """What the seeds compete on: whether it has :data:`MIN_NEURONS` neurons, then its merit (with
+        ``by_structure``, its :attr:`structure` less :data:`LAMBDA_WEIGHT` times the class lambda)."""
+        merit = self.structure - LAMBDA_WEIGHT * self.class_lambda if by_structure else self.merit
+        return len(self.combined) >= MIN_NEURONS, merit
+
+    def beats(self, other: "Candidate", by_structure: bool = False) -> bool:
         """Whether it stands above ``other`` in the contest (the earlier keeps a tie)."""
-        (many, merit), (other_many, other_merit) = self.standing, other.standing
+        (many, merit), (other_many, other_merit) = self.standing(by_structure), other.standing(by_structure)
         return many > other_many or (many == other_many and merit > other_merit + 1e-9)
 
     def turned(self) -> "Candidate":
@@ -264,12 +278,16 @@ def artifact_scores(
 
     grown = [grow(name, combined) for name, combined in starts.items()]
     kept = [g for g in grown if g.class_lambda < CLASS_LAMBDA] or [min(grown, key=lambda g: g.class_lambda)]
-    best = kept[0]
-    for g in kept[1:]:  # the earlier seed (agreement first) keeps a tie
-        if g.beats(best):
-            best = g
+
+    def seeds_winner(by_structure: bool) -> Candidate:
+        best = kept[0]
+        for g in kept[1:]:  # the earlier seed (agreement first) keeps a tie
+            if g.beats(best, by_structure):
+                best = g
+        return best
+
+    best = seeds_winner(False)
     by_merit = lambda g: (g.class_lambda >= CLASS_LAMBDA, -g.merit)  # noqa: E731
-    others = [g for g in grown if g is not best]
     single: list[tuple[str, int, int]] = []  # the layer's own neurons that seed a candidate each
     if ranks is not None and "skewed" not in off:
         single += [("skewed", c, sign) for c, sign in _most_skewed(chosen_on, SKEWED_SEEDS, exclude=best.combined)]
@@ -277,16 +295,28 @@ def artifact_scores(
         taken = dict(best.combined) | {c: sign for _, c, sign in single}
         single += [("bimodal", c, sign) for c, sign in _most_bimodal(chosen_on, BIMODAL_SEEDS, exclude=taken)]
     layer_seeds = [grow(str(Seed(kind, c)), {c: sign}) for kind, c, sign in single]
-    if by_class:  # where the class rule guards them, the layer's seeds compete for the combined score too
-        top = max((g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA), key=lambda g: g.standing, default=None)
-        if top is not None and top.beats(best):
-            others, layer_seeds, best = others + [best], [g for g in layer_seeds if g is not top], top
+
+    def contest(by_structure: bool) -> tuple[Candidate, list[Candidate]]:  # the winner, and the rest in order
+        best = seeds_winner(by_structure)
+        others = [g for g in grown if g is not best]
+        if by_class:  # where the class rule guards them, the layer's seeds compete for the combined score too
+            top = max((g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA),
+                      key=lambda g: g.standing(by_structure), default=None)
+            if top is not None and top.beats(best, by_structure):
+                return top, others + [best] + [g for g in layer_seeds if g is not top]
+        return best, others + layer_seeds
+
+    by_structure = False
+    best, rest = contest(by_structure)
+    if STRUCTURE > 0 and best.structure < STRUCTURE:  # a bell curve's split: its separation says nothing the others' do not
+        by_structure = True
+        best, rest = contest(by_structure)
     # the lone neurons' score that merit alone would have chosen, where MIN_NEURONS set it aside
     contestants = kept + ([g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA] if by_class else [])
-    lone = max(contestants, key=lambda g: g.merit)
-    set_aside = None if lone.merit <= best.merit + 1e-9 else lone.turned()
+    lone = max(contestants, key=lambda g: g.standing(by_structure)[1])
+    set_aside = None if lone.standing(by_structure)[1] <= best.standing(by_structure)[1] + 1e-9 else lone.turned()
     # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
-    candidates = [g.turned() for g in [best] + sorted(others + layer_seeds, key=by_merit)]
+    candidates = [g.turned() for g in [best] + sorted(rest, key=by_merit)]
     winner = candidates[0]
     class_content = {g.seed: round(g.class_lambda, 4) for g in grown
                      if g.class_lambda >= CLASS_LAMBDA and g is not best}
