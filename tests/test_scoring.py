@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dora_clean.evaluate import auc
 from dora_clean.scoring import (
@@ -337,11 +338,13 @@ def test_a_score_the_classes_partly_explain_needs_a_cleaner_split_to_win(monkeyp
     y = rng.random(n) < 0.05  # an artifact on 5% of every class
     cls = rng.integers(0, 4, n)
     kind = (cls == 0) & (rng.random(n) < 0.6)  # a kind of class 0's content: most of class 0, nothing else
-    layer = np.c_[3.0 * y[:, None] + rng.normal(size=(n, 6)), 2.0 * kind[:, None] + rng.normal(size=(n, 10))]
+    # both split out cleanly (at 3 and 2 sd every neuron's split is a bell curve's, without structure, and the
+    # contest then ranks by structure: test_a_rare_artifact_wins_over_a_bell_curve_split_at_its_middle)
+    layer = np.c_[4.0 * y[:, None] + rng.normal(size=(n, 6)), 4.0 * kind[:, None] + rng.normal(size=(n, 10))]
     classes = np.array([f"class{c}" for c in cls])
     s = artifact_scores(layer, layer, [0, 6], classes=classes)  # each group's neurons are among the most skewed
     assert set(s.combined) <= set(range(6)) and s.class_lambda == 0.0 and auc(y, s.score) > 0.98
-    monkeypatch.setattr("dora_clean.scoring.combine.LAMBDA_WEIGHT", 0.0)  # separation alone: the content's split wins
+    monkeypatch.setattr("dora_clean.scoring.combine.LAMBDA_WEIGHT", 0.0)  # the split alone: the content's wins
     content = artifact_scores(layer, layer, [0, 6], classes=classes)
     assert set(content.combined) <= set(range(6, 16)) and 0.2 < content.class_lambda < 0.5
     assert content.separation > s.separation
@@ -409,3 +412,38 @@ def test_a_set_aside_answer_that_goes_with_the_classes_also_sends_the_scan_to_ce
     assert scores.class_centres is not None and auc(y, found[0].score) > 0.999
     off = ScoringSettings(off=frozenset({"centring"}))
     assert score_findings(layer, layer, [6], classes=classes, settings=off)[0].class_centres is None
+
+
+def test_a_bell_curve_split_at_its_middle_has_no_structure():
+    from dora_clean.scoring.thresholds import normal_separation, structure
+
+    x = np.random.default_rng(0).normal(size=200_000)
+    for share in (0.5, 0.1, 0.02):
+        t = np.quantile(x, 1 - share)
+        assert abs(normal_separation(share) - separation(x, t)) < 0.002
+        assert abs(structure(x, t)) < 0.01
+    assert normal_separation(0.5) == pytest.approx(2 / np.pi)
+    rare = np.r_[x[:4000], 6 + x[4000:4040]]  # 1% far out: a split of real structure
+    assert structure(rare, 3.0) > 0.15  # a 1% split cannot be clean by variance; it stands well above 0.1
+
+
+def _bell_and_rare(seed: int, n: int = 3000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eight neurons that agree on a bell curve, and six detectors of an artifact on 0.5% of the images."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, dtype=bool)
+    y[rng.choice(n, 15, replace=False)] = True
+    bell = rng.normal(size=(n, 1)) + 0.3 * rng.normal(size=(n, 8))
+    detectors = 5.0 * y[:, None] + rng.normal(size=(n, 6))
+    return y, np.c_[bell, detectors], np.array([f"c{k}" for k in rng.integers(0, 4, n)])
+
+
+def test_a_rare_artifact_wins_over_a_bell_curve_split_at_its_middle(monkeypatch):
+    for seed in (0, 2, 3):
+        y, layer, classes = _bell_and_rare(seed)
+        s = artifact_scores(layer, layer, [0, 1, 2, 8], classes=classes)
+        assert set(s.combined) == set(range(8, 14)) and auc(y, s.score) > 0.999
+        assert (s.score > s.threshold).sum() <= 16
+        monkeypatch.setattr("dora_clean.scoring.combine.STRUCTURE", 0.0)  # separation alone: the half split wins
+        flat = artifact_scores(layer, layer, [0, 1, 2, 8], classes=classes)
+        assert set(flat.combined) < set(range(8)) and auc(y, flat.score) < 0.7
+        monkeypatch.undo()

@@ -226,7 +226,10 @@ def artifact_scores(
     there are class folders) wins, turned so that the images it flags are the
     smaller group (an artifact is on a minority of a dataset); a score of
     fewer than :data:`MIN_NEURONS` neurons wins only where none of that many
-    stands. Each of the
+    stands. Where the winner's split is no cleaner than a bell curve's at its
+    middle (its :attr:`Candidate.structure` below :data:`STRUCTURE`), the
+    contest is run again on the candidates' structure instead of their
+    separation. Each of the
     layer's :data:`SKEWED_SEEDS` most skewed neurons (but the winner's) seeds a
     candidate as well (DORA's outlier step can miss the detectors, which still
     make long tails); where there are ``classes`` these compete with the winner
