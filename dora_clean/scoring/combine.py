@@ -13,7 +13,7 @@ from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
 from .thresholds import RECRUIT_AUC, flag_threshold, separation, structure
 
-__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "PIECES", "STRUCTURE", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
+__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "PIECES", "SKEWED_SEEDS", "STRUCTURE", "ArtifactScores", "Candidate", "ScoringSettings",
            "artifact_scores"]
 
 
