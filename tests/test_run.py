@@ -12,6 +12,7 @@ import pytest
 from dora_clean.errors import DoraError
 from dora_clean.demo.shapes import ScanSetSpec, write_scan_set
 from dora_clean.pipeline import ScanSettings, scan_dataset
+from dora_clean.scoring.thresholds import structure
 from dora_clean.scoring import class_lambda, robust_z
 from dora_clean.analysis.sams import SamsConfig
 
@@ -87,6 +88,9 @@ def test_scores_neurons_and_files(run, planted):
     for f in summary["findings"]:
         assert sum(int(r[f"flagged_{f['id']}"]) for r in rows) == f["n_flagged"]
         assert f["label"] == "artifact" and set(f["auc"]) == {"artifact"}
+        score = np.array([float(r[f"finding_{f['id']}"]) for r in rows])  # its structure, from the written scores
+        assert abs(structure(score, f["threshold"]) - f["structure"]) < 1e-3
+    assert summary["structure"] == summary["findings"][0]["structure"]
     confident = [f["id"] for f in summary["findings"] if f["confident"]] or [1]
     assert all(r["flagged"] == str(max(int(r[f"flagged_{k}"]) for k in confident)) for r in rows)
     assert len(rows) == 160

@@ -89,7 +89,7 @@ class Finding:
             "infected_neurons": [int(n) for n in infected if int(n) in self.neurons],
             "threshold": float(self.threshold), "n_flagged": int(self.flagged.sum()),
             "confident": self.confident, "confidence": self.confidence.to_json(),
-            "separation": round(self.candidate.separation, 4),
+            "separation": round(self.candidate.separation, 4), "structure": round(self.candidate.structure, 4),
         }
 
     def detector(self) -> dict:
