@@ -311,7 +311,8 @@ def artifact_scores(
 
     by_structure = False
     best, rest = contest(by_structure)
-    if STRUCTURE > 0 and best.structure < STRUCTURE:  # a bell curve's split: its separation says nothing the others' do not
+    # a bell curve's split: its separation says nothing the others' do not, so they are ranked by structure
+    if STRUCTURE > 0 and best.structure < STRUCTURE:
         by_structure = True
         best, rest = contest(by_structure)
     # the lone neurons' score that merit alone would have chosen, where MIN_NEURONS set it aside
