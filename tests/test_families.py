@@ -33,7 +33,7 @@ def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
     fresh = [f for batch in F.FRESH_BATCHES.values() for f in batch]  # held out
     assert all(f.split == "held-out" for f in fresh)
     assert all(f in F.FAMILIES for k, batch in F.FRESH_BATCHES.items() if k < 7 for f in batch)
-    assert not (set(F.FRESH_7_FAMILIES) | set(F.FRESH_8_FAMILIES)) & set(F.FAMILIES)  # kept out for the next rules
+    assert not (set(F.FRESH_7_FAMILIES) | set(F.FRESH_8_FAMILIES) | set(F.FRESH_9_FAMILIES)) & set(F.FAMILIES)  # kept out for the next rules
     assert all(f.split == "dev" and f in F.FAMILIES for f in F.DEV_2_FAMILIES)
 
 
@@ -270,3 +270,26 @@ def test_fold_is_a_light_and_a_dark_line_across_the_image():
         clean, marked = _pair(F.Family("flat", "shapes", "fold", "tiny_cnn"), seed)
         rows, cols = np.nonzero(np.any(clean != marked, axis=2))
         assert np.ptp(rows) > 55 and np.ptp(cols) > 25 and len(rows) < 0.15 * SIZE * SIZE
+
+
+def test_a_scalebar_is_a_short_bar_with_its_label_in_a_bottom_corner():
+    sides = set()
+    for seed in range(8):
+        clean, marked = _pair(F.Family("flat", "shapes", "scalebar", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        assert rows.min() > SIZE / 2 and 20 < len(rows) < 0.1 * SIZE * SIZE  # small, in the lower half
+        assert 10 < np.ptp(cols) < SIZE / 2
+        sides.add(bool(cols.mean() < SIZE / 2))
+    assert sides == {True, False}  # either corner
+
+
+def test_mosaic_pixelates_one_square_in_four_pixel_blocks():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("texture", "textures", "mosaic", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        side = np.ptp(rows) + 1
+        assert side == np.ptp(cols) + 1 and side % 4 == 0 and 12 <= side <= 24  # a square of whole blocks
+        square = marked[rows.min():rows.max() + 1, cols.min():cols.max() + 1].astype(int)
+        blocks = square.reshape(side // 4, 4, side // 4, 4, 3)
+        assert np.ptp(blocks, axis=(1, 3)).max() == 0  # each block one colour
+        assert np.ptp(blocks.mean(axis=(1, 3)), axis=(0, 1)).max() > 0  # but not the whole square
