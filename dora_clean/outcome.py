@@ -291,6 +291,7 @@ def _summary(o: ScanOutcome, s: ScanSettings, timings: dict[str, float], old: di
         "combined_seed": scores.seed,
         "separation": round(scores.separation, 4),
         "structure": round(o.findings[0].candidate.structure, 4) if o.findings else None,
+        "contest": scores.ranked_by,  # "structure" where the first winner's split was a bell curve's
         "agreement": s.agreement,
         "recruit": s.recruit,
         "class_folders": scores.class_lambda is not None,  # used: on, and two class folders or more

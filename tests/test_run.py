@@ -91,6 +91,7 @@ def test_scores_neurons_and_files(run, planted):
         score = np.array([float(r[f"finding_{f['id']}"]) for r in rows])  # its structure, from the written scores
         assert abs(structure(score, f["threshold"]) - f["structure"]) < 1e-3
     assert summary["structure"] == summary["findings"][0]["structure"]
+    assert summary["contest"] in ("separation", "structure")  # what it means: test_scoring's bell-curve test
     confident = [f["id"] for f in summary["findings"] if f["confident"]] or [1]
     assert all(r["flagged"] == str(max(int(r[f"flagged_{k}"]) for k in confident)) for r in rows)
     assert len(rows) == 160

@@ -146,6 +146,8 @@ class ArtifactScores:
         class_names: the class folders of ``class_centres``' rows.
         set_aside: the candidate of fewer than :data:`MIN_NEURONS` neurons that would have won on merit
             alone (None where the winner is that candidate).
+        ranked_by: what the contest ranked the candidates by: "separation", or "structure" where the first
+            winner's split was no cleaner than a bell curve's (:data:`STRUCTURE`).
     """
 
     per_neuron: np.ndarray
@@ -162,6 +164,7 @@ class ArtifactScores:
     class_centres: np.ndarray | None = None
     class_names: list[str] | None = None
     set_aside: Candidate | None = None
+    ranked_by: str = "separation"
 
     def following(self, candidate: Candidate, infected: Sequence[int]) -> "ArtifactScores":
         """These scores with ``candidate`` as the combined score (``infected``: the infected neurons, in
@@ -172,7 +175,7 @@ class ArtifactScores:
                               candidate.separation, self.class_content,
                               None if self.class_lambda is None else round(candidate.class_lambda, 4),
                               candidate.threshold, self.candidates, own, self.class_centres, self.class_names,
-                              self.set_aside)
+                              self.set_aside, self.ranked_by)
 
 
 def _most_skewed(activations: np.ndarray, k: int, exclude: dict[int, int], block: int = 64) -> list[tuple[int, int]]:
@@ -327,4 +330,5 @@ def artifact_scores(
     return ArtifactScores(per_neuron, own, winner.score, winner.combined, winner.seed, winner.separation,
                           class_content, round(winner.class_lambda, 4) if by_class else None, winner.threshold,
                           candidates, own, layer.centres if centred else None,
-                          class_names(classes) if centred else None, set_aside).following(winner, infected)
+                          class_names(classes) if centred else None, set_aside,
+                          "structure" if by_structure else "separation").following(winner, infected)
