@@ -283,9 +283,13 @@ def variant_table(title: str, variants: list[tuple[str, dict, dict]], families: 
 
 
 def ablation(families: list[Family], layers: int, fractions: list[float], n_scan: int) -> None:
-    """Each piece of the combined score switched off in turn (and all of them)."""
+    """Each piece of the combined score switched off in turn, then the two rules that constants switch off
+    (the size rule, the structure rule), then all of them."""
     variants = [("(none: today's scoring)", {}, {}), *((p, {"off": frozenset([p])}, {}) for p in PIECES),
-                ("all (the mean of the infected neurons, Otsu)", {"off": frozenset(PIECES), "agreement": 0.0}, {})]
+                ("size rule (MIN_NEURONS 1)", {}, {"MIN_NEURONS": 1}),
+                ("structure rule (STRUCTURE 0)", {}, {"STRUCTURE": 0}),
+                ("all (the mean of the infected neurons, Otsu)", {"off": frozenset(PIECES), "agreement": 0.0},
+                 {"MIN_NEURONS": 1, "STRUCTURE": 0})]
     variant_table("piece off", variants, families, layers, fractions, n_scan)
 
 

@@ -51,3 +51,13 @@ def test_a_component_finds_a_rare_artifact_spread_over_weak_neurons():
     codes = rng.integers(0, 4, n)
     found = projection_seeds.component_candidates(x, column_ranks(x), codes, 12, 4, seed=0)
     assert found and max(families_benchmark.auc(y, score) for _, score, _ in found) > 0.97  # among the most skewed
+
+
+def test_scoring_constants_are_set_where_they_are_read_and_put_back():
+    from dora_clean.scoring import combine, thresholds
+
+    before = (combine.STRUCTURE, combine.MIN_NEURONS, thresholds.flag_threshold.__defaults__)
+    with families_benchmark.scoring_constants({"STRUCTURE": 0, "MIN_NEURONS": 1, "SPLIT_AUC": 0.95}):
+        assert (combine.STRUCTURE, combine.MIN_NEURONS) == (0, 1)
+        assert thresholds.flag_threshold.__defaults__[-1] == 0.95  # a default bound at definition
+    assert (combine.STRUCTURE, combine.MIN_NEURONS, thresholds.flag_threshold.__defaults__) == before
