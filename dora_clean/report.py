@@ -224,8 +224,13 @@ def write_report(run: RunDir, summary: dict, neurons: Sequence[NeuronRow], plots
                       "no artifact dora-clean trusts: " + "; ".join(c.get("reasons", []))))
         facts.append(("neurons that reproduce the flags", c.get("reproducing_neurons")))
     if "combined_neurons" in summary:
+        split = f"separation {summary.get('separation')}"
+        if summary.get("structure") is not None:  # runs before 1 Dec 2026 lack it, and the contest
+            split += f", structure {summary['structure']}"
+        if summary.get("contest") == "structure":
+            split += " (the seeds ranked by structure: the first winner's split was a bell curve's)"
         facts.append(("combined score", f"{len(summary['combined_neurons'])} neurons, seed "
-                                        f"{summary.get('combined_seed')}, separation {summary.get('separation')}"))
+                                        f"{summary.get('combined_seed')}, {split}"))
     if summary.get("class_content"):
         facts.append(("set aside as class content", ", ".join(
             f"{seed} (lambda {lam:.2f})" for seed, lam in summary["class_content"].items())))

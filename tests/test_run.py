@@ -114,6 +114,8 @@ def test_scores_neurons_and_files(run, planted):
     html = (out / "report.html").read_text()
     assert all(p in html for p in ("atlas.png", "roc.png", "flagged.png"))
     assert f"{len(summary['combined_neurons'])} neurons, seed {summary['combined_seed']}" in html
+    assert f"separation {summary['separation']}, structure {summary['structure']}" in html
+    assert ("the seeds ranked by structure" in html) == (summary["contest"] == "structure")
     assert all(seed in html for seed in summary["class_content"])
 
 
