@@ -225,7 +225,7 @@ def write_report(run: RunDir, summary: dict, neurons: Sequence[NeuronRow], plots
         facts.append(("neurons that reproduce the flags", c.get("reproducing_neurons")))
     if "combined_neurons" in summary:
         split = f"separation {summary.get('separation')}"
-        if summary.get("structure") is not None:  # runs before 1 Dec 2026 lack it, and the contest
+        if summary.get("structure") is not None:  # runs made before 1 Dec 2026 lack it (and contest)
             split += f", structure {summary['structure']}"
         if summary.get("contest") == "structure":
             split += " (the seeds ranked by structure: the first winner's split was a bell curve's)"
