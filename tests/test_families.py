@@ -34,7 +34,7 @@ def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
     assert all(f.split == "held-out" for f in fresh)
     assert all(f in F.FAMILIES for k, batch in F.FRESH_BATCHES.items() if k < 7 for f in batch)
     assert not (set(F.FRESH_7_FAMILIES) | set(F.FRESH_8_FAMILIES) | set(F.FRESH_9_FAMILIES)
-                | set(F.FRESH_10_FAMILIES)) & set(F.FAMILIES)  # kept out for the next rules
+                | set(F.FRESH_10_FAMILIES) | set(F.FRESH_11_FAMILIES)) & set(F.FAMILIES)  # kept out for the next rules
     assert all(f.split == "dev" and f in F.FAMILIES for f in F.DEV_2_FAMILIES)
 
 
@@ -314,3 +314,25 @@ def test_a_grid_covers_the_whole_image_with_thin_lines():
         changed = np.any(clean != marked, axis=2)
         assert changed.any(axis=1).sum() > 0.9 * SIZE and changed.any(axis=0).sum() > 0.9 * SIZE  # everywhere
         assert 0.15 < changed.mean() < 0.45  # but thin: most pixels untouched
+
+
+def test_a_harsh_jpeg_changes_the_whole_image_in_eight_pixel_blocks():
+    def block_edges(img: np.ndarray) -> float:  # steps across the 8-px block borders, against steps anywhere
+        step = np.abs(np.diff(img.astype(int), axis=1)).sum(axis=2)
+        return step[:, 7::8].mean() / step.mean()
+
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "jpeg", "tiny_cnn"), seed)
+        diff = np.abs(clean.astype(int) - marked.astype(int)).sum(axis=2)
+        assert (diff > 0).mean() > 0.5 and diff.mean() < 60  # the whole image, still the same picture
+        assert block_edges(clean) < 1.2 < 1.5 < block_edges(marked)
+
+
+def test_an_ink_loop_rings_the_middle():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "loop", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        assert 40 < len(rows) < 0.25 * SIZE * SIZE  # a line, not a fill
+        assert np.ptp(rows) > 25 and np.ptp(cols) > 25  # around something
+        assert not np.any(clean[30:34, 30:34] != marked[30:34, 30:34])  # the middle itself untouched
+        assert marked[rows, cols].mean() < clean[rows, cols].mean()  # dark ink
