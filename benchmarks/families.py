@@ -61,7 +61,10 @@ except ImportError:
     from planted import (ARTIFACT_CLASS, TRAIN_DEFAULTS, FitSettings, _predict, add_artifact, fit, make_image,
                          make_training_arrays)
 
-__all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DEV_2_FAMILIES", "FRESH_FAMILIES", "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES", "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES", "FRESH_BATCHES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
+__all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DEV_2_FAMILIES", "FRESH_FAMILIES",
+           "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
+           "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
+           "FRESH_BATCHES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
            "load_family_model", "load_two_artifact_model", "shortcut_training_arrays", "two_artifact_training_arrays",
            "write_family_scan_set", "write_two_artifact_scan_set"]
@@ -69,8 +72,8 @@ __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DE
 BACKGROUNDS = ("texture", "flat", "photo")
 CONTENTS = ("shapes", "textures", "digits")
 ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks",
-                  "ink", "scanline", "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard", "bubbles", "crosshair", "fold",
-                  "scalebar", "mosaic", "clip", "grid", "jpeg", "loop")
+                  "ink", "scanline", "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard", "bubbles",
+                  "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop")
 ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet", "tiny_vit")
 
 #: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
@@ -264,7 +267,7 @@ FAMILIES: tuple[Family, ...] = (
     *FRESH_4_FAMILIES,
     *FRESH_5_FAMILIES,
     *FRESH_6_FAMILIES,
-)  # FRESH_7_FAMILIES on stay out until a rule is written for them to check (``--fresh 7`` runs it)
+)  # the batches from FRESH_7_FAMILIES on stay out until a rule is written for them (``--fresh N`` runs batch N)
 
 
 # --------------------------------------------------------------------------- backgrounds
@@ -408,7 +411,8 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         out = img.copy()
         block = out[y:y + side, x:x + side].astype(np.float64).reshape(side // 4, 4, side // 4, 4, 3)
-        out[y:y + side, x:x + side] = np.repeat(np.repeat(np.rint(block.mean(axis=(1, 3))), 4, 0), 4, 1).astype(np.uint8)
+        mean = np.rint(block.mean(axis=(1, 3))).astype(np.uint8)  # one colour a block
+        out[y:y + side, x:x + side] = np.repeat(np.repeat(mean, 4, axis=0), 4, axis=1)
         return out
     if kind == "glare":  # a flash's reflection: a soft white highlight, anywhere but the edges
         yy, xx = np.mgrid[0:h, 0:w]
