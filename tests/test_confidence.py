@@ -146,3 +146,25 @@ def test_a_model_trained_without_any_artifact_finds_none_and_export_removes_noth
         assert f"left for review: {summary['n_flagged']} flagged images" in r.output
     assert len(list((tmp_path / "clean").rglob("*.png"))) == 300
 
+
+
+def test_the_top_of_a_bell_curve_is_not_a_group_to_remove_unreviewed():
+    from dora_clean.scoring.thresholds import structure
+    from skimage.filters import threshold_otsu
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    feature = rng.normal(size=n)  # one feature every image has some of, read by many neurons
+    x = feature[:, None] + 0.05 * rng.normal(size=(n, MIN_REPRODUCING + 4))
+    codes = np.arange(n) % 4
+    t = float(threshold_otsu(feature))
+    top = feature > t  # its split at Otsu's: the top of a bell curve, which every neuron reproduces
+    assert reproducing_neurons(x, top) >= MIN_REPRODUCING and abs(structure(feature, t)) < 0.1
+    assert assess(x, top, codes).confident  # without the structure it looks like an artifact
+    c = assess(x, top, codes, structure=structure(feature, t))
+    assert not c.confident and "bell curve" in " ".join(c.reasons)
+    x2, artifact = _layer(detectors=MIN_REPRODUCING + 1)  # a learned artifact's split has structure
+    score = x2[:, : MIN_REPRODUCING + 1].mean(axis=1)
+    t2 = float(np.sort(score)[-artifact.sum() - 1])
+    assert structure(score, t2) > 0.5 and assess(x2, score > t2, np.arange(len(x2)) % 4,
+                                                   structure=structure(score, t2)).confident

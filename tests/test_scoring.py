@@ -447,3 +447,19 @@ def test_a_rare_artifact_wins_over_a_bell_curve_split_at_its_middle(monkeypatch)
         flat = artifact_scores(layer, layer, [0, 1, 2, 8], classes=classes)
         assert set(flat.combined) < set(range(8)) and auc(y, flat.score) < 0.7 and flat.ranked_by == "separation"
         monkeypatch.undo()
+
+
+def test_the_layer_seeds_keep_their_places_and_add_the_winners_own_neurons():
+    from dora_clean.scoring.combine import _most_bimodal, _most_skewed
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 12))
+    for j in range(6):  # neurons 0-5 ever more skewed: a tail on 2% of the images, longer for each
+        x[rng.random(2000) < 0.02, j] += 3 + j
+    skewed = [c for c, _ in _most_skewed(x, 3, winner={})]
+    assert skewed == [5, 4, 3]
+    # the winner's neurons 5 and 3 seed too, and the three outside it keep their places
+    assert [c for c, _ in _most_skewed(x, 3, winner={5: 1, 3: 1})] == [5, 4, 3, 2, 1]
+    assert all(sign == 1 for _, sign in _most_skewed(x, 3, winner={}))  # each in the direction of its tail
+    bimodal = [c for c, _ in _most_bimodal(x, 2, winner={5: 1}, taken={4})]
+    assert 4 not in bimodal and len([c for c in bimodal if c != 5]) == 2  # a skewed seed is not seeded twice

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 
@@ -178,18 +178,33 @@ class ArtifactScores:
                               self.set_aside, self.ranked_by)
 
 
-def _most_skewed(activations: np.ndarray, k: int, exclude: dict[int, int], block: int = 64) -> list[tuple[int, int]]:
-    """The ``k`` neurons (columns of ``activations`` [N, C]) of largest absolute skewness, but those of
-    ``exclude``, each with the direction of its tail: [(neuron, +1 or -1)]."""
+def _down_to(order: Sequence[int], k: int, outside: Collection[int], skip: Collection[int] = ()) -> list[int]:
+    """``order``'s neurons from the first down to the ``k``-th not in ``outside``, but those of ``skip``."""
+    taken, counted = [], 0
+    for c in order:
+        if counted == k:
+            break
+        if c not in skip:
+            taken.append(c)
+            counted += c not in outside
+    return taken
+
+
+def _most_skewed(activations: np.ndarray, k: int, winner: dict[int, int], block: int = 64) -> list[tuple[int, int]]:
+    """The neurons (columns of ``activations`` [N, C]) of largest absolute skewness, down to the ``k``-th
+    outside ``winner`` (the seeds' winner, whose own neurons met on the way are kept too), each with the
+    direction of its tail: [(neuron, +1 or -1)]."""
     skew = np.concatenate([np.atleast_1d(skewness(np.asarray(activations[:, a : a + block], dtype=np.float64)))
                            for a in range(0, activations.shape[1], block)])
-    order = [int(c) for c in np.argsort(-np.abs(skew), kind="stable") if int(c) not in exclude]
-    return [(c, 1 if skew[c] >= 0 else -1) for c in order[:k]]
+    order = [int(c) for c in np.argsort(-np.abs(skew), kind="stable")]
+    return [(c, 1 if skew[c] >= 0 else -1) for c in _down_to(order, k, winner)]
 
 
-def _most_bimodal(activations: np.ndarray, k: int, exclude: dict[int, int], block: int = 64) -> list[tuple[int, int]]:
-    """The ``k`` neurons (columns of ``activations`` [N, C]) whose own Otsu split is cleanest (largest
-    :func:`separation`), but those of ``exclude``, each in the direction of its smaller group."""
+def _most_bimodal(activations: np.ndarray, k: int, winner: dict[int, int], taken: Collection[int],
+                  block: int = 64) -> list[tuple[int, int]]:
+    """The neurons (columns of ``activations`` [N, C]) whose own Otsu split is cleanest (largest
+    :func:`separation`), down to the ``k``-th outside ``winner`` and ``taken`` (``winner``'s own neurons
+    met on the way are kept too, ``taken``'s are not), each in the direction of its smaller group."""
     from skimage.filters import threshold_otsu
 
     seps, signs = np.zeros(activations.shape[1]), np.ones(activations.shape[1], dtype=int)
@@ -199,8 +214,8 @@ def _most_bimodal(activations: np.ndarray, k: int, exclude: dict[int, int], bloc
             if np.ptp(x[:, j]) > 0:
                 t = float(threshold_otsu(x[:, j]))
                 seps[a + j], signs[a + j] = separation(x[:, j], t), 1 if np.mean(x[:, j] > t) <= 0.5 else -1
-    order = [int(c) for c in np.argsort(-seps, kind="stable") if int(c) not in exclude]
-    return [(c, int(signs[c])) for c in order[:k]]
+    order = [int(c) for c in np.argsort(-seps, kind="stable")]
+    return [(c, int(signs[c])) for c in _down_to(order, k, set(winner) | set(taken), skip=taken)]
 
 
 def artifact_scores(
@@ -296,10 +311,10 @@ def artifact_scores(
     by_merit = lambda g: (g.class_lambda >= CLASS_LAMBDA, -g.merit)  # noqa: E731
     single: list[tuple[str, int, int]] = []  # the layer's own neurons that seed a candidate each
     if ranks is not None and "skewed" not in off:
-        single += [("skewed", c, sign) for c, sign in _most_skewed(chosen_on, SKEWED_SEEDS, exclude=best.combined)]
+        single += [("skewed", c, sign) for c, sign in _most_skewed(chosen_on, SKEWED_SEEDS, best.combined)]
     if ranks is not None and "bimodal" not in off:
-        taken = dict(best.combined) | {c: sign for _, c, sign in single}
-        single += [("bimodal", c, sign) for c, sign in _most_bimodal(chosen_on, BIMODAL_SEEDS, exclude=taken)]
+        taken = {c for _, c, _ in single}
+        single += [("bimodal", c, sign) for c, sign in _most_bimodal(chosen_on, BIMODAL_SEEDS, best.combined, taken)]
     layer_seeds = [grow(str(Seed(kind, c)), {c: sign}) for kind, c, sign in single]
 
     def contest(by_structure: bool) -> tuple[Candidate, list[Candidate]]:  # the winner, and the rest in order

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import combine
 from .classes import has_classes
 from .recruiting import SELECT_ROWS
 from .stats import sample_rows
@@ -171,7 +172,7 @@ def class_excess(flagged: np.ndarray, codes: np.ndarray, p: float = CLASS_EXCESS
 
 
 def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | None = None,
-           names: list[str] | None = None) -> Confidence:
+           names: list[str] | None = None, structure: float | None = None) -> Confidence:
     """The :class:`Confidence` of a flagged set [N]: ``activations`` [N, C] the layer's pooled activations
     over the same images (possibly memory-mapped), ``codes`` their class folders as integers (None, or one
     class: not used), ``names`` the folders' names by code (for the reasons). The tests are made on at
@@ -193,6 +194,9 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
         reasons.append("nothing is flagged")
     elif share > 0.5:
         reasons.append(f"{share:.0%} of the images are flagged (an artifact is on a minority)")
+    if share > 0 and structure is not None and structure < combine.STRUCTURE:
+        reasons.append(f"the scores split no more cleanly than a bell curve's (structure {structure:.2f}): "
+                       "the flagged images may be the top of a feature many images share, not a group")
     if share > 0 and reproducing < MIN_REPRODUCING:
         reasons.append(f"{reproducing} of the layer's neurons reproduce the flagged set "
                        f"(a learned artifact has {MIN_REPRODUCING} or more)")

@@ -29,6 +29,7 @@ from .combine import ArtifactScores, Candidate, ScoringSettings, artifact_scores
 from .classes import ClassCentred, class_codes, class_names, has_classes
 from .confidence import CLASS_ASSOCIATION, Confidence, assess, class_association
 from .stats import finding_score, layer_pooled, robust_scale
+from .thresholds import structure
 
 __all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images", "score_findings"]
 
@@ -141,7 +142,7 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
         if judged >= _MAX_JUDGED or len(found) >= MAX_FINDINGS:
             break
         judged += 1
-        confidence = assess(activations, flagged, codes, names)
+        confidence = assess(activations, flagged, codes, names, structure(c.score, t))
         if rank == 0 or confidence.confident:
             found.append((c, t, flagged, confidence))
     found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind
