@@ -20,9 +20,14 @@ Every score splits a dataset in two, on a clean one too. A flagged set is
   class folders (a flat folder, or one class) nothing is confident: the flags
   are left for review.
 
-And at most half the images are flagged (an artifact is on a minority).
-The constants were chosen on the dev families of the families benchmark
-(docs/benchmark.md, "Confidence").
+And at most half the images are flagged (an artifact is on a minority), and
+the split has structure: it stands at least :data:`~.combine.STRUCTURE` of
+the way from a bell curve's split toward a perfect one
+(:func:`~.thresholds.structure`). The top of a feature many images share,
+with an artifact at its far end, is reproduced by the neurons that read the
+feature, but is no group (docs/benchmark.md, "Confident removal of a bell
+curve's top"). The constants were chosen on the dev families of the
+families benchmark (docs/benchmark.md, "Confidence").
 """
 from __future__ import annotations
 
@@ -175,8 +180,9 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
            names: list[str] | None = None, structure: float | None = None) -> Confidence:
     """The :class:`Confidence` of a flagged set [N]: ``activations`` [N, C] the layer's pooled activations
     over the same images (possibly memory-mapped), ``codes`` their class folders as integers (None, or one
-    class: not used), ``names`` the folders' names by code (for the reasons). The tests are made on at
-    most :data:`SELECT_ROWS` images drawn at random."""
+    class: not used), ``names`` the folders' names by code (for the reasons), ``structure`` the split's
+    :func:`~.thresholds.structure` (None: not tested). The tests are made on at most :data:`SELECT_ROWS`
+    images drawn at random."""
     flagged = np.asarray(flagged, dtype=bool)
     share = float(flagged.mean()) if len(flagged) else 0.0
     rows = sample_rows(len(flagged), SELECT_ROWS)
