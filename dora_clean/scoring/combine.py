@@ -248,7 +248,8 @@ def artifact_scores(
     middle (its :attr:`Candidate.structure` below :data:`STRUCTURE`), the
     contest is run again on the candidates' structure instead of their
     separation. Each of the
-    layer's :data:`SKEWED_SEEDS` most skewed neurons (but the winner's) seeds a
+    layer's :data:`SKEWED_SEEDS` most skewed neurons outside the seeds' winner
+    (and any of the winner's own neurons among the most skewed) seeds a
     candidate as well (DORA's outlier step can miss the detectors, which still
     make long tails); where there are ``classes`` these compete with the winner
     on the same merit, the class rule guarding them, and elsewhere they are
