@@ -64,7 +64,7 @@ except ImportError:
 __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DEV_2_FAMILIES", "FRESH_FAMILIES",
            "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
            "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
-           "FRESH_BATCHES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
+           "FRESH_12_FAMILIES", "FRESH_BATCHES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
            "load_family_model", "load_two_artifact_model", "shortcut_training_arrays", "two_artifact_training_arrays",
            "write_family_scan_set", "write_two_artifact_scan_set"]
@@ -73,7 +73,7 @@ BACKGROUNDS = ("texture", "flat", "photo")
 CONTENTS = ("shapes", "textures", "digits")
 ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks",
                   "ink", "scanline", "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard", "bubbles",
-                  "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop")
+                  "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop", "hair", "lens")
 ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet", "tiny_vit")
 
 #: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
@@ -84,7 +84,7 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
                  "artifact": ("ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks", "ink", "scanline",
                               "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard",
                               "bubbles", "crosshair", "fold", "scalebar", "mosaic", "clip", "grid",
-                              "jpeg", "loop"),
+                              "jpeg", "loop", "hair", "lens"),
                  "arch": ("tiny_mobilenet", "tiny_vit")},
 }
 # tiny_vit was added on 30 Nov 2026 after the split above was fixed, as a held-out kind (a new architecture;
@@ -111,6 +111,8 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # Batch 9 was spent on that check; the artifacts clip and grid, and FRESH_10_FAMILIES, were added after it, before
 # any of them was run, for the next rule to be checked on, and are kept out the same way. Batch 10 was spent that
 # session on variant E; the artifacts jpeg and loop, and FRESH_11_FAMILIES, were added after it the same way.
+# Batch 11 was spent that session on variants E2 and C; the artifacts hair and lens, and FRESH_12_FAMILIES, were
+# added on 1 Dec 2026 (a seventh session) before any of them was run, and are kept out the same way.
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
@@ -225,11 +227,19 @@ FRESH_11_FAMILIES: tuple[Family, ...] = (
     Family("photo", "textures", "jpeg", "tiny_cnn"),
 )
 
+#: A twelfth batch, added before any of them was run (``--fresh 12``): hairs across a dermoscopy image, and a
+#: dermoscope's round field of view (everything outside a circle black).
+FRESH_12_FAMILIES: tuple[Family, ...] = (
+    Family("photo", "shapes", "hair", "tiny_resnet", 10),
+    Family("texture", "digits", "lens", "tiny_cnn"),
+    Family("flat", "textures", "hair", "tiny_mobilenet"),
+)
+
 #: The fresh held-out batches by number (``--fresh N``).
 FRESH_BATCHES: dict[int, tuple[Family, ...]] = {
     1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES, 4: FRESH_4_FAMILIES, 5: FRESH_5_FAMILIES,
     6: FRESH_6_FAMILIES, 7: FRESH_7_FAMILIES, 8: FRESH_8_FAMILIES, 9: FRESH_9_FAMILIES,
-    10: FRESH_10_FAMILIES, 11: FRESH_11_FAMILIES,
+    10: FRESH_10_FAMILIES, 11: FRESH_11_FAMILIES, 12: FRESH_12_FAMILIES,
 }
 
 #: More dev families, added on 1 Dec 2026 before any of them was run: on the first six dev families every
@@ -414,6 +424,14 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         mean = np.rint(block.mean(axis=(1, 3))).astype(np.uint8)  # one colour a block
         out[y:y + side, x:x + side] = np.repeat(np.repeat(mean, 4, axis=0), 4, axis=1)
         return out
+    if kind == "lens":  # a dermoscope's round field of view: black outside a circle that cuts the corners off
+        yy, xx = np.mgrid[0:h, 0:w]
+        cx, cy = (rng.uniform(0.45, 0.55) * w, rng.uniform(0.45, 0.55) * h)
+        radius = rng.uniform(0.95, 1.15) * w / 2
+        outside = np.hypot(xx - cx, yy - cy) > radius
+        out = img.copy()
+        out[outside] = rng.integers(0, 20, size=3)
+        return out
     if kind == "glare":  # a flash's reflection: a soft white highlight, anywhere but the edges
         yy, xx = np.mgrid[0:h, 0:w]
         cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
@@ -568,6 +586,17 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         colour = (20, 30, int(rng.integers(90, 150)), 220) if rng.random() < 0.6 else (20, 20, 25, 220)
         points = [(cx + rx * k * math.cos(a), cy + ry * k * math.sin(a)) for a, k in zip(t, r)]
         draw_.line(points + points[:1], fill=colour, width=max(1, int(round(rng.uniform(1, 2) * scale))))
+    elif kind == "hair":  # hairs across a dermoscopy image: two to five thin dark curves from edge to edge
+        for _ in range(int(rng.integers(2, 6))):
+            y0, y1 = rng.uniform(0, 1, size=2) * h
+            bend = rng.uniform(-0.25, 0.25) * h
+            t = np.linspace(0, 1, 24)
+            ys = (1 - t) * y0 + t * y1 + bend * 4 * t * (1 - t)
+            points = [(float(x), float(y)) for x, y in zip(t * (w - 1), ys)]
+            if rng.random() < 0.5:  # top to bottom instead of left to right
+                points = [(y * w / h, x * h / w) for x, y in points]
+            tone = int(rng.integers(10, 60))
+            draw_.line(points, fill=(tone, int(tone * 0.8), int(tone * 0.6), 230), width=max(1, int(round(scale))))
     elif kind == "clip":  # a paper clip over an edge of the print: two nested grey loops, top or right edge
         length, wide = rng.uniform(16, 22) * scale, rng.uniform(4, 5.5) * scale
         grey = (int(rng.integers(150, 200)),) * 3

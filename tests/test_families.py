@@ -34,7 +34,7 @@ def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
     assert all(f.split == "held-out" for f in fresh)
     assert all(f in F.FAMILIES for k, batch in F.FRESH_BATCHES.items() if k < 7 for f in batch)
     assert not (set(F.FRESH_7_FAMILIES) | set(F.FRESH_8_FAMILIES) | set(F.FRESH_9_FAMILIES)
-                | set(F.FRESH_10_FAMILIES) | set(F.FRESH_11_FAMILIES)) & set(F.FAMILIES)  # kept out for the next rules
+                | set(F.FRESH_10_FAMILIES) | set(F.FRESH_11_FAMILIES) | set(F.FRESH_12_FAMILIES)) & set(F.FAMILIES)  # kept out for the next rules
     assert all(f.split == "dev" and f in F.FAMILIES for f in F.DEV_2_FAMILIES)
 
 
@@ -336,3 +336,22 @@ def test_an_ink_loop_rings_the_middle():
         assert np.ptp(rows) > 25 and np.ptp(cols) > 25  # around something
         assert not np.any(clean[30:34, 30:34] != marked[30:34, 30:34])  # the middle itself untouched
         assert marked[rows, cols].mean() < clean[rows, cols].mean()  # dark ink
+
+
+def test_hairs_are_thin_dark_curves_from_edge_to_edge():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "hair", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert 40 < len(rows) < 0.2 * SIZE * SIZE  # lines, not a fill
+        assert np.ptp(rows) > 0.9 * SIZE or np.ptp(cols) > 0.9 * SIZE  # across the image
+        assert marked[changed].mean() < clean[changed].mean()  # dark
+
+
+def test_a_lens_blacks_out_the_corners_and_keeps_the_middle():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "lens", "tiny_cnn"), seed)
+        for corner in (marked[:3, :3], marked[:3, -3:], marked[-3:, :3], marked[-3:, -3:]):
+            assert corner.max() < 20  # black outside the circle
+        assert np.array_equal(clean[16:48, 16:48], marked[16:48, 16:48])  # the field of view untouched
+        assert np.any(clean != marked, axis=2).mean() < 0.3
