@@ -96,6 +96,7 @@ def test_same_images():
     b[:] = False
     b[10:60] = True
     assert not same_images(a, b)  # half of a lies in b, but b is mostly other images (a class, say)
+    assert same_images(b, a)  # b, the later, holds half of a: a's images and more around them
     assert not same_images(a, np.zeros(100, dtype=bool)) and not same_images(a[:0], a[:0])
 
 

@@ -7,11 +7,13 @@ layer's most skewed and most bimodal neurons (DORA's infected set can miss the
 detectors of a second artifact, which still make a long tail, or two groups
 where the artifact is common); the candidates that
 flag other images than a better one are the findings, each judged on its own
-(:func:`~.confidence.assess`). Two candidates flag the same images when they
-share at least half of the larger flagged set (:data:`SAME_IMAGES`); the
+(:func:`~.confidence.assess`). A candidate flags a better one's images when
+they share at least half of the larger flagged set (:data:`SAME_IMAGES`), or
+when it holds half of the better one's (those images and more around them:
+the wider top of a feature that the better split cuts more cleanly); the
 better one (the contest's winner first, then by merit) stands for both. (Half
-of the smaller would merge a rare artifact into a split by class that holds
-half of its images.)
+of the smaller either way would merge a rare artifact into a better-ranked
+split by class that holds half of its images.)
 
 Which candidates are reported: the contest's winner always (it is what the
 scan's single score was before findings), and any other that is confident.
@@ -104,10 +106,12 @@ class Finding:
         return out
 
 
-def same_images(a: np.ndarray, b: np.ndarray, share: float = SAME_IMAGES) -> bool:
-    """Whether two flagged sets are one finding: they share ``share`` of the larger."""
-    larger = max(int(a.sum()), int(b.sum()))
-    return larger > 0 and int(np.sum(a & b)) >= share * larger
+def same_images(later: np.ndarray, earlier: np.ndarray, share: float = SAME_IMAGES) -> bool:
+    """Whether a candidate's flagged set ``later`` is the finding ``earlier`` again: they share ``share`` of
+    the larger, or ``later`` holds ``share`` of ``earlier`` (the earlier finding's images, and more around them)."""
+    shared, before = int(np.sum(later & earlier)), int(earlier.sum())
+    larger = max(int(later.sum()), before)
+    return larger > 0 and (shared >= share * larger or (before > 0 and shared >= share * before))
 
 
 def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.ndarray | None = None,
