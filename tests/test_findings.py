@@ -1,9 +1,14 @@
 """Findings: one per suspected artifact, each with its own neurons, score, flags and confidence."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from dora_clean.evaluate import auc
+from dora_clean.scoring.combine import Candidate
+from dora_clean.scoring.confidence import assess
+from dora_clean.scoring.thresholds import flag_threshold, separation
 from dora_clean.scoring import (
     MIN_REPRODUCING, MAX_FINDINGS, artifact_scores, class_codes, find_findings, finding_score, mean_score, robust_scale, same_images,
 )
@@ -85,6 +90,32 @@ def test_overrides_set_the_first_findings_flags():
     assert first.flagged.sum() == 25 and np.array_equal(first.flagged, first.score > first.threshold)
     first = find_findings(x, scores, codes, threshold=-1e9)[0]
     assert first.flagged.all() and not first.confident  # all images flagged: not an artifact
+
+
+def test_a_wider_set_around_the_winners_images_is_not_a_finding_of_its_own():
+    rng = np.random.default_rng(5)
+    n = 2000
+    wide = rng.random(n) < 0.3  # a feature many images share (curved strokes, say) ...
+    a = wide & (rng.random(n) < 0.33)  # ... and the artifact only at its far end
+    classes = np.array([f"c{c}" for c in rng.integers(0, 4, n)])
+    x = rng.normal(size=(n, 40))
+    x[:, 0:8] += 5.0 * a[:, None]
+    x[:, 8:16] += 5.0 * wide[:, None]
+    codes = class_codes(classes)
+    scores = artifact_scores(x, x, [0, 3], classes=classes)
+
+    def candidate(name: str, neurons: range) -> Candidate:
+        score = mean_score(x, {c: 1 for c in neurons})
+        t = flag_threshold(score)
+        return Candidate(name, {c: 1 for c in neurons}, score, t, separation(score, t), 0.0)
+
+    winner, wider = candidate("agreement", range(0, 8)), candidate("skewed:8", range(8, 16))
+    assert np.mean((winner.score > winner.threshold) == a) > 0.98
+    flagged = wider.score > wider.threshold
+    assert assess(x, flagged, codes, None, wider.structure).confident  # judged alone, it would be removed
+    assert np.sum(flagged & a) > 0.9 * a.sum() and flagged.sum() > 2 * a.sum()
+    found = find_findings(x, dataclasses.replace(scores, candidates=[winner, wider]), codes)
+    assert len(found) == 1 and found[0].candidate.seed == winner.seed  # the winner stands for both
 
 
 def test_same_images():
