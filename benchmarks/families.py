@@ -46,7 +46,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch import nn
 
 from dora_clean.atomic import atomic_save, atomic_write
@@ -64,7 +64,7 @@ except ImportError:
 __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DEV_2_FAMILIES", "FRESH_FAMILIES",
            "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
            "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
-           "FRESH_12_FAMILIES", "FRESH_BATCHES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
+           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_BATCHES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
            "load_family_model", "load_two_artifact_model", "shortcut_training_arrays", "two_artifact_training_arrays",
            "write_family_scan_set", "write_two_artifact_scan_set"]
@@ -73,7 +73,7 @@ BACKGROUNDS = ("texture", "flat", "photo")
 CONTENTS = ("shapes", "textures", "digits")
 ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks",
                   "ink", "scanline", "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard", "bubbles",
-                  "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop", "hair", "lens")
+                  "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop", "hair", "lens", "tiled", "blur")
 ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet", "tiny_vit")
 
 #: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
@@ -84,7 +84,7 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
                  "artifact": ("ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks", "ink", "scanline",
                               "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard",
                               "bubbles", "crosshair", "fold", "scalebar", "mosaic", "clip", "grid",
-                              "jpeg", "loop", "hair", "lens"),
+                              "jpeg", "loop", "hair", "lens", "tiled", "blur"),
                  "arch": ("tiny_mobilenet", "tiny_vit")},
 }
 # tiny_vit was added on 30 Nov 2026 after the split above was fixed, as a held-out kind (a new architecture;
@@ -112,7 +112,9 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # any of them was run, for the next rule to be checked on, and are kept out the same way. Batch 10 was spent that
 # session on variant E; the artifacts jpeg and loop, and FRESH_11_FAMILIES, were added after it the same way.
 # Batch 11 was spent that session on variants E2 and C; the artifacts hair and lens, and FRESH_12_FAMILIES, were
-# added on 1 Dec 2026 (a seventh session) before any of them was run, and are kept out the same way.
+# added on 1 Dec 2026 (a seventh session) before any of them was run, and are kept out the same way. Batch 12
+# was spent that session on variant H; the artifacts tiled and blur, and FRESH_13_FAMILIES, were added after it
+# the same way.
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
@@ -235,11 +237,20 @@ FRESH_12_FAMILIES: tuple[Family, ...] = (
     Family("flat", "textures", "hair", "tiny_mobilenet"),
 )
 
+#: A thirteenth batch, added before any of them was run (``--fresh 13``): a stock photo's watermark tiled over
+#: the whole image (faint diagonal text, repeated), and an out-of-focus image (a blur over the whole image).
+FRESH_13_FAMILIES: tuple[Family, ...] = (
+    Family("texture", "shapes", "tiled", "tiny_cnn", 10),
+    Family("photo", "digits", "blur", "tiny_mobilenet"),
+    Family("flat", "textures", "tiled", "tiny_resnet"),
+)
+
 #: The fresh held-out batches by number (``--fresh N``).
 FRESH_BATCHES: dict[int, tuple[Family, ...]] = {
     1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES, 4: FRESH_4_FAMILIES, 5: FRESH_5_FAMILIES,
     6: FRESH_6_FAMILIES, 7: FRESH_7_FAMILIES, 8: FRESH_8_FAMILIES, 9: FRESH_9_FAMILIES,
     10: FRESH_10_FAMILIES, 11: FRESH_11_FAMILIES, 12: FRESH_12_FAMILIES,
+    13: FRESH_13_FAMILIES,
 }
 
 #: More dev families, added on 1 Dec 2026 before any of them was run: on the first six dev families every
@@ -432,6 +443,22 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         out = img.copy()
         out[outside] = rng.integers(0, 20, size=3)
         return out
+    if kind == "blur":  # out of focus: a Gaussian blur over the whole image
+        radius = rng.uniform(1.2, 2.0) * w / 64
+        pil = Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8), "RGB")
+        return np.asarray(pil.filter(ImageFilter.GaussianBlur(radius)), dtype=np.uint8).copy()
+    if kind == "tiled":  # a stock photo's watermark: faint diagonal text repeated over the whole image
+        layer = Image.new("L", (2 * w, 2 * h), 0)
+        font = _mono_font(max(5, int(round(rng.uniform(6, 8) * w / 64))))
+        word, step = str(rng.choice(["stock", "sample", "preview", "(c) photo"])), rng.uniform(12, 16) * w / 64
+        pen = ImageDraw.Draw(layer)
+        for row, y in enumerate(np.arange(0, 2 * h, step)):
+            for x in np.arange(-(row % 2) * step, 2 * w, 3 * step):
+                pen.text((float(x), float(y)), word, font=font, fill=255)
+        mask = np.asarray(layer.rotate(float(rng.uniform(20, 40)), resample=Image.BILINEAR), dtype=np.float64)
+        mask = mask[h // 2: h // 2 + h, w // 2: w // 2 + w, None] / 255 * rng.uniform(0.3, 0.45)
+        ink = 255.0 if rng.random() < 0.7 else 0.0
+        return np.clip(np.rint(img * (1 - mask) + ink * mask), 0, 255).astype(np.uint8)
     if kind == "glare":  # a flash's reflection: a soft white highlight, anywhere but the edges
         yy, xx = np.mgrid[0:h, 0:w]
         cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h

@@ -24,7 +24,7 @@ comb goal is out of the layer's reach, not the method's.
 The run ends with a table: per split and layer (last, earlier), the rows meeting
 each goal, every goal, the baseline goal restated (``base``:
 :func:`beats_baselines`), and the rows where the comb goal is in reach
-(``reach``: the best neuron or the probe reaches 0.95); ``fresh`` to ``fresh 12`` count the twelve
+(``reach``: the best neuron or the probe reaches 0.95); ``fresh`` to ``fresh 13`` count the thirteen
 batches of fresh held-out families again, and ``dev 2`` the dev families added later.
 
 Clean rows (``--clean``): a model of the family trained without any artifact,
@@ -46,6 +46,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --fresh 10          # the tenth fresh batch (clip, grid)
     python benchmarks/families_benchmark.py --fresh 11          # the eleventh fresh batch (jpeg, loop)
     python benchmarks/families_benchmark.py --fresh 12          # the twelfth fresh batch (hair, lens)
+    python benchmarks/families_benchmark.py --fresh 13          # the thirteenth fresh batch (tiled, blur)
     python benchmarks/families_benchmark.py --flat --layers 1   # the scan sets as flat folders (no class folders)
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
     python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn

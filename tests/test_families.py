@@ -34,7 +34,8 @@ def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
     assert all(f.split == "held-out" for f in fresh)
     assert all(f in F.FAMILIES for k, batch in F.FRESH_BATCHES.items() if k < 7 for f in batch)
     assert not (set(F.FRESH_7_FAMILIES) | set(F.FRESH_8_FAMILIES) | set(F.FRESH_9_FAMILIES)
-                | set(F.FRESH_10_FAMILIES) | set(F.FRESH_11_FAMILIES) | set(F.FRESH_12_FAMILIES)) & set(F.FAMILIES)  # kept out for the next rules
+                | set(F.FRESH_10_FAMILIES) | set(F.FRESH_11_FAMILIES) | set(F.FRESH_12_FAMILIES)
+                | set(F.FRESH_13_FAMILIES)) & set(F.FAMILIES)  # kept out for the next rules
     assert all(f.split == "dev" and f in F.FAMILIES for f in F.DEV_2_FAMILIES)
 
 
@@ -355,3 +356,23 @@ def test_a_lens_blacks_out_the_corners_and_keeps_the_middle():
             assert corner.max() < 20  # black outside the circle
         assert np.array_equal(clean[16:48, 16:48], marked[16:48, 16:48])  # the field of view untouched
         assert np.any(clean != marked, axis=2).mean() < 0.3
+
+
+def test_a_tiled_watermark_is_faint_and_covers_the_whole_image():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "tiled", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        for half in (changed[:32], changed[32:], changed[:, :32], changed[:, 32:]):
+            assert half.mean() > 0.05  # everywhere
+        assert changed.mean() < 0.6  # text, not a fill
+        assert np.abs(clean.astype(int) - marked.astype(int)).max() < 0.5 * 255  # faint
+
+
+def test_a_blur_softens_the_whole_image():
+    def detail(img: np.ndarray) -> float:
+        return float(np.abs(np.diff(img.astype(int), axis=1)).mean())
+
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "blur", "tiny_cnn"), seed)
+        assert detail(marked) < 0.7 * detail(clean)
+        assert abs(float(clean.mean()) - float(marked.mean())) < 3  # the same picture, softer
