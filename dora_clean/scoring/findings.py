@@ -8,12 +8,11 @@ detectors of a second artifact, which still make a long tail, or two groups
 where the artifact is common); the candidates that
 flag other images than a better one are the findings, each judged on its own
 (:func:`~.confidence.assess`). A candidate flags a better one's images when
-they share at least half of the larger flagged set (:data:`SAME_IMAGES`), or
-when it holds half of the better one's (those images and more around them:
-the wider top of a feature that the better split cuts more cleanly); the
-better one (the contest's winner first, then by merit) stands for both. (Half
-of the smaller either way would merge a rare artifact into a better-ranked
-split by class that holds half of its images.)
+it holds at least half of them (:data:`SAME_IMAGES`), with or without more
+around them (the wider top of a feature that the better split cuts more
+cleanly); the better one (the contest's winner first, then by merit) stands
+for both. (Half of the candidate's own images would merge a rare artifact
+into a better-ranked split by class that holds half of it.)
 
 Which candidates are reported: the contest's winner always (it is what the
 scan's single score was before findings), and any other that is confident.
@@ -38,7 +37,7 @@ __all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_imag
 #: A scan reports at most this many findings.
 MAX_FINDINGS = 5
 
-#: Two flagged sets are one finding when they share this share of the larger.
+#: A candidate is a better finding again when its flagged set holds this share of that finding's.
 SAME_IMAGES = 0.5
 
 #: At most this many distinct candidates are judged (:func:`assess` ranks the whole layer once each).
@@ -107,11 +106,10 @@ class Finding:
 
 
 def same_images(later: np.ndarray, earlier: np.ndarray, share: float = SAME_IMAGES) -> bool:
-    """Whether a candidate's flagged set ``later`` is the finding ``earlier`` again: they share ``share`` of
-    the larger, or ``later`` holds ``share`` of ``earlier`` (the earlier finding's images, and more around them)."""
-    shared, before = int(np.sum(later & earlier)), int(earlier.sum())
-    larger = max(int(later.sum()), before)
-    return larger > 0 and (shared >= share * larger or (before > 0 and shared >= share * before))
+    """Whether a candidate's flagged set ``later`` is the finding ``earlier`` again: it holds ``share`` of
+    ``earlier``'s images (with or without more around them)."""
+    before = int(earlier.sum())
+    return before > 0 and int(np.sum(later & earlier)) >= share * before
 
 
 def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.ndarray | None = None,
