@@ -47,6 +47,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --fresh 11          # the eleventh fresh batch (jpeg, loop)
     python benchmarks/families_benchmark.py --fresh 12          # the twelfth fresh batch (hair, lens)
     python benchmarks/families_benchmark.py --fresh 13          # the thirteenth fresh batch (tiled, blur)
+    python benchmarks/families_benchmark.py --fresh 11 --findings   # every finding of each row under it
     python benchmarks/families_benchmark.py --flat --layers 1   # the scan sets as flat folders (no class folders)
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
     python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn
@@ -213,9 +214,10 @@ def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
 
 
 def run(families: list[Family], layers: int, fractions: list[float], n_scan: int,
-        flat: bool = False, off: frozenset[str] = frozenset()) -> dict[tuple[str, str], dict[str, int]]:
+        flat: bool = False, off: frozenset[str] = frozenset(), findings: bool = False) -> dict[tuple[str, str], dict[str, int]]:
     """Print one row per (family, layer, prevalence), then :func:`goal_table`; returns its counts.
-    ``flat``: score as if the scan set were one flat folder (no class folders); ``off``: scoring pieces off."""
+    ``flat``: score as if the scan set were one flat folder (no class folders); ``off``: scoring pieces off;
+    ``findings``: under each row, a line per finding (:func:`finding_lines`)."""
     head = (f"{'family':<42} {'split':<8} {'layer':<10} {'prev':>4} {'rel':>4} {'oracle':>6} {'BE':>4} | {'inf':>5} "
             f"{'comb':>5} {'prec':>4} {'rec':>4} {'#flag':>5} {'rep':>3} {'assoc':>5} {'rm':>4} | {'iforest':>7} {'lof':>5} {'probe':>5} | goals missed")
     print(head)
@@ -249,12 +251,31 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                       f"{e['precision']:4.2f} {e['recall']:4.2f} {e['n_flagged']:5d} {c.reproducing:3d} {assoc:>5} {removed:4d} | "
                       f"{b['iforest']:7.3f} {b['lof']:5.3f} {probe:5.3f} | "
                       f"{', '.join(miss) or '-'}", flush=True)
+                if findings:
+                    print("\n".join(finding_lines(e["findings"], case.y)), flush=True)
                 print(f"  ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
     goal_table(counts)
     for split in sorted({f.split for f in families}):
         cells = [c for (s, _), c in counts.items() if s == split]
         print(f"{split}: {sum(c['all'] for c in cells)} of {sum(c['rows'] for c in cells)} rows meet every goal")
     return counts
+
+
+def finding_lines(findings: list, y: np.ndarray) -> list[str]:
+    """A line per finding of a row: its flagged count and their precision, its split's structure, the
+    neurons that reproduce it, the share of finding 1's flagged images it holds, and why it is not
+    confident."""
+    first = findings[0].flagged if findings else None
+    out = []
+    for f in findings:
+        n = int(f.flagged.sum())
+        precision = float(y[f.flagged].mean()) if n else float("nan")
+        holds = float((f.flagged & first).sum() / max(int(first.sum()), 1))
+        why = "; ".join(r.split(" (")[0].split(":")[0] for r in f.confidence.reasons) or "confident"
+        out.append(f"    finding {f.id}: {n:4d} flagged, precision {precision:.2f}, structure "
+                   f"{f.candidate.structure:5.2f}, {f.confidence.reproducing:3d} reproducing, holds {holds:.2f} "
+                   f"of finding 1's: {why}")
+    return out
 
 
 def variant_table(title: str, variants: list[tuple[str, dict, dict]], families: list[Family], layers: int,
@@ -361,7 +382,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="4 families of each split, the last layer, 5%% and 20%%")
     ap.add_argument("--family", action="append", help="only families whose name contains this")
     ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=sorted(FRESH_BATCHES),
-                    help="only the fresh held-out families of batch 1 (tag, stamp), 2 (arrow, marks), 3 (ink, scanline), 4 (barcode, dust), 5 (tape, vignette), 6 (caption, glare), 7 (colorcard, bubbles), 8 (crosshair, fold), 9 (scalebar, mosaic), 10 (clip, grid) or 11 (jpeg, loop)")
+                    help="only the fresh held-out families of batch 1 (tag, stamp), 2 (arrow, marks), 3 (ink, scanline), 4 (barcode, dust), 5 (tape, vignette), 6 (caption, glare), 7 (colorcard, bubbles), 8 (crosshair, fold), 9 (scalebar, mosaic), 10 (clip, grid), 11 (jpeg, loop), 12 (hair, lens) or 13 (tiled, blur)")
     ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
@@ -372,6 +393,7 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)}); repeatable")
     ap.add_argument("--off", action="append", default=[], choices=PIECES, help="a scoring piece off; repeatable")
+    ap.add_argument("--findings", action="store_true", help="under each row, a line per finding")
     ap.add_argument("--steps", type=int, help="s-AMS steps (default: the scan's, 128)")
     ap.add_argument("--signals", type=int, help="s-AMS per neuron (default: the scan's, 4)")
     args = ap.parse_args()
@@ -402,7 +424,7 @@ def main() -> int:
         elif args.constants:
             constants(families, layers, fractions, args.images)
         else:
-            run(families, layers, fractions, args.images, args.flat, frozenset(args.off))
+            run(families, layers, fractions, args.images, args.flat, frozenset(args.off), args.findings)
     return 0
 
 

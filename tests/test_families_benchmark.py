@@ -61,3 +61,24 @@ def test_scoring_constants_are_set_where_they_are_read_and_put_back():
         assert (combine.STRUCTURE, combine.MIN_NEURONS) == (0, 1)
         assert thresholds.flag_threshold.__defaults__[-1] == 0.95  # a default bound at definition
     assert (combine.STRUCTURE, combine.MIN_NEURONS, thresholds.flag_threshold.__defaults__) == before
+
+
+def test_finding_lines_give_each_findings_precision_overlap_and_reasons():
+    from dora_clean.scoring import score_findings
+
+    rng = np.random.default_rng(4)
+    n = 1500
+    a, b = rng.random(n) < 0.1, rng.random(n) < 0.1  # two artifacts, each with eight detectors
+    classes = [f"c{k}" for k in rng.integers(0, 4, n)]
+    x = rng.normal(size=(n, 32))
+    x[:, 0:8] += 5.0 * a[:, None]
+    x[:, 8:16] += 5.0 * b[:, None]
+    _, found = score_findings(x, x, [0, 9], classes=classes)
+    assert len(found) >= 2
+    lines = families_benchmark.finding_lines(found, a.astype(int))
+    assert len(lines) == len(found)
+    first = found[0]
+    assert f"finding 1: {int(first.flagged.sum()):4d} flagged" in lines[0] and "holds 1.00 of finding 1's" in lines[0]
+    precisions = [float(line.split("precision ")[1].split(",")[0]) for line in lines]
+    assert max(precisions) > 0.95 and min(precisions) < 0.2  # one finding is a's, another b's (a tenth of b's carry a)
+    assert all(line.endswith("confident") == f.confident for line, f in zip(lines, found))
