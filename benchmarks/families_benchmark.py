@@ -77,7 +77,7 @@ from dora_clean.evaluate import auc
 from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_hash
 from dora_clean.scanning import list_images
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
-from dora_clean.scoring import PIECES
+from dora_clean.scoring import PIECES, Finding
 from dora_clean.scoring.classes import class_codes
 from dora_clean.scoring.stats import layer_pooled
 from families import DEV_2_FAMILIES, FAMILIES, FRESH_BATCHES, Family, default_layers, load_family_model, write_family_scan_set
@@ -261,11 +261,11 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
     return counts
 
 
-def finding_lines(findings: list, y: np.ndarray) -> list[str]:
+def finding_lines(findings: list[Finding], y: np.ndarray) -> list[str]:
     """A line per finding of a row: its flagged count and their precision, its split's structure, the
     neurons that reproduce it, the share of finding 1's flagged images it holds, and why it is not
     confident."""
-    first = findings[0].flagged if findings else None
+    first = findings[0].flagged if findings else np.zeros(len(y), dtype=bool)
     out = []
     for f in findings:
         n = int(f.flagged.sum())
