@@ -330,7 +330,7 @@ CONSTANTS: dict[str, tuple[tuple[str, str], tuple[float, float]]] = {
     "SKEWED_SEEDS": (("combine", "SKEWED_SEEDS"), (8, 32)),
     "BIMODAL_SEEDS": (("combine", "BIMODAL_SEEDS"), (8, 32)),
     "MIN_NEURONS": (("combine", "MIN_NEURONS"), (1, 8)),
-    "STRUCTURE": (("combine", "STRUCTURE"), (0.05, 0.2)),
+    "STRUCTURE": (("thresholds", "STRUCTURE"), (0.05, 0.2)),
     "SPLIT_AUC": (("thresholds", "flag_threshold:min_auc"), (0.95, 0.995)),
     "MIN_REPRODUCING": (("confidence", "MIN_REPRODUCING"), (6, 10)),
     "REPRODUCE_PRECISION": (("confidence", "reproducing_neurons:precision"), (0.8, 0.95)),

@@ -56,11 +56,11 @@ def test_a_component_finds_a_rare_artifact_spread_over_weak_neurons():
 def test_scoring_constants_are_set_where_they_are_read_and_put_back():
     from dora_clean.scoring import combine, thresholds
 
-    before = (combine.STRUCTURE, combine.MIN_NEURONS, thresholds.flag_threshold.__defaults__)
+    before = (thresholds.STRUCTURE, combine.MIN_NEURONS, thresholds.flag_threshold.__defaults__)
     with families_benchmark.scoring_constants({"STRUCTURE": 0, "MIN_NEURONS": 1, "SPLIT_AUC": 0.95}):
-        assert (combine.STRUCTURE, combine.MIN_NEURONS) == (0, 1)
+        assert (thresholds.STRUCTURE, combine.MIN_NEURONS) == (0, 1)
         assert thresholds.flag_threshold.__defaults__[-1] == 0.95  # a default bound at definition
-    assert (combine.STRUCTURE, combine.MIN_NEURONS, thresholds.flag_threshold.__defaults__) == before
+    assert (thresholds.STRUCTURE, combine.MIN_NEURONS, thresholds.flag_threshold.__defaults__) == before
 
 
 def test_finding_lines_give_each_findings_precision_overlap_and_reasons():

@@ -443,7 +443,7 @@ def test_a_rare_artifact_wins_over_a_bell_curve_split_at_its_middle(monkeypatch)
         s = artifact_scores(layer, layer, [0, 1, 2, 8], classes=classes)
         assert set(s.combined) == set(range(8, 14)) and auc(y, s.score) > 0.999
         assert (s.score > s.threshold).sum() <= 16 and s.ranked_by == "structure"  # the second contest chose it
-        monkeypatch.setattr("dora_clean.scoring.combine.STRUCTURE", 0.0)  # separation alone: the half split wins
+        monkeypatch.setattr("dora_clean.scoring.thresholds.STRUCTURE", 0.0)  # separation alone: the half split wins
         flat = artifact_scores(layer, layer, [0, 1, 2, 8], classes=classes)
         assert set(flat.combined) < set(range(8)) and auc(y, flat.score) < 0.7 and flat.ranked_by == "separation"
         monkeypatch.undo()

@@ -11,9 +11,10 @@ from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, ClassCentred, class_codes, cla
 from .recruiting import SELECT_ROWS, column_ranks, grow_seed
 from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
+from . import thresholds
 from .thresholds import RECRUIT_AUC, flag_threshold, separation, structure
 
-__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "PIECES", "SKEWED_SEEDS", "STRUCTURE", "ArtifactScores", "Candidate", "ScoringSettings",
+__all__ = ["BIMODAL_SEEDS", "MIN_NEURONS", "PIECES", "SKEWED_SEEDS", "ArtifactScores", "Candidate", "ScoringSettings",
            "artifact_scores"]
 
 
@@ -38,13 +39,6 @@ BIMODAL_SEEDS = 16
 #: several detectors that agree, while one neuron's clean split of the images is that neuron's alone. Chosen
 #: on the dev families (docs/benchmark.md, "Lone neurons out of the contest").
 MIN_NEURONS = 4
-
-
-#: Where the contest's winner stands less than this of the way from a bell curve's separation (at the share it
-#: flags) toward a perfect split (:attr:`Candidate.structure`), the candidates are ranked again by their own
-#: structure instead of their separation (0: never). Fixed before it was run
-#: (docs/benchmark.md, "Separation above a bell curve's").
-STRUCTURE = 0.1
 
 
 @dataclass(frozen=True)
@@ -147,7 +141,7 @@ class ArtifactScores:
         set_aside: the candidate of fewer than :data:`MIN_NEURONS` neurons that would have won on merit
             alone (None where the winner is that candidate).
         ranked_by: what the contest ranked the candidates by: "separation", or "structure" where the first
-            winner's split was no cleaner than a bell curve's (:data:`STRUCTURE`).
+            winner's split was no cleaner than a bell curve's (:data:`~.thresholds.STRUCTURE`).
     """
 
     per_neuron: np.ndarray
@@ -245,7 +239,7 @@ def artifact_scores(
     smaller group (an artifact is on a minority of a dataset); a score of
     fewer than :data:`MIN_NEURONS` neurons wins only where none of that many
     stands. Where the winner's split is no cleaner than a bell curve's at its
-    middle (its :attr:`Candidate.structure` below :data:`STRUCTURE`), the
+    middle (its :attr:`Candidate.structure` below :data:`~.thresholds.STRUCTURE`), the
     contest is run again on the candidates' structure instead of their
     separation. Each of the
     layer's :data:`SKEWED_SEEDS` most skewed neurons outside the seeds' winner
@@ -331,7 +325,7 @@ def artifact_scores(
     by_structure = False
     best, rest = contest(by_structure)
     # a bell curve's split: its separation says nothing the others' do not, so they are ranked by structure
-    if STRUCTURE > 0 and best.structure < STRUCTURE:
+    if thresholds.STRUCTURE > 0 and best.structure < thresholds.STRUCTURE:
         by_structure = True
         best, rest = contest(by_structure)
     # the lone neurons' score that merit alone would have chosen, where MIN_NEURONS set it aside

@@ -21,7 +21,7 @@ Every score splits a dataset in two, on a clean one too. A flagged set is
   are left for review.
 
 And at most half the images are flagged (an artifact is on a minority), and
-the split has structure: it stands at least :data:`~.combine.STRUCTURE` of
+the split has structure: it stands at least :data:`~.thresholds.STRUCTURE` of
 the way from a bell curve's split toward a perfect one
 (:func:`~.thresholds.structure`). The top of a feature many images share,
 with an artifact at its far end, is reproduced by the neurons that read the
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import combine
+from . import thresholds
 from .classes import has_classes
 from .recruiting import SELECT_ROWS
 from .stats import sample_rows
@@ -200,7 +200,7 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
         reasons.append("nothing is flagged")
     elif share > 0.5:
         reasons.append(f"{share:.0%} of the images are flagged (an artifact is on a minority)")
-    if share > 0 and structure is not None and structure < combine.STRUCTURE:
+    if share > 0 and structure is not None and structure < thresholds.STRUCTURE:
         reasons.append(f"the scores split no more cleanly than a bell curve's (structure {structure:.2f}): "
                        "the flagged images may be the top of a feature many images share, not a group")
     if share > 0 and reproducing < MIN_REPRODUCING:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RECRUIT_AUC", "REPRODUCING", "NESTED_SPLITS", "nested_thresholds", "flag_threshold", "flag_images", "separation",
-           "normal_separation", "structure"]
+__all__ = ["RECRUIT_AUC", "REPRODUCING", "NESTED_SPLITS", "STRUCTURE", "nested_thresholds", "flag_threshold",
+           "flag_images", "separation", "normal_separation", "structure"]
 
 
 #: How well (AUC) a neuron of the layer must reproduce the infected neurons' flagged
@@ -21,6 +21,14 @@ REPRODUCING = 5
 
 #: Otsu's split and at most this many levels of splits nested in it (:func:`nested_thresholds`).
 NESTED_SPLITS = 3
+
+
+#: A split stands clear of a bell curve's where its :func:`structure` reaches this. Below it, the contest's
+#: winner is no cleaner than a bell curve's split and the candidates are ranked again by their own structure
+#: instead of their separation (:func:`~.combine.artifact_scores`), and a finding is not confident
+#: (:func:`~.confidence.assess`); 0 turns both off. Fixed before it was run (docs/benchmark.md, "Separation
+#: above a bell curve's"; "Confident removal of a bell curve's top").
+STRUCTURE = 0.1
 
 
 def nested_thresholds(score: np.ndarray, levels: int = NESTED_SPLITS) -> list[float]:
