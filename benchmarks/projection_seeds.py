@@ -32,7 +32,7 @@ import numpy as np
 from dora_clean.evaluate import auc, precision_recall
 from dora_clean.scoring.classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda
 from dora_clean.scoring.combine import MIN_NEURONS
-from dora_clean.scoring.findings import SAME_IMAGES
+from dora_clean.scoring.findings import same_images
 from dora_clean.scoring.recruiting import column_ranks
 from dora_clean.scoring.stats import layer_pooled, robust_z, skewness
 from dora_clean.scoring.thresholds import flag_threshold, separation
@@ -45,14 +45,12 @@ def component_candidates(activations: np.ndarray, ranks: np.ndarray, codes: np.n
                          seed: int, stable: bool = False) -> list[tuple[float, np.ndarray, float]]:
     """The most skewed independent components of the layer as (merit, score, threshold), the class rule kept.
     ``stable``: only those whose flagged set a decomposition from another random state also flags
-    (they share :data:`~dora_clean.scoring.findings.SAME_IMAGES` of the larger set)."""
+    (each holds half of the other's images: :func:`~dora_clean.scoring.findings.same_images` both ways)."""
     out = _components(activations, ranks, codes, components, top, seed)
     if stable:
         again = [score > t for _, score, t in _components(activations, ranks, codes, components, top, seed + 1)]
-        def shared(a: np.ndarray, b: np.ndarray) -> bool:
-            return np.sum(a & b) >= SAME_IMAGES * max(np.sum(a), np.sum(b))
-
-        out = [c for c in out if any(shared(c[1] > c[2], other) for other in again)]
+        out = [c for c in out
+               if any(same_images(c[1] > c[2], other) and same_images(other, c[1] > c[2]) for other in again)]
     return out
 
 
