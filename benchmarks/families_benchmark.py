@@ -138,6 +138,13 @@ def probe_auc(y: np.ndarray, activations: np.ndarray, classes: list | None = Non
     return auc(y, score)
 
 
+def probe_features(case: Case, pooling: str) -> np.ndarray:
+    """The layer's activations a probe reads: one pooling's, or (``both``) each neuron's mean and peak."""
+    if pooling == "both":
+        return np.hstack([np.asarray(case.mean_act), np.asarray(case.max_act)])
+    return np.asarray(layer_pooled(case.mean_act, case.max_act, pooling))
+
+
 def in_reach(e: dict, probe: float) -> bool:
     """Whether the comb goal is within a linear read-out's reach: the best neuron or the probe reaches 0.95
     (where the best neuron does, the goal is within 0.01 of it)."""
@@ -214,10 +221,13 @@ def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
 
 
 def run(families: list[Family], layers: int, fractions: list[float], n_scan: int,
-        flat: bool = False, off: frozenset[str] = frozenset(), findings: bool = False) -> dict[tuple[str, str], dict[str, int]]:
+        flat: bool = False, off: frozenset[str] = frozenset(), findings: bool = False,
+        pooling: str = "mean", readings: str = "pooling") -> dict[tuple[str, str], dict[str, int]]:
     """Print one row per (family, layer, prevalence), then :func:`goal_table`; returns its counts.
     ``flat``: score as if the scan set were one flat folder (no class folders); ``off``: scoring pieces off;
-    ``findings``: under each row, a line per finding (:func:`finding_lines`)."""
+    ``findings``: under each row, a line per finding (:func:`finding_lines`); ``pooling``: the scan's;
+    ``readings``: ``both`` to read the layer's best (oracle, break-even, infected neurons, probe) from a
+    neuron's mean and its peak alike (:func:`~planted_benchmark.evaluate`)."""
     head = (f"{'family':<42} {'split':<8} {'layer':<10} {'prev':>4} {'rel':>4} {'oracle':>6} {'BE':>4} | {'inf':>5} "
             f"{'comb':>5} {'prec':>4} {'rec':>4} {'#flag':>5} {'rep':>3} {'assoc':>5} {'rm':>4} | {'iforest':>7} {'lof':>5} {'probe':>5} | goals missed")
     print(head)
@@ -232,10 +242,11 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                 case = prepare(family, layer, fraction, n_scan)
                 if flat:
                     case = dataclasses.replace(case, classes=[None] * len(case.y))
-                e = evaluate(case, off=off)
+                e = evaluate(case, pooling=pooling, off=off, readings=readings)
                 b = baselines(case, with_uniqueness=False)
                 miss = goals(e)
-                probe = probe_auc(case.y, layer_pooled(case.mean_act, case.max_act, "mean"), None if flat else case.classes)
+                probe = probe_auc(case.y, probe_features(case, pooling if readings == "pooling" else "both"),
+                                  None if flat else case.classes)
                 met = {g: g not in miss for g in GOALS} | {"all": not miss, "base": beats_baselines(e["combined_auc"], b),
                                                            "reach": in_reach(e, probe)}
                 for split in {family.split, batch_of.get(family.name, family.split)}:  # counted in its batch too
@@ -394,6 +405,10 @@ def main() -> int:
                     help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)}); repeatable")
     ap.add_argument("--off", action="append", default=[], choices=PIECES, help="a scoring piece off; repeatable")
     ap.add_argument("--findings", action="store_true", help="under each row, a line per finding")
+    ap.add_argument("--pooling", choices=["mean", "max"], default="mean", help="the scan's pooling")
+    ap.add_argument("--readings", choices=["pooling", "both"], default="pooling",
+                    help="read the layer's best neuron (and the infected set's, and the probe) from the scan's "
+                         "pooling, or from each neuron's mean and peak alike")
     ap.add_argument("--steps", type=int, help="s-AMS steps (default: the scan's, 128)")
     ap.add_argument("--signals", type=int, help="s-AMS per neuron (default: the scan's, 4)")
     args = ap.parse_args()
@@ -424,7 +439,8 @@ def main() -> int:
         elif args.constants:
             constants(families, layers, fractions, args.images)
         else:
-            run(families, layers, fractions, args.images, args.flat, frozenset(args.off), args.findings)
+            run(families, layers, fractions, args.images, args.flat, frozenset(args.off), args.findings,
+                args.pooling, args.readings)
     return 0
 
 

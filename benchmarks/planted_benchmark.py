@@ -45,7 +45,7 @@ from dora_clean.review import import_fiftyone
 from dora_clean.analysis.sams import SamsConfig, cache_root
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, layer_pooled, orientation, score_findings,
+    DEFAULT_AGREEMENT, POOLINGS, RECRUIT_AUC, ScoringSettings, layer_pooled, orientation, score_findings,
 )
 
 ARCHS = ("tiny_resnet", "tiny_cnn")
@@ -104,24 +104,29 @@ def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress:
 
 def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling: str = "mean",
              agreement: float = DEFAULT_AGREEMENT, recruit_auc: float | None = RECRUIT_AUC,
-             rows: np.ndarray | None = None, off: frozenset[str] = frozenset()) -> dict:
+             rows: np.ndarray | None = None, off: frozenset[str] = frozenset(), readings: str = "pooling") -> dict:
     """dora-clean's infected set and scores against the labels, and the oracle.
 
     A neuron counts as a detector in either direction (the artifact may
     silence it), for the oracle and for the infected neurons alike; the
     combined score orients its neurons without labels (``orientation``).
     ``rows``: score only these images (a dataset drawn from the scan set); ``off``: scoring pieces
-    switched off (``dora_clean.scoring.PIECES``).
+    switched off (``dora_clean.scoring.PIECES``); ``readings``: how a neuron's AUC is read for the oracle,
+    its break-even point and the infected set, ``pooling`` (as the scores are pooled) or ``both`` (the
+    better of its mean and its peak over the map).
     """
     a = case.analysis
     o = find_infected(a.distance, a.self_act, a.neurons, OutlierSettings(method, n_neighbors=n_neighbors),
                       representations=a.A.mean(dim=2).numpy(), with_atlas=False)
     rows = np.arange(len(case.y)) if rows is None else rows
     y, mean_act, max_act = case.y[rows], case.mean_act[rows], case.max_act[rows]
-    src = layer_pooled(mean_act, max_act, pooling)
-    raw = neuron_aucs(y, src)
-    two_way = np.maximum(raw, 1 - raw)
+    sources = [layer_pooled(mean_act, max_act, p) for p in ((pooling,) if readings == "pooling" else POOLINGS)]
+    raws = np.stack([neuron_aucs(y, src) for src in sources])  # [reading, neuron]
+    two_ways = np.maximum(raws, 1 - raws)
+    two_way = two_ways.max(axis=0)
     oracle = int(np.argmax(two_way))
+    reading = int(np.argmax(two_ways[:, oracle]))
+    src, raw = sources[reading], raws[reading]
     oracle_dir = 1 if raw[oracle] >= 0.5 else -1
     rank = {n: r + 1 for r, n in enumerate(np.argsort(-two_way))}
     inf = o.infected
@@ -130,7 +135,7 @@ def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling
                                       ScoringSettings(agreement, recruit_auc, frozenset(off)))
     scores = scores.following(findings[0].candidate, inf)
     orient, score = scores.orient, scores.score
-    used = [max(raw[n], 1 - raw[n]) for n in inf]  # either direction, as the oracle (not the winner's side)
+    used = [two_way[n] for n in inf]  # either direction and reading, as the oracle (not the winner's side)
     best = int(np.argmax(used)) if inf else None
     flagged = findings[0].flagged
     p, r = precision_recall(y, flagged)

@@ -1,0 +1,111 @@
+"""Mean or peak: a screen of how a neuron's map becomes an image score, on the families benchmark.
+
+Each row (family, layer, prevalence) is scored twice, with ``--pooling mean`` and with ``--pooling max``
+(dora-clean's scoring unchanged otherwise), and the goals are judged against the layer's best neuron read
+either way (``evaluate(..., readings="both")``). Besides each pooling alone, two label-free ways to choose
+one per scan are shown: the pooling whose first finding has the more :attr:`~Candidate.structure`, and the
+one whose first finding wins the seed contest against the other's (:meth:`~Candidate.beats`). Offline:
+the library does not choose (docs/benchmark.md, "Mean or peak").
+
+    python benchmarks/pooling_screen.py                     # dev, both layers, 2/10/40%
+    python benchmarks/pooling_screen.py --fraction 0.01 --fraction 0.005
+    python benchmarks/pooling_screen.py --clean             # models trained without any artifact
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from families import FAMILIES, FRESH_BATCHES, default_layers
+from families_benchmark import CLEAN_FAMILIES, prepare, prepare_clean
+from planted_benchmark import Case, evaluate
+
+#: A way to choose the pooling of one scan from its two scorings (each evaluate()'s dict): "mean" or "max".
+Choice = Callable[[dict, dict], str]
+
+
+def first(e: dict):
+    """The first finding's candidate."""
+    return e["findings"][0].candidate
+
+
+CHOICES: dict[str, Choice] = {
+    "mean": lambda m, x: "mean",
+    "max": lambda m, x: "max",
+    "more structure": lambda m, x: "max" if first(x).structure > first(m).structure else "mean",
+    "contest": lambda m, x: "max" if first(x).beats(first(m)) else "mean",
+}
+
+
+def misses(e: dict, oracle: float, break_even: float, n: int) -> set[str]:
+    """The goals a row misses (as ``families_benchmark.goals``, against the best of both readings), and
+    ``clean`` where more than 1% of the images are removed as confident (the clean-model goal)."""
+    out = set()
+    if e["combined_auc"] < max(0.95, oracle - 0.01) or e["combined_auc"] < e["best_inf_auc"] - 0.02:
+        out.add("comb")
+    if min(e["precision"], e["recall"]) < break_even - 0.05:
+        out.add("P/R")
+    if e["n_removed"] and e["removed_precision"] < 0.9:
+        out.add("export")
+    if e["n_removed"] > 0.01 * n:
+        out.add("clean")
+    return out
+
+
+def screen(cases: list[tuple[str, str, Case]], show: bool = False) -> dict[tuple[str, str], dict[str, int]]:
+    """Score each (name, layer kind, case) with both poolings; returns per (choice, layer kind) the rows
+    meeting each goal. ``show``: a line per row."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for name, kind, case in cases:
+        by = {p: evaluate(case, pooling=p, readings="both") for p in ("mean", "max")}
+        oracle, be = by["mean"]["oracle_auc"], by["mean"]["break_even"]  # both readings: the same for either
+        line = []
+        for choice, choose in CHOICES.items():
+            pooling = choose(by["mean"], by["max"])
+            e = by[pooling]
+            miss = misses(e, oracle, be, len(case.y))
+            c = counts.setdefault((choice, kind), dict.fromkeys(("rows", "comb", "P/R", "export", "clean", "max"), 0))
+            c["rows"] += 1
+            for goal in ("comb", "P/R", "export"):
+                c[goal] += goal not in miss
+            c["clean"] += "clean" not in miss
+            c["max"] += pooling == "max"
+            line.append(f"{choice} {pooling} {e['combined_auc']:.3f} {e['precision']:.2f}/{e['recall']:.2f} "
+                        f"rm {e['n_removed']} {','.join(sorted(miss - {'clean'})) or '-'}")
+        if show:
+            print(f"{name} | oracle {oracle:.3f} | " + " | ".join(line), flush=True)
+    return counts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--split", choices=["dev", "held-out", "all"], default="dev")
+    ap.add_argument("--fresh", type=int, choices=sorted(FRESH_BATCHES), help="a fresh batch's families instead")
+    ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
+    ap.add_argument("--layers", type=int, choices=[1, 2], default=2)
+    ap.add_argument("--clean", action="store_true", help="the clean models' rows (clean, and 10%% unlearned)")
+    ap.add_argument("--family", action="append", help="only families whose name contains this")
+    ap.add_argument("--rows", action="store_true", help="a line per row")
+    args = ap.parse_args()
+    if args.clean:
+        cases = [(f"{f.name} clean {x:g}", "clean", prepare_clean(f, x, 1000)) for f in CLEAN_FAMILIES
+                 for x in (0.0, 0.1)]
+    else:
+        batch = FAMILIES if args.fresh is None else FRESH_BATCHES[args.fresh]
+        families = [f for f in batch if args.split in ("all", f.split)
+                    and (not args.family or any(s in f.name for s in args.family))]
+        cases = [(f"{f.name} {layer} {x * 100:g}%", "last" if depth == 0 else "earlier", prepare(f, layer, x, 1000))
+                 for f in families for depth, layer in enumerate(default_layers(f.arch)[:args.layers])
+                 for x in args.fraction or [0.02, 0.1, 0.4]]
+    counts = screen(cases, args.rows)
+    print(f"\n{'pooling':<16} {'layer':<8} {'rows':>4} {'comb':>5} {'P/R':>5} {'export':>6} {'<=1%':>5} {'max':>4}")
+    for (choice, kind), c in counts.items():
+        print(f"{choice:<16} {kind:<8} {c['rows']:4d} {c['comb']:5d} {c['P/R']:5d} {c['export']:6d} {c['clean']:5d} {c['max']:4d}")
+    print("(goals against the layer's best neuron read from its mean or its peak; <=1%: rows removing at most "
+          "1% of the images as confident, the clean-model goal; max: rows where the choice took the peak)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
