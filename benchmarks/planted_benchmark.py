@@ -102,6 +102,18 @@ def prepare(arch: str, artifact: str, n_scan: int, config: SamsConfig, progress:
                 [e.label for e in res.entries], float(metrics["reliance"]))
 
 
+def layer_best(y: np.ndarray, mean_act: np.ndarray, max_act: np.ndarray, pooling: str = "mean",
+               readings: str = "pooling") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each neuron's AUC as a detector in either direction [C], read from ``pooling`` or (``readings`` both)
+    the better of its mean and its peak; and the activations [N, C] and raw AUCs [C] of the reading in
+    which the best neuron is best."""
+    sources = [layer_pooled(mean_act, max_act, p) for p in ((pooling,) if readings == "pooling" else POOLINGS)]
+    raws = np.stack([neuron_aucs(y, src) for src in sources])  # [reading, neuron]
+    two_ways = np.maximum(raws, 1 - raws)
+    reading = int(np.argmax(two_ways[:, int(np.argmax(two_ways.max(axis=0)))]))
+    return two_ways.max(axis=0), sources[reading], raws[reading]
+
+
 def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling: str = "mean",
              agreement: float = DEFAULT_AGREEMENT, recruit_auc: float | None = RECRUIT_AUC,
              rows: np.ndarray | None = None, off: frozenset[str] = frozenset(), readings: str = "pooling") -> dict:
@@ -120,13 +132,8 @@ def evaluate(case: Case, method: str = DEFAULT_METHOD, n_neighbors=None, pooling
                       representations=a.A.mean(dim=2).numpy(), with_atlas=False)
     rows = np.arange(len(case.y)) if rows is None else rows
     y, mean_act, max_act = case.y[rows], case.mean_act[rows], case.max_act[rows]
-    sources = [layer_pooled(mean_act, max_act, p) for p in ((pooling,) if readings == "pooling" else POOLINGS)]
-    raws = np.stack([neuron_aucs(y, src) for src in sources])  # [reading, neuron]
-    two_ways = np.maximum(raws, 1 - raws)
-    two_way = two_ways.max(axis=0)
+    two_way, src, raw = layer_best(y, mean_act, max_act, pooling, readings)
     oracle = int(np.argmax(two_way))
-    reading = int(np.argmax(two_ways[:, oracle]))
-    src, raw = sources[reading], raws[reading]
     oracle_dir = 1 if raw[oracle] >= 0.5 else -1
     rank = {n: r + 1 for r, n in enumerate(np.argsort(-two_way))}
     inf = o.infected

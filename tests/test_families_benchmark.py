@@ -1,5 +1,6 @@
-"""The benchmarks' own measures: the linear probe that says whether the comb goal is in reach, and the
-independent components tried as candidates."""
+"""The benchmarks' own measures: the linear probe that says whether the comb goal is in reach, the
+independent components tried as candidates, the layer's best read from a neuron's mean or peak, and the
+pooling screen."""
 import sys
 from pathlib import Path
 
@@ -82,3 +83,56 @@ def test_finding_lines_give_each_findings_precision_overlap_and_reasons():
     precisions = [float(line.split("precision ")[1].split(",")[0]) for line in lines]
     assert max(precisions) > 0.95 and min(precisions) < 0.2  # one finding is a's, another b's (a tenth of b's carry a)
     assert all(line.endswith("confident") == f.confident for line, f in zip(lines, found))
+
+
+def _small_artifact(seed: int = 5, n: int = 800, c: int = 8):
+    """A layer whose neuron 2 fires at one position on a 5% artifact: its peak sees it, its mean hardly."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.05).astype(int)
+    mean_act, max_act = rng.normal(size=(n, c)), rng.normal(size=(n, c))
+    mean_act[:, 2] += 0.2 * y
+    max_act[:, 2] += 4.0 * y
+    return y, mean_act, max_act
+
+
+def test_the_layers_best_is_read_from_a_neurons_peak_where_its_mean_dilutes_a_small_artifact():
+    import planted_benchmark
+
+    y, mean_act, max_act = _small_artifact()
+    by_mean, src, _ = planted_benchmark.layer_best(y, mean_act, max_act, "mean")
+    assert by_mean[2] < 0.8 and src is mean_act
+    both, src, raw = planted_benchmark.layer_best(y, mean_act, max_act, "mean", readings="both")
+    assert int(np.argmax(both)) == 2 and both[2] > 0.99 and src is max_act and raw[2] > 0.99
+    assert np.all(both >= by_mean)  # the better reading of each neuron
+    _, src, _ = planted_benchmark.layer_best(y, -max_act, mean_act, "mean", readings="both")
+    assert src is not mean_act  # the peak silenced counts too (either direction)
+
+
+def test_probe_features_hold_both_readings():
+    y, mean_act, max_act = _small_artifact()
+    case = type("Case", (), {"mean_act": mean_act, "max_act": max_act})()
+    assert families_benchmark.probe_features(case, "mean") is not None
+    assert families_benchmark.probe_features(case, "both").shape == (len(y), 2 * mean_act.shape[1])
+    assert np.array_equal(families_benchmark.probe_features(case, "max"), max_act)
+
+
+def test_pooling_screen_judges_each_choice_against_the_same_goals():
+    import pooling_screen
+    from types import SimpleNamespace
+
+    def scored(structure: float, comb: float, removed: int, removed_precision: float, flagged: slice) -> dict:
+        candidate = SimpleNamespace(structure=structure, beats=lambda other: structure > other.structure)
+        flags = np.zeros(1000, dtype=bool)
+        flags[flagged] = True
+        return {"findings": [SimpleNamespace(candidate=candidate, flagged=flags)], "combined_auc": comb,
+                "best_inf_auc": comb, "precision": 0.9, "recall": 0.9, "n_removed": removed,
+                "removed_precision": removed_precision}
+
+    mean, peak = scored(0.1, 0.80, 0, 0.0, slice(0, 300)), scored(0.5, 0.99, 100, 0.88, slice(900, 1000))
+    assert {name: choose(mean, peak) for name, choose in pooling_screen.CHOICES.items()} == {
+        "mean": "mean", "max": "max", "more structure": "max", "contest": "max", "new split": "max"}
+    again = scored(0.5, 0.99, 100, 0.88, slice(0, 200))  # the peak flags two thirds of the mean's images
+    assert pooling_screen.CHOICES["new split"](mean, again) == "mean"
+    assert pooling_screen.misses(mean, 0.99, 0.95, 1000) == {"comb"}
+    assert pooling_screen.misses(mean, 0.99, 0.97, 1000) == {"comb", "P/R"}  # 0.9 against 0.97 - 0.05
+    assert pooling_screen.misses(peak, 0.99, 0.95, 1000) == {"export", "clean"}  # 10% removed at 0.88
