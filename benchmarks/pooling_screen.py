@@ -5,7 +5,8 @@ Each row (family, layer, prevalence) is scored twice, with ``--pooling mean`` an
 either way (``evaluate(..., readings="both")``). Besides each pooling alone, two label-free ways to choose
 one per scan are shown: the pooling whose first finding has the more :attr:`~Candidate.structure`, the
 one whose first finding wins the seed contest against the other's (:meth:`~Candidate.beats`), and the
-first with the peak taken only where its first finding is not the mean's again (``new split``). Offline:
+first with the peak taken only where its first finding is not the mean's again (``new split``) or where
+its structure passes the mean's by :data:`~thresholds.STRUCTURE` (``peak by the bar``). Offline:
 the library does not choose (docs/benchmark.md, "Mean or peak").
 
     python benchmarks/pooling_screen.py                     # dev, both layers, 2/10/40%
@@ -18,7 +19,7 @@ import argparse
 import sys
 from typing import Callable
 
-from dora_clean.scoring import same_images
+from dora_clean.scoring import same_images, thresholds
 from families import FAMILIES, FRESH_BATCHES, default_layers
 from families_benchmark import CLEAN_FAMILIES, prepare, prepare_clean
 from planted_benchmark import Case, evaluate
@@ -37,6 +38,8 @@ CHOICES: dict[str, Choice] = {
     "max": lambda m, x: "max",
     "more structure": lambda m, x: "max" if first(x).structure > first(m).structure else "mean",
     "contest": lambda m, x: "max" if first(x).beats(first(m)) else "mean",
+    # the peak only where its first finding's structure passes the mean's by the structure bar itself
+    "peak by the bar": lambda m, x: "max" if first(x).structure >= first(m).structure + thresholds.STRUCTURE else "mean",
     # the peak only where it splits off other images than the mean's first finding (findings.same_images)
     "new split": lambda m, x: ("max" if first(x).structure > first(m).structure
                                and not same_images(x["findings"][0].flagged, m["findings"][0].flagged) else "mean"),

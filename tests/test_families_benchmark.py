@@ -130,7 +130,9 @@ def test_pooling_screen_judges_each_choice_against_the_same_goals():
 
     mean, peak = scored(0.1, 0.80, 0, 0.0, slice(0, 300)), scored(0.5, 0.99, 100, 0.88, slice(900, 1000))
     assert {name: choose(mean, peak) for name, choose in pooling_screen.CHOICES.items()} == {
-        "mean": "mean", "max": "max", "more structure": "max", "contest": "max", "new split": "max"}
+        "mean": "mean", "max": "max", "more structure": "max", "contest": "max", "peak by the bar": "max",
+        "new split": "max"}
+    assert pooling_screen.CHOICES["peak by the bar"](mean, scored(0.15, 0.99, 0, 0.0, slice(900, 1000))) == "mean"
     again = scored(0.5, 0.99, 100, 0.88, slice(0, 200))  # the peak flags two thirds of the mean's images
     assert pooling_screen.CHOICES["new split"](mean, again) == "mean"
     assert pooling_screen.misses(mean, 0.99, 0.95, 1000) == {"comb"}
