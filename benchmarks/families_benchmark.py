@@ -114,6 +114,10 @@ def beats_baselines(combined_auc: float, b: dict) -> bool:
 
 GOALS = ("inf", "comb", "P/R", "export")
 
+#: How every row is scored and judged (``evaluate``'s keywords): the scan's pooling, and the layer's best
+#: read from each neuron's mean and peak alike (``--pooling``, ``--readings``).
+SCORING = {"pooling": "auto", "readings": "both"}
+
 
 def probe_auc(y: np.ndarray, activations: np.ndarray, classes: list | None = None, folds: int = 5) -> float:
     """The AUC of a logistic regression on the layer's standardised activations, trained with the labels:
@@ -204,7 +208,7 @@ def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
         layer = default_layers(family.arch)[0]
         for fraction in (0.0, 0.1):
             case = prepare_clean(family, fraction, n_scan)
-            e = evaluate(case)
+            e = evaluate(case, **SCORING)
             c = e["confidence"]
             confident = e["n_removed"]
             ok = confident <= 0.01 * len(case.y)
@@ -221,13 +225,10 @@ def run_clean(families: list[Family], n_scan: int) -> dict[str, list[int]]:
 
 
 def run(families: list[Family], layers: int, fractions: list[float], n_scan: int,
-        flat: bool = False, off: frozenset[str] = frozenset(), findings: bool = False,
-        pooling: str = "mean", readings: str = "pooling") -> dict[tuple[str, str], dict[str, int]]:
+        flat: bool = False, off: frozenset[str] = frozenset(), findings: bool = False) -> dict[tuple[str, str], dict[str, int]]:
     """Print one row per (family, layer, prevalence), then :func:`goal_table`; returns its counts.
     ``flat``: score as if the scan set were one flat folder (no class folders); ``off``: scoring pieces off;
-    ``findings``: under each row, a line per finding (:func:`finding_lines`); ``pooling``: the scan's;
-    ``readings``: ``both`` to read the layer's best (oracle, break-even, infected neurons, probe) from a
-    neuron's mean and its peak alike (:func:`~planted_benchmark.evaluate`)."""
+    ``findings``: under each row, a line per finding (:func:`finding_lines`)."""
     head = (f"{'family':<42} {'split':<8} {'layer':<10} {'prev':>4} {'rel':>4} {'oracle':>6} {'BE':>4} | {'inf':>5} "
             f"{'comb':>5} {'prec':>4} {'rec':>4} {'#flag':>5} {'rep':>3} {'assoc':>5} {'rm':>4} | {'iforest':>7} {'lof':>5} {'probe':>5} | goals missed")
     print(head)
@@ -242,11 +243,11 @@ def run(families: list[Family], layers: int, fractions: list[float], n_scan: int
                 case = prepare(family, layer, fraction, n_scan)
                 if flat:
                     case = dataclasses.replace(case, classes=[None] * len(case.y))
-                e = evaluate(case, pooling=pooling, off=off, readings=readings)
+                e = evaluate(case, **SCORING, off=off)
                 b = baselines(case, with_uniqueness=False)
                 miss = goals(e)
-                probe = probe_auc(case.y, probe_features(case, pooling if readings == "pooling" else "both"),
-                                  None if flat else case.classes)
+                probe = probe_auc(case.y, probe_features(case, "both" if SCORING["readings"] == "both"
+                                                         else SCORING["pooling"]), None if flat else case.classes)
                 met = {g: g not in miss for g in GOALS} | {"all": not miss, "base": beats_baselines(e["combined_auc"], b),
                                                            "reach": in_reach(e, probe)}
                 for split in {family.split, batch_of.get(family.name, family.split)}:  # counted in its batch too
@@ -307,12 +308,12 @@ def variant_table(title: str, variants: list[tuple[str, dict, dict]], families: 
                 tally = np.zeros(4, dtype=int)
                 rows = [c for f, c in cases if f.split == split]
                 for case in rows:
-                    miss = goals(evaluate(case, **kw))
+                    miss = goals(evaluate(case, **(SCORING | kw)))
                     tally += [not {"comb"} & set(miss), "P/R" not in miss, "export" not in miss, not miss]
                 bad = 0
                 for f, case in clean:
                     if f.split == split:
-                        e = evaluate(case, **kw)
+                        e = evaluate(case, **(SCORING | kw))
                         bad += e["n_removed"] > 0.01 * len(case.y)
                 cells.append(f"{' '.join(f'{t:>3}' for t in tally)} of {len(rows):<3} {bad:>5}")
         print(f"{name:<46} " + " ".join(f"{c:>36}" for c in cells), flush=True)
@@ -405,13 +406,15 @@ def main() -> int:
                     help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)}); repeatable")
     ap.add_argument("--off", action="append", default=[], choices=PIECES, help="a scoring piece off; repeatable")
     ap.add_argument("--findings", action="store_true", help="under each row, a line per finding")
-    ap.add_argument("--pooling", choices=["mean", "max"], default="mean", help="the scan's pooling")
-    ap.add_argument("--readings", choices=["pooling", "both"], default="pooling",
-                    help="read the layer's best neuron (and the infected set's, and the probe) from the scan's "
-                         "pooling, or from each neuron's mean and peak alike")
+    ap.add_argument("--pooling", choices=["auto", "mean", "max"], default="auto", help="the scan's pooling")
+    ap.add_argument("--readings", choices=["pooling", "both"], default="both",
+                    help="read the layer's best neuron (and the infected set's, and the probe) from each neuron's "
+                         "mean and peak alike (both), or from the scan's pooling alone (the tables before 2 Dec "
+                         "2026, with --pooling mean)")
     ap.add_argument("--steps", type=int, help="s-AMS steps (default: the scan's, 128)")
     ap.add_argument("--signals", type=int, help="s-AMS per neuron (default: the scan's, 4)")
     args = ap.parse_args()
+    SCORING.update(pooling=args.pooling, readings=args.readings)
     global SAMS
     SAMS = dataclasses.replace(SAMS, **{k: v for k, v in (("steps", args.steps), ("n_signals", args.signals)) if v})
     changed = {}
@@ -439,8 +442,7 @@ def main() -> int:
         elif args.constants:
             constants(families, layers, fractions, args.images)
         else:
-            run(families, layers, fractions, args.images, args.flat, frozenset(args.off), args.findings,
-                args.pooling, args.readings)
+            run(families, layers, fractions, args.images, args.flat, frozenset(args.off), args.findings)
     return 0
 
 

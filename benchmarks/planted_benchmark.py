@@ -107,7 +107,8 @@ def layer_best(y: np.ndarray, mean_act: np.ndarray, max_act: np.ndarray, pooling
     """Each neuron's AUC as a detector in either direction [C], read from ``pooling`` or (``readings`` both)
     the better of its mean and its peak; and the activations [N, C] and raw AUCs [C] of the reading in
     which the best neuron is best."""
-    sources = [layer_pooled(mean_act, max_act, p) for p in ((pooling,) if readings == "pooling" else POOLINGS)]
+    one = readings == "pooling" and pooling != "auto"  # auto reads both
+    sources = [layer_pooled(mean_act, max_act, p) for p in ((pooling,) if one else POOLINGS)]
     raws = np.stack([neuron_aucs(y, src) for src in sources])  # [reading, neuron]
     two_ways = np.maximum(raws, 1 - raws)
     reading = int(np.argmax(two_ways[:, int(np.argmax(two_ways.max(axis=0)))]))

@@ -36,7 +36,7 @@ from .scoring import (
 
 __all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
 
-DEFAULT_POOLING = "mean"
+DEFAULT_POOLING = "auto"
 
 
 @dataclass
@@ -67,7 +67,8 @@ class ScanSettings:
     representation: str = "standardised"
     n_infected: int | None = None
     n_neighbors: int | None = None
-    pooling: str = DEFAULT_POOLING  # mean or max of the map (a transformer's: its patch tokens), or cls
+    pooling: str = DEFAULT_POOLING  # mean or max of the map (a transformer's: its patch tokens), auto (the
+    # mean, or the max where it splits the images more cleanly: scoring.peak_reads_better), or cls
     prefix_tokens: int | None = None  # class + register tokens of a transformer layer (None: read from the model)
     flag_top: int | None = None
     threshold: float | None = None
@@ -160,8 +161,8 @@ def scan_dataset(
 def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
     clock = _Clock(log)
     out = Path(s.out) if s.out else default_run_dir(dataset)
-    if s.pooling not in ("mean", "max", "cls"):
-        raise DoraError(f"unknown pooling {s.pooling!r}: use mean, max or cls")
+    if s.pooling not in ("auto", "mean", "max", "cls"):
+        raise DoraError(f"unknown pooling {s.pooling!r}: use auto, mean, max or cls")
 
     with clock.stage("listing images"):
         entries, listed_skipped, layout = list_images(dataset, only=s.files)
@@ -241,6 +242,10 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
         scores, findings = score_findings(
             result.mean_act, result.max_act, infected, s.pooling, classes,
             ScoringSettings(s.agreement, RECRUIT_AUC if s.recruit else None), s.threshold, s.flag_top)
+        if s.pooling == "auto":
+            log("pooling: each neuron's peak over its map (max), whose split stands clearly further from a bell "
+                "curve's than the mean's" if scores.pooling == "max" else "pooling: each neuron's mean over its map")
+            s = dataclasses.replace(s, pooling=scores.pooling)  # as scored: the summary and detector.json say which
         src = layer_pooled(result.mean_act, result.max_act, s.pooling)
         scores = scores.following(findings[0].candidate, infected)  # the old keys describe the first finding
         threshold = s.threshold if s.threshold is not None else (None if s.flag_top else findings[0].threshold)

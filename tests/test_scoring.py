@@ -463,3 +463,39 @@ def test_the_layer_seeds_keep_their_places_and_add_the_winners_own_neurons():
     assert all(sign == 1 for _, sign in _most_skewed(x, 3, winner={}))  # each in the direction of its tail
     bimodal = [c for c, _ in _most_bimodal(x, 2, winner={5: 1}, taken={4})]
     assert 4 not in bimodal and len([c for c in bimodal if c != 5]) == 2  # a skewed seed is not seeded twice
+
+
+def _small_mark(seed: int = 7, n: int = 2000, c: int = 32):
+    """A layer read two ways: twelve neurons whose peak fires on a small mark on 5% of the images, which their
+    mean over the map barely moves; the rest noise, read alike either way."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.05
+    classes = [f"c{k}" for k in rng.integers(0, 4, n)]
+    mean_act, max_act = rng.normal(size=(n, c)), rng.normal(size=(n, c))
+    mean_act[:, :12] += 0.3 * y[:, None]
+    max_act[:, :12] += 6.0 * y[:, None]
+    return y, mean_act, max_act, classes
+
+
+def test_auto_pooling_takes_the_peak_where_the_mean_dilutes_a_small_mark():
+    from dora_clean.scoring import peak_reads_better, score_findings
+
+    y, mean_act, max_act, classes = _small_mark()
+    by_mean, mean_found = score_findings(mean_act, max_act, [0, 1, 2], "mean", classes)
+    by_peak, peak_found = score_findings(mean_act, max_act, [0, 1, 2], "max", classes)
+    assert auc(y, by_peak.score) > 0.99 > auc(y, by_mean.score) + 0.1
+    assert peak_reads_better(mean_found[0], peak_found[0])
+    scores, found = score_findings(mean_act, max_act, [0, 1, 2], "auto", classes)
+    assert scores.pooling == "max" and np.array_equal(found[0].flagged, peak_found[0].flagged)
+    assert found[0].confident and found[0].flagged[y].mean() > 0.95
+
+
+def test_auto_pooling_keeps_the_mean_where_the_peak_splits_no_more_cleanly():
+    from dora_clean.scoring import score_findings
+
+    y, mean_act, max_act, classes = _small_mark(8)
+    mean_act[:, :12] += 5.7 * y[:, None]  # a mark the mean reads as well as the peak
+    scores, found = score_findings(mean_act, max_act, [0, 1, 2], "auto", classes)
+    assert scores.pooling == "mean" and auc(y, scores.score) > 0.99
+    one_position = score_findings(mean_act, mean_act.copy(), [0, 1, 2], "auto", classes)[0]  # a class token's map
+    assert one_position.pooling == "mean"

@@ -142,6 +142,7 @@ class ArtifactScores:
             alone (None where the winner is that candidate).
         ranked_by: what the contest ranked the candidates by: "separation", or "structure" where the first
             winner's split was no cleaner than a bell curve's (:data:`~.thresholds.STRUCTURE`).
+        pooling: how each neuron's map became the activations scored: "mean" or "max" (its peak).
     """
 
     per_neuron: np.ndarray
@@ -159,6 +160,7 @@ class ArtifactScores:
     class_names: list[str] | None = None
     set_aside: Candidate | None = None
     ranked_by: str = "separation"
+    pooling: str = "mean"
 
     def following(self, candidate: Candidate, infected: Sequence[int]) -> "ArtifactScores":
         """These scores with ``candidate`` as the combined score (``infected``: the infected neurons, in
@@ -169,7 +171,7 @@ class ArtifactScores:
                               candidate.separation, self.class_content,
                               None if self.class_lambda is None else round(candidate.class_lambda, 4),
                               candidate.threshold, self.candidates, own, self.class_centres, self.class_names,
-                              self.set_aside, self.ranked_by)
+                              self.set_aside, self.ranked_by, self.pooling)
 
 
 def _down_to(order: Sequence[int], k: int, outside: Collection[int], skip: Collection[int] = ()) -> list[int]:
@@ -341,4 +343,4 @@ def artifact_scores(
                           class_content, round(winner.class_lambda, 4) if by_class else None, winner.threshold,
                           candidates, own, layer.centres if centred else None,
                           class_names(classes) if centred else None, set_aside,
-                          "structure" if by_structure else "separation").following(winner, infected)
+                          "structure" if by_structure else "separation", pooling).following(winner, infected)

@@ -30,9 +30,11 @@ from .combine import ArtifactScores, Candidate, ScoringSettings, artifact_scores
 from .classes import ClassCentred, class_codes, class_names, has_classes
 from .confidence import CLASS_ASSOCIATION, Confidence, assess, class_association
 from .stats import finding_score, layer_pooled, robust_scale
+from . import thresholds
 from .thresholds import structure
 
-__all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "same_images", "score_findings"]
+__all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "peak_reads_better", "same_images",
+           "score_findings"]
 
 #: A scan reports at most this many findings.
 MAX_FINDINGS = 5
@@ -161,6 +163,14 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
     return out
 
 
+def peak_reads_better(mean: Finding, peak: Finding) -> bool:
+    """Whether the first finding read from each neuron's peak splits the images clearly further from a bell
+    curve than the one read from its mean: its structure passes the mean's by :data:`~.thresholds.STRUCTURE`.
+    A small artifact moves a few positions of a large map, which the mean dilutes; where both readings see
+    it, the mean stays (the peak also catches a few clean images that look like the artifact somewhere)."""
+    return peak.candidate.structure >= mean.candidate.structure + thresholds.STRUCTURE
+
+
 def score_findings(
     mean_act: np.ndarray,
     max_act: np.ndarray,
@@ -184,7 +194,16 @@ def score_findings(
     classes explain is gone and an artifact spread over them still moves its detectors within each. Where
     the first answer is not class content, it stands: centring everywhere split clean images into halves
     at a rare artifact's expense (docs/benchmark.md, "Class-centred activations").
+
+    ``pooling`` "auto": the layer is scored from each neuron's mean over its map and again from its peak,
+    and the peak's answer is the scan's where :func:`peak_reads_better` (``scores.pooling`` says which).
     """
+    if pooling == "auto":
+        mean = score_findings(mean_act, max_act, infected, "mean", classes, settings, threshold, top)
+        if np.array_equal(mean_act[:256], max_act[:256]):  # maps of one position (a class token): one reading
+            return mean
+        peak = score_findings(mean_act, max_act, infected, "max", classes, settings, threshold, top)
+        return peak if peak_reads_better(mean[1][0], peak[1][0]) else mean
     src = layer_pooled(mean_act, max_act, pooling)
     codes = None if classes is None else class_codes(classes)
     names = None if classes is None else class_names(classes)
