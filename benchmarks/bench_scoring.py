@@ -10,7 +10,11 @@ Each row runs in a fresh process and prints its seconds and peak RSS:
   layer's own seeds (skewed and bimodal), and the winner's confidence (``assess``);
 - ``skewed``: ``artifact_scores`` with the skewed seeds only, then ``find_findings``
   (every distinct candidate judged): the findings before the bimodal seeds;
-- ``findings``: the same with the skewed and the bimodal seeds (today's scan).
+- ``findings``: the same with the skewed and the bimodal seeds;
+- ``scan, mean``: what a scan runs with ``--pooling mean`` (``score_findings``: the findings, and again
+  centred within the class folders where the first answer goes with them);
+- ``scan, auto``: the scan's default, ``--pooling auto``: the same on each neuron's mean and on its peak
+  (a second array of the same size), and the choice between them.
 
     python benchmarks/bench_scoring.py                       # 100,000 x 1,024 (a few minutes on 2 cores)
     python benchmarks/bench_scoring.py --images 20000 --neurons 256
@@ -29,15 +33,17 @@ from pathlib import Path
 import numpy as np
 
 
-def make_layer(path: Path, n: int, c: int) -> tuple[list[int], list[str]]:
-    """Write the activations to ``path`` (.npy); returns the infected neurons and the classes."""
+def make_layer(path: Path, n: int, c: int, seed: int = 0) -> tuple[list[int], list[str]]:
+    """Write the activations to ``path`` (.npy); returns the infected neurons and the classes (the same
+    for every ``seed``: it draws the noise)."""
     rng = np.random.default_rng(0)
+    noise = np.random.default_rng(seed)
     acts = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, c))
     a, b = rng.random(n) < 0.1, rng.random(n) < 0.1
     cls = rng.integers(0, 4, n)
     for start in range(0, n, 10_000):
         rows = slice(start, min(n, start + 10_000))
-        block = rng.normal(size=(rows.stop - rows.start, c)).astype(np.float32)
+        block = noise.normal(size=(rows.stop - rows.start, c)).astype(np.float32)
         block[:, 0:8] += 5.0 * a[rows, None]
         block[:, 8:16] += 5.0 * b[rows, None]
         block[:, 16:20] += 3.0 * (cls[rows, None] == np.arange(4))
@@ -48,11 +54,14 @@ def make_layer(path: Path, n: int, c: int) -> tuple[list[int], list[str]]:
 
 
 def one(path: str, infected: list[int], classes: list[str], variant: str) -> dict:
-    from dora_clean.scoring import ScoringSettings, artifact_scores, assess, class_codes, find_findings
+    from dora_clean.scoring import ScoringSettings, artifact_scores, assess, class_codes, find_findings, score_findings
 
     acts = np.load(path, mmap_mode="r")
+    peaks = np.load(str(Path(path).with_name("peaks.npy")), mmap_mode="r")
     t = time.perf_counter()
-    if variant == "combined":
+    if variant.startswith("scan"):
+        n_findings = len(score_findings(acts, peaks, infected, variant.split(", ")[1], classes)[1])
+    elif variant == "combined":
         s = artifact_scores(acts, acts, infected, classes=classes,
                             settings=ScoringSettings(off=frozenset({"skewed", "bimodal"})))
         assess(acts, s.score > s.threshold, class_codes(classes))
@@ -79,11 +88,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dora-bench-scoring-") as tmp:
         path, meta = Path(tmp) / "acts.npy", Path(tmp) / "meta.json"
         infected, classes = make_layer(path, args.images, args.neurons)
+        make_layer(Path(tmp) / "peaks.npy", args.images, args.neurons, seed=1)  # the peaks: other noise
         meta.write_text(json.dumps({"infected": infected, "classes": classes}))
         print(f"{args.images:,} images x {args.neurons:,} neurons, {len(infected)} infected, 4 classes")
         print("| scoring | findings | seconds | peak RSS (MB) |")
         print("| --- | ---: | ---: | ---: |")
-        for variant in ("combined", "skewed", "findings"):
+        for variant in ("combined", "skewed", "findings", "scan, mean", "scan, auto"):
             r = subprocess.run([sys.executable, __file__, "--one", str(path), str(meta), variant],
                                capture_output=True, text=True)
             if r.returncode:

@@ -114,9 +114,9 @@ def beats_baselines(combined_auc: float, b: dict) -> bool:
 
 GOALS = ("inf", "comb", "P/R", "export")
 
-#: How every row is scored and judged (``evaluate``'s keywords): the scan's pooling, and the layer's best
-#: read from each neuron's mean and peak alike (``--pooling``, ``--readings``).
-SCORING = {"pooling": "auto", "readings": "both"}
+#: How every row is scored and judged (``evaluate``'s keywords): the scan's pooling (its default), and the
+#: layer's best read from each neuron's mean and peak alike (``--pooling``, ``--readings``).
+SCORING = {"pooling": "mean", "readings": "both"}
 
 
 def probe_auc(y: np.ndarray, activations: np.ndarray, classes: list | None = None, folds: int = 5) -> float:
@@ -406,7 +406,7 @@ def main() -> int:
                     help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)}); repeatable")
     ap.add_argument("--off", action="append", default=[], choices=PIECES, help="a scoring piece off; repeatable")
     ap.add_argument("--findings", action="store_true", help="under each row, a line per finding")
-    ap.add_argument("--pooling", choices=["auto", "mean", "max"], default="auto", help="the scan's pooling")
+    ap.add_argument("--pooling", choices=["auto", "mean", "max"], default="mean", help="the scan's pooling")
     ap.add_argument("--readings", choices=["pooling", "both"], default="both",
                     help="read the layer's best neuron (and the infected set's, and the probe) from each neuron's "
                          "mean and peak alike (both), or from the scan's pooling alone (the tables before 2 Dec "

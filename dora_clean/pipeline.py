@@ -36,7 +36,7 @@ from .scoring import (
 
 __all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
 
-DEFAULT_POOLING = "auto"
+DEFAULT_POOLING = "mean"
 
 
 @dataclass
@@ -68,7 +68,7 @@ class ScanSettings:
     n_infected: int | None = None
     n_neighbors: int | None = None
     pooling: str = DEFAULT_POOLING  # mean or max of the map (a transformer's: its patch tokens), auto (the
-    # mean, or the max where it splits the images more cleanly: scoring.peak_reads_better), or cls
+    # mean, or the max where it splits the images clearly more cleanly: scoring.peak_reads_better), or cls
     prefix_tokens: int | None = None  # class + register tokens of a transformer layer (None: read from the model)
     flag_top: int | None = None
     threshold: float | None = None

@@ -317,3 +317,20 @@ def test_a_run_directory_applied_to_new_images_through_the_command(scanned, new_
     assert len(scores.filepaths) == 12 and scores.finding_ids == RunDir(scanned).read_scores().finding_ids
     assert all(np.isfinite(v).all() for v in scores.findings.values())
     assert f"results: {out}" in r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pooling", ["max", "auto"])
+def test_a_scan_by_peak_or_by_choice_records_its_reading_and_apply_reads_the_same(tiny, data, tmp_path, pooling):
+    from dora_clean.analysis.sams import SamsConfig
+    from dora_clean.pipeline import ScanSettings, scan_dataset
+
+    run = tmp_path / "run"
+    scan_dataset(data, ScanSettings(model=tiny, layer="3", image_size=SIZE, out=str(run), workers=0, pooling=pooling,
+                                    sams=SamsConfig(n_signals=2, steps=16, size=SIZE), fiftyone=False, progress=False))
+    summary = json.loads((run / "summary.json").read_text())
+    detector = json.loads((run / "detector.json").read_text())
+    assert summary["pooling"] == detector["pooling"] and summary["pooling"] in ({"max"} if pooling == "max"
+                                                                               else {"mean", "max"})
+    apply(run, data, tmp_path / "applied")
+    _same_flags(run, tmp_path / "applied")
