@@ -64,7 +64,8 @@ except ImportError:
 __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DEV_2_FAMILIES", "FRESH_FAMILIES",
            "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
            "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
-           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_BATCHES", "SPLIT", "TWO_ARTIFACT_FAMILIES", "Family",
+           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_BATCHES", "FRESH_TWO_ARTIFACT_FAMILIES", "SPLIT",
+           "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
            "load_family_model", "load_two_artifact_model", "shortcut_training_arrays", "two_artifact_training_arrays",
            "write_family_scan_set", "write_two_artifact_scan_set"]
@@ -826,6 +827,16 @@ TWO_ARTIFACT_FAMILIES: tuple[TwoArtifactFamily, ...] = (
     TwoArtifactFamily("flat", "textures", ("patch", "sticker"), "tiny_cnn"),
     TwoArtifactFamily("photo", "shapes", ("ruler", "logo"), "tiny_resnet"),  # held out
     TwoArtifactFamily("texture", "digits", ("logo", "sticker"), "tiny_mobilenet"),  # held out
+)
+
+#: Fresh held-out two-artifact families (``findings_benchmark.py --fresh``), added on 2 Dec 2026 before any of
+#: them was scanned, for the check of ``--pooling auto`` that docs/benchmark.md ("Mean or peak") sets out:
+#: small marks in places that do not collide (top-left and bottom-right; near the middle and bottom-left; the
+#: top edge and a bar along the bottom).
+FRESH_TWO_ARTIFACT_FAMILIES: tuple[TwoArtifactFamily, ...] = (
+    TwoArtifactFamily("flat", "shapes", ("timestamp", "barcode"), "tiny_cnn"),
+    TwoArtifactFamily("photo", "textures", ("crosshair", "sticker"), "tiny_resnet"),
+    TwoArtifactFamily("texture", "digits", ("tag", "caption"), "tiny_mobilenet"),
 )
 
 

@@ -16,8 +16,12 @@ artifact spread over all classes at each prevalence (cached), and one row per
   confident findings: ``dora_clean.scoring.findings``) has precision >= 0.9,
   or nothing is removed without review.
 
-Each row also gives ``probe``: a linear read-out of the whole layer trained with
-the labels (:func:`probe_auc`, out of fold). The combined score is a linear
+The layer's best neuron (and each infected neuron's AUC, and the break-even) is read
+from each neuron's mean over its map and from its peak, whichever is better
+(``--readings both``, since 2 Dec 2026; ``--readings pooling``: the scan's pooling
+only, the bar of the tables before). Each row also gives ``probe``: a linear
+read-out of the whole layer (both readings) trained with the labels
+(:func:`probe_auc`, out of fold). The combined score is a linear
 read-out too, so where neither the best neuron nor the probe reaches 0.95 the
 comb goal is out of the layer's reach, not the method's.
 
@@ -55,6 +59,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --set REPRODUCING=5     # the table with a constant changed
     python benchmarks/families_benchmark.py --off centring          # the table with a scoring piece off
     python benchmarks/families_benchmark.py --layers 1 --steps 32   # what a cheaper s-AMS setting costs
+    python benchmarks/families_benchmark.py --pooling auto          # scored with --pooling auto (variant PS)
 
 Training takes about a minute a 4-class model on 2 cores, the s-AMS about as
 long a layer; everything is cached (``$DORA_CLEAN_CACHE``).

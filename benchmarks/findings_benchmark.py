@@ -27,6 +27,8 @@ were fixed before any result was seen.
     python benchmarks/findings_benchmark.py --quick          # one dev and one held-out family
     python benchmarks/findings_benchmark.py                  # every two-artifact family
     python benchmarks/findings_benchmark.py --split dev --runs /tmp/findings-runs   # keep the run directories
+    python benchmarks/findings_benchmark.py --pooling auto   # scanned with --pooling auto
+    python benchmarks/findings_benchmark.py --fresh          # the fresh held-out families (2 Dec 2026)
 
 Training takes one to three minutes a model on 2 cores, the s-AMS about a
 minute; both and the scan sets are cached (``$DORA_CLEAN_CACHE``).
@@ -50,8 +52,8 @@ from dora_clean.rundir import RunDir
 from dora_clean.scanning import list_images
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.analysis.sams import cache_root
-from families import (TWO_ARTIFACT_FAMILIES, TwoArtifactFamily, default_layers, load_two_artifact_model,
-                      write_two_artifact_scan_set)
+from families import (FRESH_TWO_ARTIFACT_FAMILIES, TWO_ARTIFACT_FAMILIES, TwoArtifactFamily, default_layers,
+                      load_two_artifact_model, write_two_artifact_scan_set)
 
 
 def _labels(root: Path) -> tuple[list[str], dict[str, dict[str, int]]]:
@@ -83,13 +85,14 @@ def _precision_recall(y: np.ndarray, flagged: np.ndarray) -> tuple[float, float]
     return (tp / flagged.sum() if flagged.any() else float("nan")), (tp / (y == 1).sum() if y.any() else float("nan"))
 
 
-def run_family(family: TwoArtifactFamily, n_scan: int, fraction: float, out: Path) -> list[dict]:
-    """Train (cached), write the scan set (cached), scan it with the pipeline; one dict per label column."""
+def run_family(family: TwoArtifactFamily, n_scan: int, fraction: float, out: Path, pooling: str = "mean") -> list[dict]:
+    """Train (cached), write the scan set (cached), scan it with the pipeline (``pooling``: the scan's ``--pooling``);
+    one dict per label column."""
     model, metrics = load_two_artifact_model(family)
     root = write_two_artifact_scan_set(family, n_scan, fraction)
     layer = default_layers(family.arch)[0]
     scan_dataset(root, ScanSettings(model=model, layer=layer, labels=str(root / "labels.csv"), out=str(out),
-                                    image_size=64, fiftyone=False, progress=False, device="cpu"))
+                                    image_size=64, fiftyone=False, progress=False, device="cpu", pooling=pooling))
     summary = json.loads((out / "summary.json").read_text())
     scores = RunDir(out).read_scores()
     columns, labels = _labels(root)
@@ -119,9 +122,10 @@ def run_family(family: TwoArtifactFamily, n_scan: int, fraction: float, out: Pat
     return rows
 
 
-def run(families: list[TwoArtifactFamily], n_scan: int, fraction: float, runs: Path) -> dict[str, list[int]]:
-    """Print one row per (family, label column); returns, per split, [rows, rows meeting the AUC goal,
-    families, families with both columns met by two different findings]."""
+def run(families: list[TwoArtifactFamily], n_scan: int, fraction: float, runs: Path,
+        pooling: str = "mean") -> dict[str, list[int]]:
+    """Print one row per (family, label column), each scanned with ``pooling``; returns, per split, [rows, rows
+    meeting the AUC goal, families, families with both columns met by two different findings]."""
     head = (f"{'split':<8} {'family':<44} {'column':<10} {'rel':>4} {'#pos':>4} | {'find':>4} {'auc':>5} {'best':>5} "
             f"{'goal':>4} {'conf':>4} {'#flag':>5} {'prec':>4} {'rec':>4} | {'#F':>2} {'sep':>3}")
     print(head)
@@ -129,7 +133,7 @@ def run(families: list[TwoArtifactFamily], n_scan: int, fraction: float, runs: P
     tally: dict[str, list[int]] = {}
     for family in families:
         t = time.perf_counter()
-        rows = run_family(family, n_scan, fraction, runs / family.name.replace("/", "_"))
+        rows = run_family(family, n_scan, fraction, runs / family.name.replace("/", "_"), pooling)
         matched = [r["finding"] for r in rows]
         separate = None not in matched and len(set(matched)) == len(matched)
         t_ = tally.setdefault(family.split, [0, 0, 0, 0])
@@ -158,17 +162,20 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
     ap.add_argument("--fraction", type=float, default=0.10, help="each artifact's share of the scan set")
     ap.add_argument("--runs", type=Path, help="keep the run directories here (default: a temporary folder)")
+    ap.add_argument("--fresh", action="store_true", help="the fresh held-out families (FRESH_TWO_ARTIFACT_FAMILIES)")
+    ap.add_argument("--pooling", choices=["mean", "max", "auto"], default="mean", help="the scan's --pooling")
     args = ap.parse_args()
-    families = [f for f in TWO_ARTIFACT_FAMILIES if args.split in ("all", f.split)]
+    batch = FRESH_TWO_ARTIFACT_FAMILIES if args.fresh else TWO_ARTIFACT_FAMILIES
+    families = [f for f in batch if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:1] + [f for f in families if f.split == "held-out"][:1]
     if args.family:
         families = [f for f in families if any(s in f.name for s in args.family)]
     if args.runs:
-        run(families, args.images, args.fraction, args.runs)
+        run(families, args.images, args.fraction, args.runs, args.pooling)
     else:
         with tempfile.TemporaryDirectory(prefix="findings-runs-") as tmp:
-            run(families, args.images, args.fraction, Path(tmp))
+            run(families, args.images, args.fraction, Path(tmp), args.pooling)
     return 0
 
 
