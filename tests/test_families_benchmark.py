@@ -125,8 +125,8 @@ def test_pooling_screen_judges_each_choice_against_the_same_goals():
         flags = np.zeros(1000, dtype=bool)
         flags[flagged] = True
         return {"findings": [SimpleNamespace(candidate=candidate, flagged=flags)], "combined_auc": comb,
-                "best_inf_auc": comb, "precision": 0.9, "recall": 0.9, "n_removed": removed,
-                "removed_precision": removed_precision}
+                "best_inf_auc": 0.5, "oracle_auc": 0.99, "break_even": 0.95, "precision": 0.9, "recall": 0.9,
+                "n_removed": removed, "removed_precision": removed_precision}
 
     mean, peak = scored(0.1, 0.80, 0, 0.0, slice(0, 300)), scored(0.5, 0.99, 100, 0.88, slice(900, 1000))
     assert {name: choose(mean, peak) for name, choose in pooling_screen.CHOICES.items()} == {
@@ -135,6 +135,6 @@ def test_pooling_screen_judges_each_choice_against_the_same_goals():
     assert pooling_screen.CHOICES["peak by the bar"](mean, scored(0.15, 0.99, 0, 0.0, slice(900, 1000))) == "mean"
     again = scored(0.5, 0.99, 100, 0.88, slice(0, 200))  # the peak flags two thirds of the mean's images
     assert pooling_screen.CHOICES["new split"](mean, again) == "mean"
-    assert pooling_screen.misses(mean, 0.99, 0.95, 1000) == {"comb"}
-    assert pooling_screen.misses(mean, 0.99, 0.97, 1000) == {"comb", "P/R"}  # 0.9 against 0.97 - 0.05
-    assert pooling_screen.misses(peak, 0.99, 0.95, 1000) == {"export", "clean"}  # 10% removed at 0.88
+    assert pooling_screen.misses(mean, 1000) == {"comb"}  # not inf: the pooling does not move the infected set
+    assert pooling_screen.misses(dict(mean, break_even=0.97), 1000) == {"comb", "P/R"}  # 0.9 against 0.97 - 0.05
+    assert pooling_screen.misses(peak, 1000) == {"export", "clean"}  # 10% removed at 0.88
