@@ -148,8 +148,9 @@ def probe_auc(y: np.ndarray, activations: np.ndarray, classes: list | None = Non
 
 
 def probe_features(case: Case, pooling: str) -> np.ndarray:
-    """The layer's activations a probe reads: one pooling's, or (``both``) each neuron's mean and peak."""
-    if pooling == "both":
+    """The layer's activations a probe reads: one pooling's, or (``both``, and ``auto``, which reads both)
+    each neuron's mean and peak."""
+    if pooling in ("both", "auto"):
         return np.hstack([np.asarray(case.mean_act), np.asarray(case.max_act)])
     return np.asarray(layer_pooled(case.mean_act, case.max_act, pooling))
 
