@@ -11,10 +11,10 @@ Each row runs in a fresh process and prints its seconds and peak RSS:
 - ``skewed``: ``artifact_scores`` with the skewed seeds only, then ``find_findings``
   (every distinct candidate judged): the findings before the bimodal seeds;
 - ``findings``: the same with the skewed and the bimodal seeds;
-- ``scan, mean``: what a scan runs with ``--pooling mean`` (``score_findings``: the findings, and again
-  centred within the class folders where the first answer goes with them);
-- ``scan, auto``: the scan's default, ``--pooling auto``: the same on each neuron's mean and on its peak
-  (a second array of the same size), and the choice between them.
+- ``scan, mean``: what a scan runs by default, ``--pooling mean`` (``score_findings``: the findings, and
+  again centred within the class folders where the first answer goes with them);
+- ``scan, auto``: the option ``--pooling auto``: the same on each neuron's mean and on its peak (a second
+  array of the same size), and the choice between them.
 
     python benchmarks/bench_scoring.py                       # 100,000 x 1,024 (a few minutes on 2 cores)
     python benchmarks/bench_scoring.py --images 20000 --neurons 256
