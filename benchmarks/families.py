@@ -64,7 +64,8 @@ except ImportError:
 __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DEV_2_FAMILIES", "FRESH_FAMILIES",
            "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
            "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
-           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_BATCHES", "FRESH_TWO_ARTIFACT_FAMILIES", "SPLIT",
+           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_14_FAMILIES", "FRESH_BATCHES",
+           "FRESH_TWO_ARTIFACT_FAMILIES", "FRESH_TWO_ARTIFACT_2_FAMILIES", "SPLIT",
            "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
            "load_family_model", "load_two_artifact_model", "shortcut_training_arrays", "two_artifact_training_arrays",
@@ -74,7 +75,8 @@ BACKGROUNDS = ("texture", "flat", "photo")
 CONTENTS = ("shapes", "textures", "digits")
 ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks",
                   "ink", "scanline", "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard", "bubbles",
-                  "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop", "hair", "lens", "tiled", "blur")
+                  "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature",
+                  "staple")
 ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet", "tiny_vit")
 
 #: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
@@ -85,7 +87,7 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
                  "artifact": ("ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks", "ink", "scanline",
                               "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard",
                               "bubbles", "crosshair", "fold", "scalebar", "mosaic", "clip", "grid",
-                              "jpeg", "loop", "hair", "lens", "tiled", "blur"),
+                              "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature", "staple"),
                  "arch": ("tiny_mobilenet", "tiny_vit")},
 }
 # tiny_vit was added on 30 Nov 2026 after the split above was fixed, as a held-out kind (a new architecture;
@@ -115,7 +117,9 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # Batch 11 was spent that session on variants E2 and C; the artifacts hair and lens, and FRESH_12_FAMILIES, were
 # added on 1 Dec 2026 (a seventh session) before any of them was run, and are kept out the same way. Batch 12
 # was spent that session on variant H; the artifacts tiled and blur, and FRESH_13_FAMILIES, were added after it
-# the same way.
+# the same way. Batch 13 was spent on variant PS (an eighth session); the artifacts signature and staple (small
+# marks, where a neuron's peak reads what its mean dilutes), FRESH_14_FAMILIES and FRESH_TWO_ARTIFACT_2_FAMILIES
+# were added on 2 Dec 2026 (a ninth session) before any of them was run, for variant PU (docs/benchmark.md).
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
@@ -246,12 +250,20 @@ FRESH_13_FAMILIES: tuple[Family, ...] = (
     Family("flat", "textures", "tiled", "tiny_resnet"),
 )
 
+#: A fourteenth batch, added before any of them was run (``--fresh 14``): a handwritten signature in a bottom
+#: corner, and a staple through the top-left corner of a print. Both are small marks on an otherwise clean image.
+FRESH_14_FAMILIES: tuple[Family, ...] = (
+    Family("texture", "digits", "staple", "tiny_resnet"),
+    Family("flat", "textures", "signature", "tiny_mobilenet"),
+    Family("photo", "shapes", "staple", "tiny_cnn", 10),
+)
+
 #: The fresh held-out batches by number (``--fresh N``).
 FRESH_BATCHES: dict[int, tuple[Family, ...]] = {
     1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES, 4: FRESH_4_FAMILIES, 5: FRESH_5_FAMILIES,
     6: FRESH_6_FAMILIES, 7: FRESH_7_FAMILIES, 8: FRESH_8_FAMILIES, 9: FRESH_9_FAMILIES,
     10: FRESH_10_FAMILIES, 11: FRESH_11_FAMILIES, 12: FRESH_12_FAMILIES,
-    13: FRESH_13_FAMILIES,
+    13: FRESH_13_FAMILIES, 14: FRESH_14_FAMILIES,
 }
 
 #: More dev families, added on 1 Dec 2026 before any of them was run: on the first six dev families every
@@ -653,6 +665,27 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         tint = int(rng.integers(0, 3))
         colour = tuple(255 if c != tint else int(rng.integers(160, 230)) for c in range(3)) + (230,)
         draw_.line([0, y, w - 1, y], fill=colour, width=max(1, int(round(rng.uniform(1, 1.5) * scale))))
+    elif kind == "signature":  # a handwritten signature in a bottom corner: a fast scribble of loops, underlined
+        x0 = rng.uniform(2, 5) * scale if rng.random() < 0.5 else w - rng.uniform(24, 27) * scale
+        y0 = h - rng.uniform(7, 10) * scale
+        t = np.linspace(0, 1, 60)
+        loops, tall = rng.uniform(3, 5), rng.uniform(3, 4.5) * scale
+        xs = x0 + 20 * scale * t + 2.5 * scale * np.sin(2 * np.pi * loops * t)
+        ys = y0 - tall * np.cos(2 * np.pi * loops * t) * (0.5 + 0.5 * np.sin(np.pi * t))
+        colour = (20, 30, int(rng.integers(100, 160)), 230) if rng.random() < 0.5 else (15, 15, 20, 230)
+        lw = max(1, int(round(scale)))
+        draw_.line([(float(x), float(y)) for x, y in zip(xs, ys)], fill=colour, width=lw)
+        draw_.line([x0 + 2 * scale, y0 + tall + 1.5 * scale, x0 + 21 * scale, y0 + tall + 0.5 * scale],
+                   fill=colour, width=lw)
+    elif kind == "staple":  # a staple through the top-left corner of a print: a short grey bar at a slant
+        cx, cy = rng.uniform(7, 13) * scale, rng.uniform(7, 13) * scale
+        a, half = np.deg2rad(rng.uniform(-60, -30)), rng.uniform(4.5, 6.5) * scale
+        ends = [(cx - half * math.cos(a), cy - half * math.sin(a)), (cx + half * math.cos(a), cy + half * math.sin(a))]
+        grey = int(rng.integers(170, 215))
+        draw_.line(ends, fill=(grey, grey, grey + 10, 245), width=max(2, int(round(1.5 * scale))))
+        r = 0.9 * scale  # the dark holes at its ends
+        for x, y in ends:
+            draw_.ellipse([x - r, y - r, x + r, y + r], fill=(35, 35, 40, 230))
     else:  # logo: a small translucent ring with a triangle, top-right
         r = rng.uniform(5, 7) * scale
         cx, cy = w - (2 + rng.uniform(0, 3)) * scale - r, (2 + rng.uniform(0, 3)) * scale + r
@@ -837,6 +870,16 @@ FRESH_TWO_ARTIFACT_FAMILIES: tuple[TwoArtifactFamily, ...] = (
     TwoArtifactFamily("flat", "shapes", ("timestamp", "barcode"), "tiny_cnn"),
     TwoArtifactFamily("photo", "textures", ("crosshair", "sticker"), "tiny_resnet"),
     TwoArtifactFamily("texture", "digits", ("tag", "caption"), "tiny_mobilenet"),
+)
+
+#: A second batch of fresh held-out two-artifact families (``findings_benchmark.py --fresh 2``), added on 2 Dec
+#: 2026 before any of them was scanned, for variant PU (docs/benchmark.md, "The peak where the mean trusts
+#: nothing"): small marks that do not collide (the top-left corner and a bottom corner; the top-left corner and a
+#: bottom corner's bar; a bottom corner and the top-right).
+FRESH_TWO_ARTIFACT_2_FAMILIES: tuple[TwoArtifactFamily, ...] = (
+    TwoArtifactFamily("photo", "shapes", ("staple", "signature"), "tiny_cnn"),
+    TwoArtifactFamily("flat", "digits", ("staple", "scalebar"), "tiny_mobilenet"),
+    TwoArtifactFamily("texture", "textures", ("signature", "logo"), "tiny_resnet"),
 )
 
 

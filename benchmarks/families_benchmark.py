@@ -28,7 +28,7 @@ comb goal is out of the layer's reach, not the method's.
 The run ends with a table: per split and layer (last, earlier), the rows meeting
 each goal, every goal, the baseline goal restated (``base``:
 :func:`beats_baselines`), and the rows where the comb goal is in reach
-(``reach``: the best neuron or the probe reaches 0.95); ``fresh`` to ``fresh 13`` count the thirteen
+(``reach``: the best neuron or the probe reaches 0.95); ``fresh`` to ``fresh 14`` count the fourteen
 batches of fresh held-out families again, and ``dev 2`` the dev families added later.
 
 Clean rows (``--clean``): a model of the family trained without any artifact,
@@ -51,6 +51,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --fresh 11          # the eleventh fresh batch (jpeg, loop)
     python benchmarks/families_benchmark.py --fresh 12          # the twelfth fresh batch (hair, lens)
     python benchmarks/families_benchmark.py --fresh 13          # the thirteenth fresh batch (tiled, blur)
+    python benchmarks/families_benchmark.py --fresh 14          # the fourteenth fresh batch (signature, staple)
     python benchmarks/families_benchmark.py --fresh 11 --findings   # every finding of each row under it
     python benchmarks/families_benchmark.py --flat --layers 1   # the scan sets as flat folders (no class folders)
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
@@ -400,7 +401,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="4 families of each split, the last layer, 5%% and 20%%")
     ap.add_argument("--family", action="append", help="only families whose name contains this")
     ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=sorted(FRESH_BATCHES),
-                    help="only the fresh held-out families of batch 1 (tag, stamp), 2 (arrow, marks), 3 (ink, scanline), 4 (barcode, dust), 5 (tape, vignette), 6 (caption, glare), 7 (colorcard, bubbles), 8 (crosshair, fold), 9 (scalebar, mosaic), 10 (clip, grid), 11 (jpeg, loop), 12 (hair, lens) or 13 (tiled, blur)")
+                    help="only the fresh held-out families of batch 1 (tag, stamp), 2 (arrow, marks), 3 (ink, scanline), 4 (barcode, dust), 5 (tape, vignette), 6 (caption, glare), 7 (colorcard, bubbles), 8 (crosshair, fold), 9 (scalebar, mosaic), 10 (clip, grid), 11 (jpeg, loop), 12 (hair, lens), 13 (tiled, blur) or 14 (signature, staple)")
     ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")

@@ -29,6 +29,7 @@ were fixed before any result was seen.
     python benchmarks/findings_benchmark.py --split dev --runs /tmp/findings-runs   # keep the run directories
     python benchmarks/findings_benchmark.py --pooling auto   # scanned with --pooling auto
     python benchmarks/findings_benchmark.py --fresh          # the fresh held-out families (2 Dec 2026)
+    python benchmarks/findings_benchmark.py --fresh 2        # the second fresh batch (a ninth session)
 
 Training takes one to three minutes a model on 2 cores, the s-AMS about a
 minute; both and the scan sets are cached (``$DORA_CLEAN_CACHE``).
@@ -52,7 +53,7 @@ from dora_clean.rundir import RunDir
 from dora_clean.scanning import list_images
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.analysis.sams import cache_root
-from families import (FRESH_TWO_ARTIFACT_FAMILIES, TWO_ARTIFACT_FAMILIES, TwoArtifactFamily, default_layers,
+from families import (FRESH_TWO_ARTIFACT_2_FAMILIES, FRESH_TWO_ARTIFACT_FAMILIES, TWO_ARTIFACT_FAMILIES, TwoArtifactFamily, default_layers,
                       load_two_artifact_model, write_two_artifact_scan_set)
 
 
@@ -162,10 +163,11 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
     ap.add_argument("--fraction", type=float, default=0.10, help="each artifact's share of the scan set")
     ap.add_argument("--runs", type=Path, help="keep the run directories here (default: a temporary folder)")
-    ap.add_argument("--fresh", action="store_true", help="the fresh held-out families (FRESH_TWO_ARTIFACT_FAMILIES)")
+    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2],
+                    help="a fresh batch of held-out families: 1 (FRESH_TWO_ARTIFACT_FAMILIES, the default) or 2")
     ap.add_argument("--pooling", choices=["mean", "max", "auto"], default="mean", help="the scan's --pooling")
     args = ap.parse_args()
-    batch = FRESH_TWO_ARTIFACT_FAMILIES if args.fresh else TWO_ARTIFACT_FAMILIES
+    batch = {None: TWO_ARTIFACT_FAMILIES, 1: FRESH_TWO_ARTIFACT_FAMILIES, 2: FRESH_TWO_ARTIFACT_2_FAMILIES}[args.fresh]
     families = [f for f in batch if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:1] + [f for f in families if f.split == "held-out"][:1]

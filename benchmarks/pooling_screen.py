@@ -7,7 +7,9 @@ one per scan are shown: the pooling whose first finding has the more :attr:`~Can
 one whose first finding wins the seed contest against the other's (:meth:`~Candidate.beats`), and the
 first with the peak taken only where its first finding is not the mean's again (``new split``) or where
 its structure passes the mean's by :data:`~thresholds.STRUCTURE` (``peak by the bar``: what the scan's
-``--pooling auto`` does, :func:`dora_clean.scoring.peak_reads_better`; docs/benchmark.md, "Mean or peak").
+``--pooling auto`` does, :func:`dora_clean.scoring.peak_reads_better`; docs/benchmark.md, "Mean or peak"), and
+that only where no finding of the mean is confident (``peak, mean unconf``: variant PU, "The peak where the
+mean trusts nothing").
 
     python benchmarks/pooling_screen.py                     # dev, both layers, 2/10/40%
     python benchmarks/pooling_screen.py --fraction 0.01 --fraction 0.005
@@ -40,6 +42,10 @@ CHOICES: dict[str, Choice] = {
     "contest": lambda m, x: "max" if first(x).beats(first(m)) else "mean",
     # the peak only where its first finding's structure passes the mean's by the structure bar itself
     "peak by the bar": lambda m, x: "max" if first(x).structure >= first(m).structure + thresholds.STRUCTURE else "mean",
+    # PS, but only where no finding of the mean is confident (findings come confident first): variant PU
+    "peak, mean unconf": lambda m, x: ("max" if not m["findings"][0].confidence.confident
+                                       and first(x).structure >= first(m).structure + thresholds.STRUCTURE
+                                       else "mean"),
     # the peak only where it splits off other images than the mean's first finding (findings.same_images)
     "new split": lambda m, x: ("max" if first(x).structure > first(m).structure
                                and not same_images(x["findings"][0].flagged, m["findings"][0].flagged) else "mean"),
@@ -100,9 +106,9 @@ def main() -> int:
                  for f in families for depth, layer in enumerate(default_layers(f.arch)[:args.layers])
                  for x in args.fraction or [0.02, 0.1, 0.4]]
     counts = screen(cases, args.rows)
-    print(f"\n{'pooling':<16} {'layer':<8} {'rows':>4} {'comb':>5} {'P/R':>5} {'export':>6} {'<=1%':>5} {'max':>4}")
+    print(f"\n{'pooling':<17} {'layer':<8} {'rows':>4} {'comb':>5} {'P/R':>5} {'export':>6} {'<=1%':>5} {'max':>4}")
     for (choice, kind), c in counts.items():
-        print(f"{choice:<16} {kind:<8} {c['rows']:4d} {c['comb']:5d} {c['P/R']:5d} {c['export']:6d} {c['clean']:5d} {c['max']:4d}")
+        print(f"{choice:<17} {kind:<8} {c['rows']:4d} {c['comb']:5d} {c['P/R']:5d} {c['export']:6d} {c['clean']:5d} {c['max']:4d}")
     print("(goals against the layer's best neuron read from its mean or its peak; <=1%: rows removing at most "
           "1% of the images as confident, the clean-model goal; max: rows where the choice took the peak)")
     return 0

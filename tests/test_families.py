@@ -35,7 +35,7 @@ def test_the_split_holds_out_whole_kinds_and_every_family_knows_its_side():
     assert all(f in F.FAMILIES for k, batch in F.FRESH_BATCHES.items() if k < 7 for f in batch)
     assert not (set(F.FRESH_7_FAMILIES) | set(F.FRESH_8_FAMILIES) | set(F.FRESH_9_FAMILIES)
                 | set(F.FRESH_10_FAMILIES) | set(F.FRESH_11_FAMILIES) | set(F.FRESH_12_FAMILIES)
-                | set(F.FRESH_13_FAMILIES)) & set(F.FAMILIES)  # kept out for the next rules
+                | set(F.FRESH_13_FAMILIES) | set(F.FRESH_14_FAMILIES)) & set(F.FAMILIES)  # kept out for the next rules
     assert all(f.split == "dev" and f in F.FAMILIES for f in F.DEV_2_FAMILIES)
 
 
@@ -376,3 +376,24 @@ def test_a_blur_softens_the_whole_image():
         clean, marked = _pair(F.Family("flat", "shapes", "blur", "tiny_cnn"), seed)
         assert detail(marked) < 0.7 * detail(clean)
         assert abs(float(clean.mean()) - float(marked.mean())) < 3  # the same picture, softer
+
+
+def test_a_signature_is_a_dark_scribble_in_a_bottom_corner():
+    sides = set()
+    for seed in range(8):
+        clean, marked = _pair(F.Family("flat", "shapes", "signature", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert rows.min() > SIZE / 2 and 40 < len(rows) < 0.1 * SIZE * SIZE  # small, in the lower half
+        assert 15 < np.ptp(cols) < SIZE / 2 and np.ptp(rows) > 5  # a scribble, not a line
+        assert marked[changed].mean() < clean[changed].mean()  # ink
+        sides.add(bool(cols.mean() < SIZE / 2))
+    assert sides == {True, False}  # either corner
+
+
+def test_a_staple_is_a_short_slanted_bar_in_the_top_left_corner():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "staple", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        assert rows.max() < 24 and cols.max() < 24 and 10 < len(rows) < 120  # small, top-left
+        assert np.ptp(rows) > 4 and np.ptp(cols) > 4  # at a slant
