@@ -65,7 +65,8 @@ __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DE
            "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
            "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
            "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_14_FAMILIES", "FRESH_BATCHES",
-           "FRESH_TWO_ARTIFACT_FAMILIES", "FRESH_TWO_ARTIFACT_2_FAMILIES", "SPLIT",
+           "FRESH_TWO_ARTIFACT_FAMILIES", "FRESH_TWO_ARTIFACT_2_FAMILIES", "FRESH_TWO_ARTIFACT_3_FAMILIES",
+           "SPLIT",
            "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
            "load_family_model", "load_two_artifact_model", "shortcut_training_arrays", "two_artifact_training_arrays",
@@ -880,6 +881,17 @@ FRESH_TWO_ARTIFACT_2_FAMILIES: tuple[TwoArtifactFamily, ...] = (
     TwoArtifactFamily("photo", "shapes", ("staple", "signature"), "tiny_cnn"),
     TwoArtifactFamily("flat", "digits", ("staple", "scalebar"), "tiny_mobilenet"),
     TwoArtifactFamily("texture", "textures", ("signature", "logo"), "tiny_resnet"),
+)
+
+#: A third batch of fresh held-out two-artifact families (``findings_benchmark.py --fresh 3``), added on 2 Dec
+#: 2026 (a ninth session) before any of them was scanned, for variant RC (docs/benchmark.md, "The default export
+#: on two-artifact scans"): marks that do not collide (a clip on the top or right edge and a signature in a
+#: bottom corner; a reticle near the middle and a scale bar in a bottom corner; a staple top-left and a barcode
+#: bottom-right).
+FRESH_TWO_ARTIFACT_3_FAMILIES: tuple[TwoArtifactFamily, ...] = (
+    TwoArtifactFamily("flat", "textures", ("clip", "signature"), "tiny_cnn"),
+    TwoArtifactFamily("photo", "digits", ("crosshair", "scalebar"), "tiny_resnet"),
+    TwoArtifactFamily("texture", "shapes", ("staple", "barcode"), "tiny_mobilenet"),
 )
 
 

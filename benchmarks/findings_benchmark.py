@@ -17,7 +17,10 @@ layer) scans it with those labels; one row per (family, label column):
   direction, as the families benchmark's oracle: ``auc_by_label``'s
   ``best_neuron_auc``);
 - the goal: the matched finding's AUC >= max(0.95, best - 0.02), and the two
-  columns of a family matched by two different findings (``sep``).
+  columns of a family matched by two different findings (``sep``);
+- under each family, what the default export removes without review (every
+  confident finding's flags) and how much of it carries either artifact: the
+  families benchmark's ``export`` goal (precision >= 0.9, or nothing removed).
 
 Which families are dev (the method's choices may look at them) and which are
 held out (reported, never chosen on) follows ``families.SPLIT``: a family is
@@ -30,6 +33,7 @@ were fixed before any result was seen.
     python benchmarks/findings_benchmark.py --pooling auto   # scanned with --pooling auto
     python benchmarks/findings_benchmark.py --fresh          # the fresh held-out families (2 Dec 2026)
     python benchmarks/findings_benchmark.py --fresh 2        # the second fresh batch (a ninth session)
+    python benchmarks/findings_benchmark.py --fresh 3        # the third (a ninth session, later)
 
 Training takes one to three minutes a model on 2 cores, the s-AMS about a
 minute; both and the scan sets are cached (``$DORA_CLEAN_CACHE``).
@@ -53,8 +57,9 @@ from dora_clean.rundir import RunDir
 from dora_clean.scanning import list_images
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.analysis.sams import cache_root
-from families import (FRESH_TWO_ARTIFACT_2_FAMILIES, FRESH_TWO_ARTIFACT_FAMILIES, TWO_ARTIFACT_FAMILIES, TwoArtifactFamily, default_layers,
-                      load_two_artifact_model, write_two_artifact_scan_set)
+from families import (FRESH_TWO_ARTIFACT_2_FAMILIES, FRESH_TWO_ARTIFACT_3_FAMILIES, FRESH_TWO_ARTIFACT_FAMILIES,
+                      TWO_ARTIFACT_FAMILIES, TwoArtifactFamily, default_layers, load_two_artifact_model,
+                      write_two_artifact_scan_set)
 
 
 def _labels(root: Path) -> tuple[list[str], dict[str, dict[str, int]]]:
@@ -86,6 +91,13 @@ def _precision_recall(y: np.ndarray, flagged: np.ndarray) -> tuple[float, float]
     return (tp / flagged.sum() if flagged.any() else float("nan")), (tp / (y == 1).sum() if y.any() else float("nan"))
 
 
+def removed(flags: list[np.ndarray], any_artifact: np.ndarray) -> tuple[int, float]:
+    """What the default export removes without review (the union of the confident findings' ``flags``), and
+    its precision against ``any_artifact`` (0/1 per image; nan where nothing is removed)."""
+    out = np.logical_or.reduce(flags) if flags else np.zeros(len(any_artifact), dtype=bool)
+    return int(out.sum()), float(any_artifact[out].mean()) if out.any() else float("nan")
+
+
 def run_family(family: TwoArtifactFamily, n_scan: int, fraction: float, out: Path, pooling: str = "mean") -> list[dict]:
     """Train (cached), write the scan set (cached), scan it with the pipeline (``pooling``: the scan's ``--pooling``);
     one dict per label column."""
@@ -103,6 +115,8 @@ def run_family(family: TwoArtifactFamily, n_scan: int, fraction: float, out: Pat
     best = {c: by_label[c]["best_neuron_auc"] for c in columns if "best_neuron_auc" in by_label.get(c, {})}
     if len(best) < len(columns):  # a summary without it: from the scan's activations
         best = layer_best(model, layer, root, {c: {p: labels[c][p] for p in scores.filepaths} for c in columns})
+    n_removed, removed_precision = removed([scores.flags_of(k) for k, f in findings.items() if f["confident"]],
+                                           np.logical_or.reduce([y[c] == 1 for c in columns]))
     rows = []
     for c in columns:
         aucs = {}
@@ -119,14 +133,15 @@ def run_family(family: TwoArtifactFamily, n_scan: int, fraction: float, out: Pat
                      "finding": k, "auc": a, "best": best[c], "met": bool(a >= max(0.95, best[c] - 0.02)),
                      "confident": bool(findings[k]["confident"]) if k is not None else False,
                      "n_flagged": int(flagged.sum()), "precision": p, "recall": r, "n_findings": len(findings),
-                     "n_positive": int(y[c].sum())})
+                     "n_positive": int(y[c].sum()), "removed": n_removed, "removed_precision": removed_precision})
     return rows
 
 
 def run(families: list[TwoArtifactFamily], n_scan: int, fraction: float, runs: Path,
         pooling: str = "mean") -> dict[str, list[int]]:
-    """Print one row per (family, label column), each scanned with ``pooling``; returns, per split, [rows, rows
-    meeting the AUC goal, families, families with both columns met by two different findings]."""
+    """Print one row per (family, label column), each scanned with ``pooling``, and what the default export
+    removes; returns, per split, [rows, rows meeting the AUC goal, families, families with both columns met by
+    two different findings, families where the export removes nothing or at precision >= 0.9]."""
     head = (f"{'split':<8} {'family':<44} {'column':<10} {'rel':>4} {'#pos':>4} | {'find':>4} {'auc':>5} {'best':>5} "
             f"{'goal':>4} {'conf':>4} {'#flag':>5} {'prec':>4} {'rec':>4} | {'#F':>2} {'sep':>3}")
     print(head)
@@ -137,9 +152,11 @@ def run(families: list[TwoArtifactFamily], n_scan: int, fraction: float, runs: P
         rows = run_family(family, n_scan, fraction, runs / family.name.replace("/", "_"), pooling)
         matched = [r["finding"] for r in rows]
         separate = None not in matched and len(set(matched)) == len(matched)
-        t_ = tally.setdefault(family.split, [0, 0, 0, 0])
+        t_ = tally.setdefault(family.split, [0, 0, 0, 0, 0])
         t_[2] += 1
         t_[3] += separate and all(r["met"] for r in rows)
+        export = rows[0]["removed"] == 0 or rows[0]["removed_precision"] >= 0.9
+        t_[4] += export
         for r in rows:
             t_[0] += 1
             t_[1] += r["met"]
@@ -148,10 +165,14 @@ def run(families: list[TwoArtifactFamily], n_scan: int, fraction: float, runs: P
                   f"{'met' if r['met'] else 'MISS':>4} {'yes' if r['confident'] else 'no':>4} {r['n_flagged']:5d} "
                   f"{r['precision']:4.2f} {r['recall']:4.2f} | {r['n_findings']:2d} {'yes' if separate else 'NO':>3}",
                   flush=True)
+        print(f"{'':<8} {'':<44} export: removes {rows[0]['removed']} images without review"
+              + (f", {rows[0]['removed_precision']:.3f} of them with an artifact" if rows[0]["removed"] else "")
+              + ("" if export else " (MISS: below 0.9)"), flush=True)
         print(f"  ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
-    for split, (n, ok, nf, sep) in sorted(tally.items()):
+    for split, (n, ok, nf, sep, exported) in sorted(tally.items()):
         print(f"{split}: {ok} of {n} rows meet the goal; {sep} of {nf} families have both artifacts as separate "
-              "findings that meet it")
+              f"findings that meet it; the default export holds (removes nothing, or at precision >= 0.9) in "
+              f"{exported} of {nf}")
     return tally
 
 
@@ -163,11 +184,12 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
     ap.add_argument("--fraction", type=float, default=0.10, help="each artifact's share of the scan set")
     ap.add_argument("--runs", type=Path, help="keep the run directories here (default: a temporary folder)")
-    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2],
-                    help="a fresh batch of held-out families: 1 (FRESH_TWO_ARTIFACT_FAMILIES, the default) or 2")
+    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2, 3],
+                    help="a fresh batch of held-out families: 1 (FRESH_TWO_ARTIFACT_FAMILIES, the default), 2 or 3")
     ap.add_argument("--pooling", choices=["mean", "max", "auto"], default="mean", help="the scan's --pooling")
     args = ap.parse_args()
-    batch = {None: TWO_ARTIFACT_FAMILIES, 1: FRESH_TWO_ARTIFACT_FAMILIES, 2: FRESH_TWO_ARTIFACT_2_FAMILIES}[args.fresh]
+    batch = {None: TWO_ARTIFACT_FAMILIES, 1: FRESH_TWO_ARTIFACT_FAMILIES, 2: FRESH_TWO_ARTIFACT_2_FAMILIES,
+             3: FRESH_TWO_ARTIFACT_3_FAMILIES}[args.fresh]
     families = [f for f in batch if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:1] + [f for f in families if f.split == "held-out"][:1]

@@ -143,3 +143,16 @@ def test_pooling_screen_judges_each_choice_against_the_same_goals():
     assert pooling_screen.misses(mean, 1000) == {"comb"}  # not inf: the pooling does not move the infected set
     assert pooling_screen.misses(dict(mean, break_even=0.97), 1000) == {"comb", "P/R"}  # 0.9 against 0.97 - 0.05
     assert pooling_screen.misses(peak, 1000) == {"export", "clean"}  # 10% removed at 0.88
+
+
+def test_findings_benchmark_export_is_the_union_of_the_confident_findings():
+    from findings_benchmark import removed
+
+    any_artifact = np.array([1, 1, 1, 0, 0, 1, 0, 0, 0, 0])
+    first, second = np.zeros(10, dtype=bool), np.zeros(10, dtype=bool)
+    first[[0, 1, 2]] = True
+    second[[2, 3, 5]] = True  # one image shared, one clean
+    assert removed([first, second], any_artifact) == (5, 0.8)
+    assert removed([first], any_artifact) == (3, 1.0)
+    n, precision = removed([], any_artifact)
+    assert n == 0 and np.isnan(precision)
