@@ -102,6 +102,8 @@ class Confidence:
         reasons: why it is not confident (empty when it is).
         class_excess: the class folder that holds more of it than the others' share predicts
             (:func:`class_excess`; None where none does, or without class folders).
+        class_edge: whether the layer reproduces it as it is but not within the class folders (one class's
+            content may fill its edge).
     """
 
     confident: bool
@@ -111,6 +113,14 @@ class Confidence:
     reasons: list[str] = field(default_factory=list)
     class_excess: ClassExcess | None = None
     reproducing_centred: int | None = None
+    class_edge: bool = False
+
+    @property
+    def listed(self) -> bool:
+        """Whether the set stands as a finding of its own: confident, or failing only the within-class test
+        (``class_edge``: the layer reproduces it, but not within the class folders), so it is listed for
+        review with its reason."""
+        return self.confident or (self.class_edge and len(self.reasons) == 1)
 
     def to_json(self) -> dict:
         return {"confident": self.confident, "reproducing_neurons": self.reproducing,
@@ -219,7 +229,8 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
     if share > 0 and reproducing < MIN_REPRODUCING:
         reasons.append(f"{reproducing} of the layer's neurons reproduce the flagged set "
                        f"(a learned artifact has {MIN_REPRODUCING} or more)")
-    if share > 0 and centred is not None and reproducing >= MIN_REPRODUCING and centred < MIN_REPRODUCING:
+    class_edge = share > 0 and centred is not None and reproducing >= MIN_REPRODUCING > centred
+    if class_edge:
         reasons.append(f"within the class folders only {centred} of the layer's neurons reproduce the flagged set "
                        "(each folder's median taken away): part of it may be one class's content")
     if not by_class:
@@ -232,4 +243,4 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
         folder = f"class folder {excess.name!r}" if excess.name is not None else "one class folder"
         reasons.append(f"{folder} holds {excess.flagged} of the flagged images where the other folders' share "
                        f"predicts {excess.expected:.0f}: part of the set may be that class's content")
-    return Confidence(not reasons, reproducing, association, share, reasons, excess, centred)
+    return Confidence(not reasons, reproducing, association, share, reasons, excess, centred, class_edge)
