@@ -1,7 +1,7 @@
 """Confidence: whether a flagged set is an artifact the model sees, or nothing to trust.
 
 Every score splits a dataset in two, on a clean one too. A flagged set is
-*confident* when two things hold:
+*confident* when three things hold:
 
 - **the layer reproduces it**: at least :data:`MIN_REPRODUCING` of the
   layer's neurons, each on its own, rank the flagged images at the top
@@ -10,6 +10,14 @@ Every score splits a dataset in two, on a clean one too. A flagged set is
   learned has several detectors that agree image by image; a loose split
   (a rare artifact flagged along with many clean images), or the tail of a
   spread of scores, has none;
+- **the layer reproduces it within the classes too**: counted the same way on
+  the activations centred within the class folders (each neuron's median in
+  the image's folder taken away, :class:`~.classes.ClassCentred`), at least
+  :data:`MIN_REPRODUCING` neurons still put it at their top. A model that
+  learned an artifact as one class's evidence has detectors that fire on that
+  class's clean images a little too; where those images fill the edge of the
+  flagged set, centring takes away what put them there, and few neurons
+  reproduce it (docs/benchmark.md, "The default export on two-artifact scans");
 - **the class folders do not explain it**: its association with the classes
   (:func:`class_association`) stays below :data:`CLASS_ASSOCIATION`, and no
   one class holds more of it than the other classes' share predicts
@@ -37,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import thresholds
-from .classes import has_classes
+from .classes import ClassCentred, has_classes
 from .recruiting import SELECT_ROWS
 from .stats import sample_rows
 
@@ -87,11 +95,15 @@ class Confidence:
     Attributes:
         confident: whether the flagged set is an artifact to remove without review.
         reproducing: how many of the layer's neurons reproduce the flagged set (:func:`reproducing_neurons`).
+        reproducing_centred: how many reproduce it on the activations centred within the class folders
+            (None without class folders).
         class_association: its :func:`class_association` with the class folders (None without them).
         flagged_share: the share of the images flagged.
         reasons: why it is not confident (empty when it is).
         class_excess: the class folder that holds more of it than the others' share predicts
             (:func:`class_excess`; None where none does, or without class folders).
+        class_edge: whether the layer reproduces it as it is but not within the class folders (one class's
+            content may fill its edge).
     """
 
     confident: bool
@@ -100,9 +112,19 @@ class Confidence:
     flagged_share: float
     reasons: list[str] = field(default_factory=list)
     class_excess: ClassExcess | None = None
+    reproducing_centred: int | None = None
+    class_edge: bool = False
+
+    @property
+    def listed(self) -> bool:
+        """Whether the set stands as a finding of its own: confident, or failing only the within-class test
+        (``class_edge``: the layer reproduces it, but not within the class folders), so it is listed for
+        review with its reason."""
+        return self.confident or (self.class_edge and len(self.reasons) == 1)
 
     def to_json(self) -> dict:
         return {"confident": self.confident, "reproducing_neurons": self.reproducing,
+                "reproducing_neurons_centred": self.reproducing_centred,
                 "class_association": None if self.class_association is None else round(self.class_association, 4),
                 "class_excess": None if self.class_excess is None else self.class_excess.to_json(),
                 "flagged_share": round(self.flagged_share, 4), "reasons": list(self.reasons)}
@@ -191,6 +213,7 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
         codes = None if codes is None else np.asarray(codes)[rows]
     reproducing = reproducing_neurons(activations, flagged)
     by_class = has_classes(codes)
+    centred = reproducing_neurons(ClassCentred(activations, codes), flagged) if by_class else None
     association = class_association(flagged, codes) if by_class else None
     excess = class_excess(flagged, codes) if by_class and flagged.any() else None
     if excess is not None and names is not None:
@@ -206,6 +229,10 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
     if share > 0 and reproducing < MIN_REPRODUCING:
         reasons.append(f"{reproducing} of the layer's neurons reproduce the flagged set "
                        f"(a learned artifact has {MIN_REPRODUCING} or more)")
+    class_edge = share > 0 and centred is not None and reproducing >= MIN_REPRODUCING > centred
+    if class_edge:
+        reasons.append(f"within the class folders only {centred} of the layer's neurons reproduce the flagged set "
+                       "(each folder's median taken away): part of it may be one class's content")
     if not by_class:
         reasons.append("no class folders: without them dora-clean cannot tell an artifact from one class's "
                        "content (review the flags)")
@@ -216,4 +243,4 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
         folder = f"class folder {excess.name!r}" if excess.name is not None else "one class folder"
         reasons.append(f"{folder} holds {excess.flagged} of the flagged images where the other folders' share "
                        f"predicts {excess.expected:.0f}: part of the set may be that class's content")
-    return Confidence(not reasons, reproducing, association, share, reasons, excess)
+    return Confidence(not reasons, reproducing, association, share, reasons, excess, centred, class_edge)

@@ -15,8 +15,11 @@ for both. (Half of the candidate's own images would merge a rare artifact
 into a better-ranked split by class that holds half of it.)
 
 Which candidates are reported: the contest's winner always (it is what the
-scan's single score was before findings), and any other that is confident.
-At most :data:`MAX_FINDINGS`; confident ones first.
+scan's single score was before findings), any other that is confident, and
+any other that would be but for one test: the layer reproduces it, but not
+within the class folders (:attr:`~.confidence.Confidence.class_edge`; one
+class's content may fill its edge, so it is listed for review). At most
+:data:`MAX_FINDINGS`; confident ones first.
 """
 from __future__ import annotations
 
@@ -147,7 +150,7 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
             break
         judged += 1
         confidence = assess(activations, flagged, codes, names, structure(c.score, t))
-        if rank == 0 or confidence.confident:
+        if rank == 0 or confidence.listed:
             found.append((c, t, flagged, confidence))
     found.sort(key=lambda f: not f[3].confident)  # stable: the winner stays first among its kind
     out = []
