@@ -121,6 +121,7 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # the same way. Batch 13 was spent on variant PS (an eighth session); the artifacts signature and staple (small
 # marks, where a neuron's peak reads what its mean dilutes), FRESH_14_FAMILIES and FRESH_TWO_ARTIFACT_2_FAMILIES
 # were added on 2 Dec 2026 (a ninth session) before any of them was run, for variant PU (docs/benchmark.md).
+# Both were spent that session, on PU and then on RC' (with FRESH_TWO_ARTIFACT_3_FAMILIES).
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
