@@ -18,11 +18,16 @@ Each row runs in a fresh process and prints its seconds and peak RSS:
 
     python benchmarks/bench_scoring.py                       # 100,000 x 1,024 (a few minutes on 2 cores)
     python benchmarks/bench_scoring.py --images 20000 --neurons 256
+    python benchmarks/bench_scoring.py --variant "scan, mean" --code /tmp/before --code .   # two checkouts
+
+``--code DIR`` (repeatable) runs each row with that checkout's ``dora_clean`` first on the path, the checkouts
+one after the other on the same layer: a change's cost, side by side in one run.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -74,10 +79,17 @@ def one(path: str, infected: list[int], classes: list[str], variant: str) -> dic
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+#: The rows, in the order they are printed.
+VARIANTS = ("combined", "skewed", "findings", "scan, mean", "scan, auto")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=100_000)
     ap.add_argument("--neurons", type=int, default=1024)
+    ap.add_argument("--variant", action="append", choices=VARIANTS, help="only these rows (default: all)")
+    ap.add_argument("--code", action="append", type=Path, metavar="DIR",
+                    help="a checkout whose dora_clean the rows run (repeatable; default: the installed one)")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -91,15 +103,19 @@ def main() -> int:
         make_layer(Path(tmp) / "peaks.npy", args.images, args.neurons, seed=1)  # the peaks: other noise
         meta.write_text(json.dumps({"infected": infected, "classes": classes}))
         print(f"{args.images:,} images x {args.neurons:,} neurons, {len(infected)} infected, 4 classes")
-        print("| scoring | findings | seconds | peak RSS (MB) |")
-        print("| --- | ---: | ---: | ---: |")
-        for variant in ("combined", "skewed", "findings", "scan, mean", "scan, auto"):
-            r = subprocess.run([sys.executable, __file__, "--one", str(path), str(meta), variant],
-                               capture_output=True, text=True)
-            if r.returncode:
-                sys.exit(f"{variant} failed:\n{r.stderr[-3000:]}")
-            m = json.loads(r.stdout.strip().splitlines()[-1])
-            print(f"| {variant} | {m['findings']} | {m['seconds']:.1f} | {m['peak_mb']:.0f} |", flush=True)
+        print("| scoring | code | findings | seconds | peak RSS (MB) |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        for variant in args.variant or VARIANTS:
+            for code in args.code or [None]:
+                env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                    [str(code.resolve())] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+                r = subprocess.run([sys.executable, __file__, "--one", str(path), str(meta), variant],
+                                   capture_output=True, text=True, env=env if code else None)
+                if r.returncode:
+                    sys.exit(f"{variant} failed:\n{r.stderr[-3000:]}")
+                m = json.loads(r.stdout.strip().splitlines()[-1])
+                print(f"| {variant} | {code or 'installed'} | {m['findings']} | {m['seconds']:.1f} | "
+                      f"{m['peak_mb']:.0f} |", flush=True)
     return 0
 
 
