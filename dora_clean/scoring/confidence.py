@@ -96,7 +96,7 @@ class Confidence:
         confident: whether the flagged set is an artifact to remove without review.
         reproducing: how many of the layer's neurons reproduce the flagged set (:func:`reproducing_neurons`).
         reproducing_centred: how many reproduce it on the activations centred within the class folders
-            (None without class folders).
+            (None where it was not counted: without class folders, or where another test already fails).
         class_association: its :func:`class_association` with the class folders (None without them).
         flagged_share: the share of the images flagged.
         reasons: why it is not confident (empty when it is).
@@ -213,7 +213,6 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
         codes = None if codes is None else np.asarray(codes)[rows]
     reproducing = reproducing_neurons(activations, flagged)
     by_class = has_classes(codes)
-    centred = reproducing_neurons(ClassCentred(activations, codes), flagged) if by_class else None
     association = class_association(flagged, codes) if by_class else None
     excess = class_excess(flagged, codes) if by_class and flagged.any() else None
     if excess is not None and names is not None:
@@ -229,10 +228,6 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
     if share > 0 and reproducing < MIN_REPRODUCING:
         reasons.append(f"{reproducing} of the layer's neurons reproduce the flagged set "
                        f"(a learned artifact has {MIN_REPRODUCING} or more)")
-    class_edge = share > 0 and centred is not None and reproducing >= MIN_REPRODUCING > centred
-    if class_edge:
-        reasons.append(f"within the class folders only {centred} of the layer's neurons reproduce the flagged set "
-                       "(each folder's median taken away): part of it may be one class's content")
     if not by_class:
         reasons.append("no class folders: without them dora-clean cannot tell an artifact from one class's "
                        "content (review the flags)")
@@ -243,4 +238,11 @@ def assess(activations: np.ndarray, flagged: np.ndarray, codes: np.ndarray | Non
         folder = f"class folder {excess.name!r}" if excess.name is not None else "one class folder"
         reasons.append(f"{folder} holds {excess.flagged} of the flagged images where the other folders' share "
                        f"predicts {excess.expected:.0f}: part of the set may be that class's content")
+    centred, class_edge = None, False
+    if not reasons:  # counted only where it decides: every other test passed (a pass of the layer per finding)
+        centred = reproducing_neurons(ClassCentred(activations, codes), flagged)
+        class_edge = centred < MIN_REPRODUCING
+        if class_edge:
+            reasons.append(f"within the class folders only {centred} of the layer's neurons reproduce the flagged "
+                           "set (each folder's median taken away): part of it may be one class's content")
     return Confidence(not reasons, reproducing, association, share, reasons, excess, centred, class_edge)
