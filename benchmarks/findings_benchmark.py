@@ -95,7 +95,7 @@ def removed(flags: list[np.ndarray], any_artifact: np.ndarray) -> tuple[int, flo
     """What the default export removes without review (the union of the confident findings' ``flags``), and
     its precision against ``any_artifact`` (0/1 per image; nan where nothing is removed)."""
     out = np.logical_or.reduce(flags) if flags else np.zeros(len(any_artifact), dtype=bool)
-    return int(out.sum()), float(any_artifact[out].mean()) if out.any() else float("nan")
+    return int(out.sum()), _precision_recall(any_artifact, out)[0]
 
 
 def run_family(family: TwoArtifactFamily, n_scan: int, fraction: float, out: Path, pooling: str = "mean") -> list[dict]:
