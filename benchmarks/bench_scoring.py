@@ -107,10 +107,10 @@ def main() -> int:
         print("| --- | --- | ---: | ---: | ---: |")
         for variant in args.variant or VARIANTS:
             for code in args.code or [None]:
-                env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                env = None if code is None else dict(os.environ, PYTHONPATH=os.pathsep.join(
                     [str(code.resolve())] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
                 r = subprocess.run([sys.executable, __file__, "--one", str(path), str(meta), variant],
-                                   capture_output=True, text=True, env=env if code else None)
+                                   capture_output=True, text=True, env=env)
                 if r.returncode:
                     sys.exit(f"{variant} failed:\n{r.stderr[-3000:]}")
                 m = json.loads(r.stdout.strip().splitlines()[-1])
