@@ -64,8 +64,9 @@ except ImportError:
 __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DEV_2_FAMILIES", "FRESH_FAMILIES",
            "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
            "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
-           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_14_FAMILIES", "FRESH_BATCHES",
+           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_14_FAMILIES", "FRESH_15_FAMILIES", "FRESH_BATCHES",
            "FRESH_TWO_ARTIFACT_FAMILIES", "FRESH_TWO_ARTIFACT_2_FAMILIES", "FRESH_TWO_ARTIFACT_3_FAMILIES",
+           "FRESH_TWO_ARTIFACT_4_FAMILIES",
            "SPLIT",
            "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
@@ -77,7 +78,7 @@ CONTENTS = ("shapes", "textures", "digits")
 ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks",
                   "ink", "scanline", "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard", "bubbles",
                   "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature",
-                  "staple")
+                  "staple", "smiley", "rec", "hotpixels")
 ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet", "tiny_vit")
 
 #: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
@@ -88,7 +89,8 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
                  "artifact": ("ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks", "ink", "scanline",
                               "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard",
                               "bubbles", "crosshair", "fold", "scalebar", "mosaic", "clip", "grid",
-                              "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature", "staple"),
+                              "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature", "staple",
+                              "smiley", "rec", "hotpixels"),
                  "arch": ("tiny_mobilenet", "tiny_vit")},
 }
 # tiny_vit was added on 30 Nov 2026 after the split above was fixed, as a held-out kind (a new architecture;
@@ -121,7 +123,10 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # the same way. Batch 13 was spent on variant PS (an eighth session); the artifacts signature and staple (small
 # marks, where a neuron's peak reads what its mean dilutes), FRESH_14_FAMILIES and FRESH_TWO_ARTIFACT_2_FAMILIES
 # were added on 2 Dec 2026 (a ninth session) before any of them was run, for variant PU (docs/benchmark.md).
-# Both were spent that session, on PU and then on RC' (with FRESH_TWO_ARTIFACT_3_FAMILIES).
+# Both were spent that session, on PU and then on RC' (with FRESH_TWO_ARTIFACT_3_FAMILIES). The artifacts smiley,
+# rec and hotpixels, FRESH_15_FAMILIES and FRESH_TWO_ARTIFACT_4_FAMILIES were added on 2 Dec 2026 (a tenth
+# session) before any of them was run, for variant PU' (docs/benchmark.md, "The peak where the mean trusts
+# nothing, after RC'").
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
@@ -260,12 +265,21 @@ FRESH_14_FAMILIES: tuple[Family, ...] = (
     Family("photo", "shapes", "staple", "tiny_cnn", 10),
 )
 
+#: A fifteenth batch, added before any of them was run (``--fresh 15``): an emoji pasted over a photo's right edge,
+#: a camcorder's recording mark (a red dot and "REC") top-left, and a sensor's hot pixels (a few single bright
+#: pixels anywhere: the smallest mark yet, where a neuron's peak should read what its mean dilutes).
+FRESH_15_FAMILIES: tuple[Family, ...] = (
+    Family("photo", "textures", "smiley", "tiny_mobilenet"),
+    Family("texture", "digits", "rec", "tiny_cnn", 10),
+    Family("flat", "shapes", "hotpixels", "tiny_resnet"),
+)
+
 #: The fresh held-out batches by number (``--fresh N``).
 FRESH_BATCHES: dict[int, tuple[Family, ...]] = {
     1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES, 4: FRESH_4_FAMILIES, 5: FRESH_5_FAMILIES,
     6: FRESH_6_FAMILIES, 7: FRESH_7_FAMILIES, 8: FRESH_8_FAMILIES, 9: FRESH_9_FAMILIES,
     10: FRESH_10_FAMILIES, 11: FRESH_11_FAMILIES, 12: FRESH_12_FAMILIES,
-    13: FRESH_13_FAMILIES, 14: FRESH_14_FAMILIES,
+    13: FRESH_13_FAMILIES, 14: FRESH_14_FAMILIES, 15: FRESH_15_FAMILIES,
 }
 
 #: More dev families, added on 1 Dec 2026 before any of them was run: on the first six dev families every
@@ -474,6 +488,12 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         mask = mask[h // 2: h // 2 + h, w // 2: w // 2 + w, None] / 255 * rng.uniform(0.3, 0.45)
         ink = 255.0 if rng.random() < 0.7 else 0.0
         return np.clip(np.rint(img * (1 - mask) + ink * mask), 0, 255).astype(np.uint8)
+    if kind == "hotpixels":  # a sensor's hot pixels: five to nine single saturated pixels, anywhere
+        out, side = img.copy(), max(1, int(round(w / 64)))
+        for _ in range(int(rng.integers(5, 10))):
+            y, x = int(rng.integers(2, h - 2 - side)), int(rng.integers(2, w - 2 - side))
+            out[y:y + side, x:x + side] = ((255, 255, 255), (255, 40, 40), (40, 255, 60))[int(rng.integers(0, 3))]
+        return out
     if kind == "glare":  # a flash's reflection: a soft white highlight, anywhere but the edges
         yy, xx = np.mgrid[0:h, 0:w]
         cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
@@ -688,6 +708,21 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         r = 0.9 * scale  # the dark holes at its ends
         for x, y in ends:
             draw_.ellipse([x - r, y - r, x + r, y + r], fill=(35, 35, 40, 230))
+    elif kind == "smiley":  # an emoji pasted over the right edge, about mid-height: a yellow face
+        r = rng.uniform(4.5, 6) * scale
+        cx, cy = w - (2 + rng.uniform(0, 3)) * scale - r, rng.uniform(0.35, 0.65) * h
+        draw_.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(250, int(rng.integers(195, 225)), 40),
+                      outline=(120, 80, 10), width=max(1, int(round(0.6 * scale))))
+        e = 0.16 * r
+        for ex in (cx - 0.35 * r, cx + 0.35 * r):  # the eyes
+            draw_.ellipse([ex - e, cy - 0.3 * r - e, ex + e, cy - 0.3 * r + e], fill=(60, 35, 10))
+        draw_.arc([cx - 0.55 * r, cy - 0.3 * r, cx + 0.55 * r, cy + 0.6 * r], 20, 160, fill=(60, 35, 10),
+                  width=max(1, int(round(0.6 * scale))))
+    elif kind == "rec":  # a camcorder's recording mark, top-left: a red dot and "REC" in white
+        x0, y0, r = rng.uniform(3, 6) * scale, rng.uniform(3, 6) * scale, rng.uniform(1.8, 2.4) * scale
+        draw_.ellipse([x0, y0, x0 + 2 * r, y0 + 2 * r], fill=(235, 25, 25, 250))
+        font = _mono_font(max(5, int(round(rng.uniform(6, 7) * scale))))
+        draw_.text((x0 + 2 * r + 1.5 * scale, y0 + r - 3.5 * scale), "REC", font=font, fill=(250, 250, 250, 245))
     else:  # logo: a small translucent ring with a triangle, top-right
         r = rng.uniform(5, 7) * scale
         cx, cy = w - (2 + rng.uniform(0, 3)) * scale - r, (2 + rng.uniform(0, 3)) * scale + r
@@ -893,6 +928,16 @@ FRESH_TWO_ARTIFACT_3_FAMILIES: tuple[TwoArtifactFamily, ...] = (
     TwoArtifactFamily("flat", "textures", ("clip", "signature"), "tiny_cnn"),
     TwoArtifactFamily("photo", "digits", ("crosshair", "scalebar"), "tiny_resnet"),
     TwoArtifactFamily("texture", "shapes", ("staple", "barcode"), "tiny_mobilenet"),
+)
+
+#: A fourth batch of fresh held-out two-artifact families (``findings_benchmark.py --fresh 4``), added on 2 Dec
+#: 2026 (a tenth session) before any of them was scanned, for variant PU' (docs/benchmark.md, "The peak where the
+#: mean trusts nothing, after RC'"): new kinds only (a recording mark top-left and an emoji on the right edge;
+#: the emoji and hot pixels; hot pixels and the recording mark).
+FRESH_TWO_ARTIFACT_4_FAMILIES: tuple[TwoArtifactFamily, ...] = (
+    TwoArtifactFamily("photo", "digits", ("rec", "smiley"), "tiny_cnn"),
+    TwoArtifactFamily("flat", "shapes", ("smiley", "hotpixels"), "tiny_resnet"),
+    TwoArtifactFamily("texture", "textures", ("hotpixels", "rec"), "tiny_mobilenet"),
 )
 
 

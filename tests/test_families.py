@@ -397,3 +397,33 @@ def test_a_staple_is_a_short_slanted_bar_in_the_top_left_corner():
         rows, cols = np.nonzero(np.any(clean != marked, axis=2))
         assert rows.max() < 24 and cols.max() < 24 and 10 < len(rows) < 120  # small, top-left
         assert np.ptp(rows) > 4 and np.ptp(cols) > 4  # at a slant
+
+
+def test_a_smiley_is_a_yellow_face_on_the_right_edge():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "smiley", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert cols.min() > SIZE / 2 and SIZE / 4 < rows.mean() < 3 * SIZE / 4  # right edge, about mid-height
+        assert 60 < len(rows) < 250  # a small face
+        r, g, b = (marked[changed].astype(float).mean(axis=0))
+        assert r > 150 and g > 120 and b < 90  # yellow
+
+
+def test_a_rec_mark_is_a_red_dot_and_white_text_top_left():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "rec", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        assert rows.max() < SIZE / 3 and cols.max() < SIZE / 2 + 4  # top-left
+        red = (marked[..., 0] > 200) & (marked[..., 1] < 60) & (marked[..., 2] < 60)
+        white = marked.min(axis=2) > 230
+        assert red.sum() >= 9 and (white & ~(clean.min(axis=2) > 230)).sum() >= 10  # the dot and the letters
+
+
+def test_hot_pixels_are_a_few_single_bright_pixels_anywhere():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("texture", "shapes", "hotpixels", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        assert 3 <= len(rows) <= 9  # single pixels (one may repeat, or match the image already)
+        assert np.ptp(rows) > 8 or np.ptp(cols) > 8  # scattered
+        assert marked[rows, cols].max(axis=1).min() == 255  # saturated
