@@ -64,9 +64,10 @@ except ImportError:
 __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DEV_2_FAMILIES", "FRESH_FAMILIES",
            "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
            "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
-           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_14_FAMILIES", "FRESH_15_FAMILIES", "FRESH_BATCHES",
+           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_14_FAMILIES", "FRESH_15_FAMILIES", "FRESH_16_FAMILIES",
+           "FRESH_BATCHES",
            "FRESH_TWO_ARTIFACT_FAMILIES", "FRESH_TWO_ARTIFACT_2_FAMILIES", "FRESH_TWO_ARTIFACT_3_FAMILIES",
-           "FRESH_TWO_ARTIFACT_4_FAMILIES",
+           "FRESH_TWO_ARTIFACT_4_FAMILIES", "FRESH_TWO_ARTIFACT_5_FAMILIES",
            "SPLIT",
            "TWO_ARTIFACT_FAMILIES", "Family",
            "TwoArtifactFamily", "add_family_artifact", "build", "default_layers", "draw", "draw_with",
@@ -78,7 +79,7 @@ CONTENTS = ("shapes", "textures", "digits")
 ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks",
                   "ink", "scanline", "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard", "bubbles",
                   "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature",
-                  "staple", "smiley", "rec", "hotpixels")
+                  "staple", "smiley", "rec", "hotpixels", "sparkle", "qr", "corners")
 ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet", "tiny_vit")
 
 #: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
@@ -90,7 +91,7 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
                               "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard",
                               "bubbles", "crosshair", "fold", "scalebar", "mosaic", "clip", "grid",
                               "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature", "staple",
-                              "smiley", "rec", "hotpixels"),
+                              "smiley", "rec", "hotpixels", "sparkle", "qr", "corners"),
                  "arch": ("tiny_mobilenet", "tiny_vit")},
 }
 # tiny_vit was added on 30 Nov 2026 after the split above was fixed, as a held-out kind (a new architecture;
@@ -126,7 +127,9 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # Both were spent that session, on PU and then on RC' (with FRESH_TWO_ARTIFACT_3_FAMILIES). The artifacts smiley,
 # rec and hotpixels, FRESH_15_FAMILIES and FRESH_TWO_ARTIFACT_4_FAMILIES were added on 2 Dec 2026 (a tenth
 # session) before any of them was run, for variant PU' (docs/benchmark.md, "The peak where the mean trusts
-# nothing, after RC'").
+# nothing, after RC'"). Both were spent on PU' that session; the artifacts sparkle, qr and corners,
+# FRESH_16_FAMILIES and FRESH_TWO_ARTIFACT_5_FAMILIES were added after it, before any of them was run, for variant
+# PR (docs/benchmark.md, "The peak for review").
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
@@ -274,12 +277,21 @@ FRESH_15_FAMILIES: tuple[Family, ...] = (
     Family("flat", "shapes", "hotpixels", "tiny_resnet"),
 )
 
+#: A sixteenth batch, added before any of them was run (``--fresh 16``): a lens flare's four-pointed star in the
+#: upper half, a QR code in the bottom-left corner, and a photo album's corner mounts over the two top corners.
+FRESH_16_FAMILIES: tuple[Family, ...] = (
+    Family("flat", "digits", "sparkle", "tiny_resnet"),
+    Family("photo", "shapes", "qr", "tiny_mobilenet", 10),
+    Family("texture", "textures", "corners", "tiny_cnn"),
+)
+
 #: The fresh held-out batches by number (``--fresh N``).
 FRESH_BATCHES: dict[int, tuple[Family, ...]] = {
     1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES, 4: FRESH_4_FAMILIES, 5: FRESH_5_FAMILIES,
     6: FRESH_6_FAMILIES, 7: FRESH_7_FAMILIES, 8: FRESH_8_FAMILIES, 9: FRESH_9_FAMILIES,
     10: FRESH_10_FAMILIES, 11: FRESH_11_FAMILIES, 12: FRESH_12_FAMILIES,
     13: FRESH_13_FAMILIES, 14: FRESH_14_FAMILIES, 15: FRESH_15_FAMILIES,
+    16: FRESH_16_FAMILIES,
 }
 
 #: More dev families, added on 1 Dec 2026 before any of them was run: on the first six dev families every
@@ -494,6 +506,18 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
             y, x = int(rng.integers(2, h - 2 - side)), int(rng.integers(2, w - 2 - side))
             out[y:y + side, x:x + side] = ((255, 255, 255), (255, 40, 40), (40, 255, 60))[int(rng.integers(0, 3))]
         return out
+    if kind == "sparkle":  # a lens flare: a bright four-pointed star in the upper half, away from the corners
+        yy, xx = np.mgrid[0:h, 0:w]
+        cx, cy = rng.uniform(0.25, 0.75) * w, rng.uniform(0.15, 0.5) * h
+        arm, width, turn = rng.uniform(6, 10) * w / 64, 0.7 * w / 64, rng.uniform(0, np.pi / 4)
+        u = (xx - cx) * np.cos(turn) + (yy - cy) * np.sin(turn)
+        v = -(xx - cx) * np.sin(turn) + (yy - cy) * np.cos(turn)
+        rays = np.maximum(np.exp(-0.5 * (v / width) ** 2) * np.clip(1 - np.abs(u) / arm, 0, 1),
+                          np.exp(-0.5 * (u / width) ** 2) * np.clip(1 - np.abs(v) / arm, 0, 1))
+        light = np.maximum(rays, np.exp(-0.5 * ((u ** 2 + v ** 2) / (1.2 * width) ** 2)))
+        light[light < 0.05] = 0
+        out = img.astype(np.float64)
+        return np.clip(out + (255 - out) * light[..., None], 0, 255).astype(np.uint8)
     if kind == "glare":  # a flash's reflection: a soft white highlight, anywhere but the edges
         yy, xx = np.mgrid[0:h, 0:w]
         cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
@@ -723,6 +747,25 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         draw_.ellipse([x0, y0, x0 + 2 * r, y0 + 2 * r], fill=(235, 25, 25, 250))
         font = _mono_font(max(5, int(round(rng.uniform(6, 7) * scale))))
         draw_.text((x0 + 2 * r + 1.5 * scale, y0 + r - 3.5 * scale), "REC", font=font, fill=(250, 250, 250, 245))
+    elif kind == "qr":  # a QR code in the bottom-left corner: random modules and three finder squares, on white
+        n, cell = 9, max(2, int(round(2 * scale)))
+        side = n * cell
+        x0, y0 = int(rng.uniform(2, 4) * scale), int(h - side - rng.uniform(2, 4) * scale)
+        draw_.rectangle([x0 - cell, y0 - cell, x0 + side + cell - 1, y0 + side + cell - 1], fill=(250, 250, 250))
+        modules = rng.random((n, n)) < 0.5
+        for fy, fx in ((0, 0), (0, n - 3), (n - 3, 0)):  # the finder squares (3 x 3 modules, hollow)
+            modules[fy:fy + 3, fx:fx + 3] = True
+            modules[fy + 1, fx + 1] = False
+        for i, j in zip(*np.nonzero(modules)):
+            draw_.rectangle([x0 + j * cell, y0 + i * cell, x0 + (j + 1) * cell - 1, y0 + (i + 1) * cell - 1],
+                            fill=(15, 15, 15))
+    elif kind == "corners":  # a photo album's corner mounts: dark triangles over the two top corners
+        size = rng.uniform(8, 12) * scale
+        tone = int(rng.integers(15, 50))
+        fill, rim = (tone, tone, tone + 10), (tone + 60, tone + 60, tone + 70)
+        for tri in ([(0, 0), (size, 0), (0, size)], [(w - 1, 0), (w - 1 - size, 0), (w - 1, size)]):
+            draw_.polygon(tri, fill=fill)
+            draw_.line([tri[1], tri[2]], fill=rim, width=max(1, int(round(scale))))
     else:  # logo: a small translucent ring with a triangle, top-right
         r = rng.uniform(5, 7) * scale
         cx, cy = w - (2 + rng.uniform(0, 3)) * scale - r, (2 + rng.uniform(0, 3)) * scale + r
@@ -938,6 +981,16 @@ FRESH_TWO_ARTIFACT_4_FAMILIES: tuple[TwoArtifactFamily, ...] = (
     TwoArtifactFamily("photo", "digits", ("rec", "smiley"), "tiny_cnn"),
     TwoArtifactFamily("flat", "shapes", ("smiley", "hotpixels"), "tiny_resnet"),
     TwoArtifactFamily("texture", "textures", ("hotpixels", "rec"), "tiny_mobilenet"),
+)
+
+#: A fifth batch of fresh held-out two-artifact families (``findings_benchmark.py --fresh 5``), added on 2 Dec
+#: 2026 (a tenth session) before any of them was scanned, for variant PR (docs/benchmark.md, "The peak for
+#: review"): new kinds only (a QR code bottom-left and a lens flare in the upper half; corner mounts on the top
+#: corners and a flare between them; a QR code and the corner mounts).
+FRESH_TWO_ARTIFACT_5_FAMILIES: tuple[TwoArtifactFamily, ...] = (
+    TwoArtifactFamily("texture", "shapes", ("qr", "sparkle"), "tiny_resnet"),
+    TwoArtifactFamily("photo", "textures", ("corners", "sparkle"), "tiny_cnn"),
+    TwoArtifactFamily("flat", "digits", ("qr", "corners"), "tiny_mobilenet"),
 )
 
 

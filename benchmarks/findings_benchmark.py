@@ -35,6 +35,7 @@ were fixed before any result was seen.
     python benchmarks/findings_benchmark.py --fresh 2        # the second fresh batch (a ninth session)
     python benchmarks/findings_benchmark.py --fresh 3        # the third (a ninth session, later)
     python benchmarks/findings_benchmark.py --fresh 4        # the fourth (a tenth session)
+    python benchmarks/findings_benchmark.py --fresh 5        # the fifth (a tenth session, later)
 
 Training takes one to three minutes a model on 2 cores, the s-AMS about a
 minute; both and the scan sets are cached (``$DORA_CLEAN_CACHE``).
@@ -59,7 +60,7 @@ from dora_clean.scanning import list_images
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.analysis.sams import cache_root
 from families import (FRESH_TWO_ARTIFACT_2_FAMILIES, FRESH_TWO_ARTIFACT_3_FAMILIES, FRESH_TWO_ARTIFACT_4_FAMILIES,
-                      FRESH_TWO_ARTIFACT_FAMILIES, TWO_ARTIFACT_FAMILIES, TwoArtifactFamily, default_layers, load_two_artifact_model,
+                      FRESH_TWO_ARTIFACT_5_FAMILIES, FRESH_TWO_ARTIFACT_FAMILIES, TWO_ARTIFACT_FAMILIES, TwoArtifactFamily, default_layers, load_two_artifact_model,
                       write_two_artifact_scan_set)
 
 
@@ -185,12 +186,13 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
     ap.add_argument("--fraction", type=float, default=0.10, help="each artifact's share of the scan set")
     ap.add_argument("--runs", type=Path, help="keep the run directories here (default: a temporary folder)")
-    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2, 3, 4],
-                    help="a fresh batch of held-out families: 1 (FRESH_TWO_ARTIFACT_FAMILIES, the default) to 4")
+    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2, 3, 4, 5],
+                    help="a fresh batch of held-out families: 1 (FRESH_TWO_ARTIFACT_FAMILIES, the default) to 5")
     ap.add_argument("--pooling", choices=["mean", "max", "auto"], default="mean", help="the scan's --pooling")
     args = ap.parse_args()
     batch = {None: TWO_ARTIFACT_FAMILIES, 1: FRESH_TWO_ARTIFACT_FAMILIES, 2: FRESH_TWO_ARTIFACT_2_FAMILIES,
-             3: FRESH_TWO_ARTIFACT_3_FAMILIES, 4: FRESH_TWO_ARTIFACT_4_FAMILIES}[args.fresh]
+             3: FRESH_TWO_ARTIFACT_3_FAMILIES, 4: FRESH_TWO_ARTIFACT_4_FAMILIES,
+             5: FRESH_TWO_ARTIFACT_5_FAMILIES}[args.fresh]
     families = [f for f in batch if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:1] + [f for f in families if f.split == "held-out"][:1]

@@ -153,7 +153,8 @@ def _scan_options(fn):
         click.option("--pooling", type=click.Choice(["mean", "max", "auto", "cls"]), default="mean", show_default=True,
                      help="How a neuron's activation map becomes an image score: its mean or its peak (max); auto: "
                           "the mean, or the peak where its split stands clearly further from a bell curve's (a "
-                          "small artifact on a large map; docs/method.md, step 5). For a transformer layer the map "
+                          "small artifact on a large map; review its flags before exporting: the peak can take in a "
+                          "look-alike class; docs/method.md, step 5). For a transformer layer the map "
                           "is its patch tokens (class and register tokens left out); cls: the class token's value "
                           "instead."),
         click.option("--prefix-tokens", type=click.IntRange(0, None), default=None, metavar="N",

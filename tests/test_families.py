@@ -427,3 +427,29 @@ def test_hot_pixels_are_a_few_single_bright_pixels_anywhere():
         assert 3 <= len(rows) <= 9  # single pixels (one may repeat, or match the image already)
         assert np.ptp(rows) > 8 or np.ptp(cols) > 8  # scattered
         assert marked[rows, cols].max(axis=1).min() == 255  # saturated
+
+
+def test_a_sparkle_is_a_bright_star_in_the_upper_half():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "sparkle", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert rows.mean() < SIZE / 2 and 8 < np.ptp(cols) < 24 and 8 < np.ptp(rows) < 24  # a star, not a haze
+        assert (marked[changed].astype(int) >= clean[changed]).all()  # light only
+
+
+def test_a_qr_code_is_black_and_white_modules_in_the_bottom_left_corner():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("photo", "shapes", "qr", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        assert rows.min() > SIZE / 2 and cols.max() < SIZE / 2  # bottom-left
+        inside = marked[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert (inside.max(axis=2) < 30).mean() > 0.25 and (inside.min(axis=2) > 240).mean() > 0.25
+
+
+def test_corner_mounts_darken_the_two_top_corners_only():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "corners", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        assert changed[0, 0] and changed[0, -1] and not changed[-1, 0] and not changed[-1, -1]
+        assert not changed[SIZE // 4:].any() and marked[0, 0].max() < 60
