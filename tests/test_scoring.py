@@ -499,3 +499,20 @@ def test_auto_pooling_keeps_the_mean_where_the_peak_splits_no_more_cleanly():
     assert scores.pooling == "mean" and auc(y, scores.score) > 0.99
     one_position = score_findings(mean_act, mean_act.copy(), [0, 1, 2], "auto", classes)[0]  # a class token's map
     assert one_position.pooling == "mean"
+
+
+def test_auto_pooling_keeps_a_confident_answer_of_the_mean():
+    from dora_clean.scoring import peak_reads_better, score_findings
+
+    for seed in (7, 10):
+        y, mean_act, max_act, classes = _small_mark(seed)
+        max_act[:, :12] += 6.0 * y[:, None]  # a small mark the peak splits off very cleanly
+        z = np.random.default_rng(seed + 100).random(len(y)) < 0.05  # and a second artifact the mean reads well
+        mean_act[:, 12:24] += 4.0 * z[:, None]
+        max_act[:, 12:24] += 4.0 * z[:, None]
+        _, mean_found = score_findings(mean_act, max_act, [0, 1, 2, 12], "mean", classes)
+        _, peak_found = score_findings(mean_act, max_act, [0, 1, 2, 12], "max", classes)
+        assert mean_found[0].confident and auc(z, mean_found[0].candidate.score) > 0.99
+        assert peak_reads_better(mean_found[0], peak_found[0])  # the peak's answer alone would be taken
+        scores, found = score_findings(mean_act, max_act, [0, 1, 2, 12], "auto", classes)
+        assert scores.pooling == "mean" and np.array_equal(found[0].flagged, mean_found[0].flagged)

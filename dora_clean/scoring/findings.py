@@ -198,12 +198,14 @@ def score_findings(
     the first answer is not class content, it stands: centring everywhere split clean images into halves
     at a rare artifact's expense (docs/benchmark.md, "Class-centred activations").
 
-    ``pooling`` "auto": the layer is scored from each neuron's mean over its map and again from its peak,
-    and the peak's answer is the scan's where :func:`peak_reads_better` (``scores.pooling`` says which).
+    ``pooling`` "auto": the layer is scored from each neuron's mean over its map; where none of its findings
+    is confident, it is scored again from each neuron's peak, and the peak's answer is the scan's where
+    :func:`peak_reads_better` (``scores.pooling`` says which). A confident finding is as much as a scan can
+    trust: the peak is read only where the mean trusts nothing (docs/benchmark.md, "variant PU'").
     """
     if pooling == "auto":
         mean = score_findings(mean_act, max_act, infected, "mean", classes, settings, threshold, top)
-        if np.array_equal(mean_act[:256], max_act[:256]):  # maps of one position (a class token): one reading
+        if mean[1][0].confident or np.array_equal(mean_act[:256], max_act[:256]):  # (a class token: one reading)
             return mean
         peak = score_findings(mean_act, max_act, infected, "max", classes, settings, threshold, top)
         return peak if peak_reads_better(mean[1][0], peak[1][0]) else mean
