@@ -477,8 +477,9 @@ def _small_mark(seed: int = 7, n: int = 2000, c: int = 32):
     return y, mean_act, max_act, classes
 
 
-def test_auto_pooling_takes_the_peak_where_the_mean_dilutes_a_small_mark():
+def test_auto_pooling_takes_the_peak_where_the_mean_dilutes_a_small_mark_and_leaves_it_for_review():
     from dora_clean.scoring import peak_reads_better, score_findings
+    from dora_clean.scoring.findings import PEAK_REASON
 
     y, mean_act, max_act, classes = _small_mark()
     by_mean, mean_found = score_findings(mean_act, max_act, [0, 1, 2], "mean", classes)
@@ -487,7 +488,10 @@ def test_auto_pooling_takes_the_peak_where_the_mean_dilutes_a_small_mark():
     assert peak_reads_better(mean_found[0], peak_found[0])
     scores, found = score_findings(mean_act, max_act, [0, 1, 2], "auto", classes)
     assert scores.pooling == "max" and np.array_equal(found[0].flagged, peak_found[0].flagged)
-    assert found[0].confident and found[0].flagged[y].mean() > 0.95
+    assert found[0].flagged[y].mean() > 0.95 and found[0].flagged[~y].mean() < 0.01
+    # listed for review: what the peak flags is never removed without it (the layer reproduces it, though)
+    assert not any(f.confident for f in found) and found[0].confidence.reasons == [PEAK_REASON]
+    assert found[0].confidence.reproducing >= 8 and not any(f.confident for f in peak_found)
 
 
 def test_auto_pooling_keeps_the_mean_where_the_peak_splits_no_more_cleanly():

@@ -36,8 +36,8 @@ from .stats import finding_score, layer_pooled, robust_scale
 from . import thresholds
 from .thresholds import structure
 
-__all__ = ["MAX_FINDINGS", "SAME_IMAGES", "Finding", "find_findings", "peak_reads_better", "same_images",
-           "score_findings"]
+__all__ = ["MAX_FINDINGS", "PEAK_REASON", "SAME_IMAGES", "Finding", "find_findings", "for_review", "peak_reads_better",
+           "same_images", "score_findings"]
 
 #: A scan reports at most this many findings.
 MAX_FINDINGS = 5
@@ -166,6 +166,18 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
     return out
 
 
+#: Why a finding read from each neuron's peak is not confident (docs/benchmark.md, "The peak for review").
+PEAK_REASON = ("read from each neuron's peak over its map, which can take in clean images of a class that looks "
+               "like the artifact: left for review")
+
+
+def for_review(findings: list[Finding]) -> list[Finding]:
+    """The findings, none of them confident: a peak's findings. Of the confident findings checked on unseen
+    models, those read from the peak are the ones whose flags took in clean images of a look-alike class."""
+    return [dataclasses.replace(f, confidence=dataclasses.replace(
+        f.confidence, confident=False, reasons=[*f.confidence.reasons, PEAK_REASON])) for f in findings]
+
+
 def peak_reads_better(mean: Finding, peak: Finding) -> bool:
     """Whether the first finding read from each neuron's peak splits the images clearly further from a bell
     curve than the one read from its mean: its structure passes the mean's by :data:`~.thresholds.STRUCTURE`.
@@ -201,7 +213,8 @@ def score_findings(
     ``pooling`` "auto": the layer is scored from each neuron's mean over its map; where none of its findings
     is confident, it is scored again from each neuron's peak, and the peak's answer is the scan's where
     :func:`peak_reads_better` (``scores.pooling`` says which). A confident finding is as much as a scan can
-    trust: the peak is read only where the mean trusts nothing (docs/benchmark.md, "variant PU'").
+    trust: the peak is read only where the mean trusts nothing. With "max" (or "auto" where it takes the
+    peak) no finding is confident (:func:`for_review`): the default export removes what the mean's would.
     """
     if pooling == "auto":
         mean = score_findings(mean_act, max_act, infected, "mean", classes, settings, threshold, top)
@@ -220,4 +233,4 @@ def score_findings(
     if "centring" not in settings.off and any(a is not None and a >= CLASS_ASSOCIATION for a in associations):
         scores = artifact_scores(mean_act, max_act, infected, pooling, classes, settings, centre=True)
         findings = find_findings(src, scores, codes, threshold, top, names)
-    return scores, findings
+    return scores, (for_review(findings) if pooling == "max" else findings)
