@@ -83,7 +83,7 @@ from dora_clean.evaluate import auc
 from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_hash
 from dora_clean.scanning import list_images
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
-from dora_clean.scoring import PIECES, Finding
+from dora_clean.scoring import DEFAULT_POOLING, PIECES, Finding
 from dora_clean.scoring.classes import class_codes
 from dora_clean.scoring.stats import layer_pooled
 from families import DEV_2_FAMILIES, FAMILIES, FRESH_BATCHES, Family, default_layers, load_family_model, write_family_scan_set
@@ -122,7 +122,7 @@ GOALS = ("inf", "comb", "P/R", "export")
 
 #: How every row is scored and judged (``evaluate``'s keywords): the scan's pooling (its default), and the
 #: layer's best read from each neuron's mean and peak alike (``--pooling``, ``--readings``).
-SCORING = {"pooling": "mean", "readings": "both"}
+SCORING = {"pooling": DEFAULT_POOLING, "readings": "both"}
 
 
 def probe_auc(y: np.ndarray, activations: np.ndarray, classes: list | None = None, folds: int = 5) -> float:
@@ -413,7 +413,7 @@ def main() -> int:
                     help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)}); repeatable")
     ap.add_argument("--off", action="append", default=[], choices=PIECES, help="a scoring piece off; repeatable")
     ap.add_argument("--findings", action="store_true", help="under each row, a line per finding")
-    ap.add_argument("--pooling", choices=["auto", "mean", "max"], default="mean", help="the scan's pooling")
+    ap.add_argument("--pooling", choices=["auto", "mean", "max"], default=DEFAULT_POOLING, help="the scan's pooling")
     ap.add_argument("--readings", choices=["pooling", "both"], default="both",
                     help="read the layer's best neuron (and the infected set's, and the probe) from each neuron's "
                          "mean and peak alike (both), or from the scan's pooling alone (the tables before 2 Dec "

@@ -54,7 +54,7 @@ import numpy as np
 
 from dora_clean.evaluate import auc, neuron_aucs
 from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_hash
-from dora_clean.pipeline import ScanSettings, scan_dataset
+from dora_clean.pipeline import DEFAULT_POOLING, ScanSettings, scan_dataset
 from dora_clean.rundir import RunDir
 from dora_clean.scanning import list_images
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
@@ -100,7 +100,8 @@ def removed(flags: list[np.ndarray], any_artifact: np.ndarray) -> tuple[int, flo
     return int(out.sum()), _precision_recall(any_artifact, out)[0]
 
 
-def run_family(family: TwoArtifactFamily, n_scan: int, fraction: float, out: Path, pooling: str = "mean") -> list[dict]:
+def run_family(family: TwoArtifactFamily, n_scan: int, fraction: float, out: Path,
+               pooling: str = DEFAULT_POOLING) -> list[dict]:
     """Train (cached), write the scan set (cached), scan it with the pipeline (``pooling``: the scan's ``--pooling``);
     one dict per label column."""
     model, metrics = load_two_artifact_model(family)
@@ -140,7 +141,7 @@ def run_family(family: TwoArtifactFamily, n_scan: int, fraction: float, out: Pat
 
 
 def run(families: list[TwoArtifactFamily], n_scan: int, fraction: float, runs: Path,
-        pooling: str = "mean") -> dict[str, list[int]]:
+        pooling: str = DEFAULT_POOLING) -> dict[str, list[int]]:
     """Print one row per (family, label column), each scanned with ``pooling``, and what the default export
     removes; returns, per split, [rows, rows meeting the AUC goal, families, families with both columns met by
     two different findings, families where the export removes nothing or at precision >= 0.9]."""
@@ -188,7 +189,7 @@ def main() -> int:
     ap.add_argument("--runs", type=Path, help="keep the run directories here (default: a temporary folder)")
     ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2, 3, 4, 5],
                     help="a fresh batch of held-out families: 1 (FRESH_TWO_ARTIFACT_FAMILIES, the default) to 5")
-    ap.add_argument("--pooling", choices=["mean", "max", "auto"], default="mean", help="the scan's --pooling")
+    ap.add_argument("--pooling", choices=["mean", "max", "auto"], default=DEFAULT_POOLING, help="the scan's --pooling")
     args = ap.parse_args()
     batch = {None: TWO_ARTIFACT_FAMILIES, 1: FRESH_TWO_ARTIFACT_FAMILIES, 2: FRESH_TWO_ARTIFACT_2_FAMILIES,
              3: FRESH_TWO_ARTIFACT_3_FAMILIES, 4: FRESH_TWO_ARTIFACT_4_FAMILIES,

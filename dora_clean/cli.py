@@ -12,7 +12,7 @@ import click
 
 from .errors import DoraError
 from .analysis.outliers import DEFAULT_METHOD, METHODS
-from .scoring import CLASS_LAMBDA, DEFAULT_AGREEMENT, Seed
+from .scoring import CLASS_LAMBDA, DEFAULT_AGREEMENT, DEFAULT_POOLING, Seed
 
 __all__ = ["main"]
 
@@ -150,11 +150,13 @@ def _scan_options(fn):
         click.option("--infected", "n_infected", type=click.IntRange(0, None), default=None,
                      help="How many infected neurons to take. Default: 5% of the layer (at least 1); with another "
                           "--outlier-method than knn+group, its clear outliers (at most 5%)."),
-        click.option("--pooling", type=click.Choice(["mean", "max", "auto", "cls"]), default="mean", show_default=True,
+        click.option("--pooling", type=click.Choice(["mean", "max", "auto", "cls"]), default=DEFAULT_POOLING,
+                     show_default=True,
                      help="How a neuron's activation map becomes an image score: its mean or its peak (max); auto: "
-                          "the mean, or the peak where its split stands clearly further from a bell curve's (a "
-                          "small artifact on a large map; review its flags before exporting: the peak can take in a "
-                          "look-alike class; docs/method.md, step 5). For a transformer layer the map "
+                          "the mean, or, where none of its findings is confident, the peak where its split stands "
+                          "clearly further from a bell curve's (a small artifact on a large map). What is read from "
+                          "the peak is never confident: it is left for review (docs/method.md, step 5). For a "
+                          "transformer layer the map "
                           "is its patch tokens (class and register tokens left out); cls: the class token's value "
                           "instead."),
         click.option("--prefix-tokens", type=click.IntRange(0, None), default=None, metavar="N",
@@ -352,7 +354,8 @@ def demo(workdir: str, n_images: int, no_fiftyone: bool, device: str, quiet: boo
     o.update(labels=str(data / "labels.csv"), out=str(work / "run"), device=device, batch_size=64, workers=None,
              no_fiftyone=no_fiftyone, trust_model_file=False, signals=4, steps=128, lr=0.05, seed=0,
              sams_batch_size=256,
-             outlier_method=DEFAULT_METHOD, representation="standardised", pooling="mean", agreement=DEFAULT_AGREEMENT,
+             outlier_method=DEFAULT_METHOD, representation="standardised", pooling=DEFAULT_POOLING,
+             agreement=DEFAULT_AGREEMENT,
              recruit=True, class_folders=True, quiet=quiet)
     _scan(str(data), o)
 

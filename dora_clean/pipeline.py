@@ -31,12 +31,11 @@ from .rundir import RunDir
 from .analysis.sams import IMAGENET_MEAN, IMAGENET_STD, SamsConfig, cache_root, sams_key
 from .scanning.activations import ScanOptions, scan_images, scan_key, scan_maps
 from .scoring import (
-    DEFAULT_AGREEMENT, RECRUIT_AUC, ScoringSettings, layer_pooled, score_findings,
+    DEFAULT_AGREEMENT, DEFAULT_POOLING, RECRUIT_AUC, ScoringSettings, layer_pooled, score_findings,
 )
 
 __all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
 
-DEFAULT_POOLING = "mean"
 
 
 @dataclass
@@ -67,8 +66,8 @@ class ScanSettings:
     representation: str = "standardised"
     n_infected: int | None = None
     n_neighbors: int | None = None
-    pooling: str = DEFAULT_POOLING  # mean or max of the map (a transformer's: its patch tokens), auto (the
-    # mean, or the max where it splits the images clearly more cleanly: scoring.peak_reads_better), or cls
+    pooling: str = DEFAULT_POOLING  # mean or max of the map (a transformer's: its patch tokens), auto (the mean;
+    # where it trusts nothing, the max where that splits the images clearly more cleanly: score_findings), or cls
     prefix_tokens: int | None = None  # class + register tokens of a transformer layer (None: read from the model)
     flag_top: int | None = None
     threshold: float | None = None
@@ -243,8 +242,9 @@ def _scan(dataset: Path, s: ScanSettings, log: Callable[[str], None]) -> dict:
             result.mean_act, result.max_act, infected, s.pooling, classes,
             ScoringSettings(s.agreement, RECRUIT_AUC if s.recruit else None), s.threshold, s.flag_top)
         if s.pooling == "auto":
-            log("pooling: each neuron's peak over its map (max), whose split stands clearly further from a bell "
-                "curve's than the mean's" if scores.pooling == "max" else "pooling: each neuron's mean over its map")
+            log("pooling: each neuron's peak over its map (max): the mean's findings are not confident and the "
+                "peak's split stands clearly further from a bell curve's; its findings are left for review"
+                if scores.pooling == "max" else "pooling: each neuron's mean over its map")
             s = dataclasses.replace(s, pooling=scores.pooling)  # as scored: the summary and detector.json say which
         src = layer_pooled(result.mean_act, result.max_act, s.pooling)
         scores = scores.following(findings[0].candidate, infected)  # the old keys describe the first finding

@@ -36,7 +36,7 @@ from .stats import finding_score, layer_pooled, robust_scale
 from . import thresholds
 from .thresholds import structure
 
-__all__ = ["MAX_FINDINGS", "PEAK_REASON", "SAME_IMAGES", "Finding", "find_findings", "for_review", "peak_reads_better",
+__all__ = ["DEFAULT_POOLING", "MAX_FINDINGS", "PEAK_REASON", "SAME_IMAGES", "Finding", "find_findings", "for_review", "peak_reads_better",
            "same_images", "score_findings"]
 
 #: A scan reports at most this many findings.
@@ -165,6 +165,9 @@ def find_findings(activations: np.ndarray, scores: ArtifactScores, codes: np.nda
         out.append(Finding(k, c, centre, spread, t, score > t, confidence, by_class))
     return out
 
+
+#: The scan's ``--pooling`` (:func:`score_findings`).
+DEFAULT_POOLING = "auto"
 
 #: Why a finding read from each neuron's peak is not confident (docs/benchmark.md, "The peak for review").
 PEAK_REASON = ("read from each neuron's peak over its map, which can take in clean images of a class that looks "
