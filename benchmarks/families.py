@@ -129,7 +129,7 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # session) before any of them was run, for variant PU' (docs/benchmark.md, "The peak where the mean trusts
 # nothing, after RC'"). Both were spent on PU' that session; the artifacts sparkle, qr and corners,
 # FRESH_16_FAMILIES and FRESH_TWO_ARTIFACT_5_FAMILIES were added after it, before any of them was run, for variant
-# PR (docs/benchmark.md, "The peak for review").
+# PR (docs/benchmark.md, "The peak for review"), and spent on it.
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")

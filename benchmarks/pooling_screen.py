@@ -6,10 +6,11 @@ either way (``evaluate(..., readings="both")``). Besides each pooling alone, two
 one per scan are shown: the pooling whose first finding has the more :attr:`~Candidate.structure`, the
 one whose first finding wins the seed contest against the other's (:meth:`~Candidate.beats`), and the
 first with the peak taken only where its first finding is not the mean's again (``new split``) or where
-its structure passes the mean's by :data:`~thresholds.STRUCTURE` (``peak by the bar``: what the scan's
-``--pooling auto`` does, :func:`dora_clean.scoring.peak_reads_better`; docs/benchmark.md, "Mean or peak"), and
-that only where no finding of the mean is confident (``peak, mean unconf``: variant PU, "The peak where the
-mean trusts nothing").
+its structure passes the mean's by :data:`~thresholds.STRUCTURE` (``peak by the bar``: variant PS,
+:func:`dora_clean.scoring.peak_reads_better`; docs/benchmark.md, "Mean or peak"), and that only where no
+finding of the mean is confident (``peak, mean unconf``: what the scan's default ``--pooling auto`` does,
+variant PR, "The peak for review"). Since PR, no finding read from the peak is confident, so every column
+that takes the peak removes nothing there.
 
     python benchmarks/pooling_screen.py                     # dev, both layers, 2/10/40%
     python benchmarks/pooling_screen.py --fraction 0.01 --fraction 0.005
