@@ -60,8 +60,8 @@ from dora_clean.scanning import list_images
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.analysis.sams import cache_root
 from families import (FRESH_TWO_ARTIFACT_2_FAMILIES, FRESH_TWO_ARTIFACT_3_FAMILIES, FRESH_TWO_ARTIFACT_4_FAMILIES,
-                      FRESH_TWO_ARTIFACT_5_FAMILIES, FRESH_TWO_ARTIFACT_FAMILIES, TWO_ARTIFACT_FAMILIES, TwoArtifactFamily, default_layers, load_two_artifact_model,
-                      write_two_artifact_scan_set)
+                      FRESH_TWO_ARTIFACT_5_FAMILIES, FRESH_TWO_ARTIFACT_FAMILIES, TWO_ARTIFACT_FAMILIES,
+                      TwoArtifactFamily, default_layers, load_two_artifact_model, write_two_artifact_scan_set)
 
 
 def _labels(root: Path) -> tuple[list[str], dict[str, dict[str, int]]]:

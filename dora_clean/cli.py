@@ -156,9 +156,8 @@ def _scan_options(fn):
                           "the mean, or, where none of its findings is confident, the peak where its split stands "
                           "clearly further from a bell curve's (a small artifact on a large map). What is read from "
                           "the peak is never confident: it is left for review (docs/method.md, step 5). For a "
-                          "transformer layer the map "
-                          "is its patch tokens (class and register tokens left out); cls: the class token's value "
-                          "instead."),
+                          "transformer layer the map is its patch tokens (class and register tokens left out); "
+                          "cls: the class token's value instead."),
         click.option("--prefix-tokens", type=click.IntRange(0, None), default=None, metavar="N",
                      help="How many class and register tokens come before a transformer layer's patch tokens, "
                           "where the model does not say (default: read from the model, else inferred)."),

@@ -37,7 +37,6 @@ from .scoring import (
 __all__ = ["DEFAULT_POOLING", "ScanOutcome", "ScanSettings", "default_run_dir", "scan_dataset", "write_run"]
 
 
-
 @dataclass
 class ScanSettings:
     """Everything ``scan_dataset`` can be told (the CLI's options).

@@ -19,7 +19,8 @@ scan's single score was before findings), any other that is confident, and
 any other that would be but for one test: the layer reproduces it, but not
 within the class folders (:attr:`~.confidence.Confidence.class_edge`; one
 class's content may fill its edge, so it is listed for review). At most
-:data:`MAX_FINDINGS`; confident ones first.
+:data:`MAX_FINDINGS`; confident ones first. Findings read from each neuron's peak over its map are never
+confident (:func:`for_review`).
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ from .stats import finding_score, layer_pooled, robust_scale
 from . import thresholds
 from .thresholds import structure
 
-__all__ = ["DEFAULT_POOLING", "MAX_FINDINGS", "PEAK_REASON", "SAME_IMAGES", "Finding", "find_findings", "for_review", "peak_reads_better",
-           "same_images", "score_findings"]
+__all__ = ["DEFAULT_POOLING", "MAX_FINDINGS", "PEAK_REASON", "SAME_IMAGES", "Finding", "find_findings", "for_review",
+           "peak_reads_better", "same_images", "score_findings"]
 
 #: A scan reports at most this many findings.
 MAX_FINDINGS = 5
