@@ -324,6 +324,7 @@ def test_a_run_directory_applied_to_new_images_through_the_command(scanned, new_
 def test_a_scan_by_peak_or_by_choice_records_its_reading_and_apply_reads_the_same(tiny, data, tmp_path, pooling):
     from dora_clean.analysis.sams import SamsConfig
     from dora_clean.pipeline import ScanSettings, scan_dataset
+    from dora_clean.scoring.findings import PEAK_REASON
 
     run = tmp_path / "run"
     scan_dataset(data, ScanSettings(model=tiny, layer="3", image_size=SIZE, out=str(run), workers=0, pooling=pooling,
@@ -332,5 +333,8 @@ def test_a_scan_by_peak_or_by_choice_records_its_reading_and_apply_reads_the_sam
     detector = json.loads((run / "detector.json").read_text())
     assert summary["pooling"] == detector["pooling"] and summary["pooling"] in ({"max"} if pooling == "max"
                                                                                else {"mean", "max"})
+    if summary["pooling"] == "max":  # what the peak flags is left for review, and the summary says why
+        assert not summary["artifact_found"] and summary["n_confident"] == 0
+        assert all(PEAK_REASON in f["confidence"]["reasons"] for f in summary["findings"])
     apply(run, data, tmp_path / "applied")
     _same_flags(run, tmp_path / "applied")
