@@ -64,7 +64,7 @@ except ImportError:
 __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DEV_2_FAMILIES", "FRESH_FAMILIES",
            "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
            "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
-           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_14_FAMILIES", "FRESH_15_FAMILIES", "FRESH_16_FAMILIES",
+           "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_14_FAMILIES", "FRESH_15_FAMILIES", "FRESH_16_FAMILIES", "FRESH_17_FAMILIES",
            "FRESH_BATCHES",
            "FRESH_TWO_ARTIFACT_FAMILIES", "FRESH_TWO_ARTIFACT_2_FAMILIES", "FRESH_TWO_ARTIFACT_3_FAMILIES",
            "FRESH_TWO_ARTIFACT_4_FAMILIES", "FRESH_TWO_ARTIFACT_5_FAMILIES",
@@ -79,7 +79,8 @@ CONTENTS = ("shapes", "textures", "digits")
 ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "logo", "tag", "stamp", "arrow", "marks",
                   "ink", "scanline", "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard", "bubbles",
                   "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature",
-                  "staple", "smiley", "rec", "hotpixels", "sparkle", "qr", "corners")
+                  "staple", "smiley", "rec", "hotpixels", "sparkle", "qr", "corners", "tab", "stars",
+                  "cursor")
 ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet", "tiny_vit")
 
 #: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
@@ -91,7 +92,8 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
                               "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard",
                               "bubbles", "crosshair", "fold", "scalebar", "mosaic", "clip", "grid",
                               "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature", "staple",
-                              "smiley", "rec", "hotpixels", "sparkle", "qr", "corners"),
+                              "smiley", "rec", "hotpixels", "sparkle", "qr", "corners", "tab", "stars",
+                              "cursor"),
                  "arch": ("tiny_mobilenet", "tiny_vit")},
 }
 # tiny_vit was added on 30 Nov 2026 after the split above was fixed, as a held-out kind (a new architecture;
@@ -129,7 +131,9 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # session) before any of them was run, for variant PU' (docs/benchmark.md, "The peak where the mean trusts
 # nothing, after RC'"). Both were spent on PU' that session; the artifacts sparkle, qr and corners,
 # FRESH_16_FAMILIES and FRESH_TWO_ARTIFACT_5_FAMILIES were added after it, before any of them was run, for variant
-# PR (docs/benchmark.md, "The peak for review"), and spent on it.
+# PR (docs/benchmark.md, "The peak for review"), and spent on it. The artifacts tab, stars and cursor, and
+# FRESH_17_FAMILIES, were added after it the same way, for variant PRR (docs/benchmark.md, "The peak where the
+# layer reproduces it").
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
@@ -285,13 +289,21 @@ FRESH_16_FAMILIES: tuple[Family, ...] = (
     Family("texture", "textures", "corners", "tiny_cnn"),
 )
 
+#: A seventeenth batch, added before any of them was run (``--fresh 17``): a coloured index tab on the right edge,
+#: a row of rating stars along the bottom, and a mouse pointer anywhere.
+FRESH_17_FAMILIES: tuple[Family, ...] = (
+    Family("photo", "digits", "tab", "tiny_cnn"),
+    Family("texture", "shapes", "stars", "tiny_mobilenet"),
+    Family("flat", "textures", "cursor", "tiny_resnet", 10),
+)
+
 #: The fresh held-out batches by number (``--fresh N``).
 FRESH_BATCHES: dict[int, tuple[Family, ...]] = {
     1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES, 4: FRESH_4_FAMILIES, 5: FRESH_5_FAMILIES,
     6: FRESH_6_FAMILIES, 7: FRESH_7_FAMILIES, 8: FRESH_8_FAMILIES, 9: FRESH_9_FAMILIES,
     10: FRESH_10_FAMILIES, 11: FRESH_11_FAMILIES, 12: FRESH_12_FAMILIES,
     13: FRESH_13_FAMILIES, 14: FRESH_14_FAMILIES, 15: FRESH_15_FAMILIES,
-    16: FRESH_16_FAMILIES,
+    16: FRESH_16_FAMILIES, 17: FRESH_17_FAMILIES,
 }
 
 #: More dev families, added on 1 Dec 2026 before any of them was run: on the first six dev families every
@@ -766,6 +778,25 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         for tri in ([(0, 0), (size, 0), (0, size)], [(w - 1, 0), (w - 1 - size, 0), (w - 1, size)]):
             draw_.polygon(tri, fill=fill)
             draw_.line([tri[1], tri[2]], fill=rim, width=max(1, int(round(scale))))
+    elif kind == "tab":  # a coloured index tab on the right edge, at any height, with a pale label stripe
+        tw, th = rng.uniform(6, 8) * scale, rng.uniform(12, 18) * scale
+        y0 = rng.uniform(0.1, 0.9) * h - th / 2
+        colour = artifact_colour(rng)
+        draw_.rounded_rectangle([w - tw, y0, w + 2 * scale, y0 + th], radius=2 * scale, fill=colour)
+        draw_.rectangle([w - tw + 2 * scale, y0 + 3 * scale, w - scale, y0 + th - 3 * scale], fill=(240, 240, 230))
+    elif kind == "stars":  # a rating: three to five small yellow stars in a row along the bottom, centred
+        k, r = int(rng.integers(3, 6)), rng.uniform(2.5, 3.2) * scale
+        cy, step = h - rng.uniform(3.5, 5) * scale, 2.3 * r
+        x0 = w / 2 - step * (k - 1) / 2 + rng.uniform(-3, 3) * scale
+        a = np.deg2rad(np.arange(10) * 36 - 90)
+        for i in range(k):
+            cx = x0 + i * step
+            draw_.polygon([(cx + (r if j % 2 == 0 else 0.45 * r) * math.cos(t), cy + (r if j % 2 == 0 else 0.45 * r)
+                            * math.sin(t)) for j, t in enumerate(a)], fill=(250, 205, 30), outline=(120, 80, 0))
+    elif kind == "cursor":  # a mouse pointer left in a screenshot: a white arrow with a black outline, anywhere
+        x, y, u = rng.uniform(0.15, 0.8) * w, rng.uniform(0.15, 0.75) * h, rng.uniform(0.9, 1.2) * scale
+        shape = [(0, 0), (0, 11), (3, 8), (5, 13), (7, 12), (5, 7), (9, 7)]
+        draw_.polygon([(x + px * u, y + py * u) for px, py in shape], fill=(255, 255, 255), outline=(0, 0, 0))
     else:  # logo: a small translucent ring with a triangle, top-right
         r = rng.uniform(5, 7) * scale
         cx, cy = w - (2 + rng.uniform(0, 3)) * scale - r, (2 + rng.uniform(0, 3)) * scale + r

@@ -453,3 +453,30 @@ def test_corner_mounts_darken_the_two_top_corners_only():
         changed = np.any(clean != marked, axis=2)
         assert changed[0, 0] and changed[0, -1] and not changed[-1, 0] and not changed[-1, -1]
         assert not changed[SIZE // 4:].any() and marked[0, 0].max() < 60
+
+
+def test_a_tab_sticks_in_from_the_right_edge():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "tab", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        assert cols.max() == SIZE - 1 and cols.min() > SIZE - 10 and 10 < np.ptp(rows) < 20
+
+
+def test_stars_are_a_yellow_row_along_the_bottom():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "stars", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert rows.min() > SIZE * 3 / 4 and np.ptp(cols) > 3 * np.ptp(rows)  # a row, at the bottom
+        px = marked[changed].astype(int)
+        assert (px[:, 0] > px[:, 2] + 80).mean() > 0.9 and (px[:, 0] > 200).any()  # yellow, rimmed in brown
+
+
+def test_a_cursor_is_a_small_white_arrow_outlined_in_black():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "cursor", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert 30 < len(rows) < 150 and np.ptp(rows) > np.ptp(cols)  # small, taller than wide
+        px = marked[changed]
+        assert (px.min(axis=1) == 255).sum() > 10 and (px.max(axis=1) == 0).sum() > 10
