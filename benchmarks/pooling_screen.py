@@ -9,8 +9,10 @@ first with the peak taken only where its first finding is not the mean's again (
 its structure passes the mean's by :data:`~thresholds.STRUCTURE` (``peak by the bar``: variant PS,
 :func:`dora_clean.scoring.peak_reads_better`; docs/benchmark.md, "Mean or peak"), and that only where no
 finding of the mean is confident (``peak, mean unconf``: what the scan's default ``--pooling auto`` does,
-variant PR, "The peak for review"). Since PR, no finding read from the peak is confident, so every column
-that takes the peak removes nothing there.
+variant PR, "The peak for review"), and that only where the layer reproduces the peak's first finding too
+(``peak reproduced``: variant PRR). Since PR, no finding read from the peak is confident, so every column
+that takes the peak removes nothing there. ``worse`` counts the rows where a choice took the reading whose
+combined AUC is clearly (:data:`WORSE`) below the other's.
 
     python benchmarks/pooling_screen.py                     # dev, both layers, 2/10/40%
     python benchmarks/pooling_screen.py --fraction 0.01 --fraction 0.005
@@ -22,10 +24,13 @@ import argparse
 import sys
 from typing import Callable
 
-from dora_clean.scoring import same_images, thresholds
+from dora_clean.scoring import MIN_REPRODUCING, same_images, thresholds
 from families import FAMILIES, FRESH_BATCHES, default_layers
 from families_benchmark import CLEAN_FAMILIES, goals, prepare, prepare_clean
 from planted_benchmark import Case, evaluate
+
+#: A choice took the clearly worse reading where its combined AUC is this far below the other's.
+WORSE = 0.1
 
 #: A way to choose the pooling of one scan from its two scorings (each evaluate()'s dict): "mean" or "max".
 Choice = Callable[[dict, dict], str]
@@ -47,6 +52,10 @@ CHOICES: dict[str, Choice] = {
     "peak, mean unconf": lambda m, x: ("max" if not m["findings"][0].confidence.confident
                                        and first(x).structure >= first(m).structure + thresholds.STRUCTURE
                                        else "mean"),
+    # PR, but the peak only where the layer reproduces its first finding too (MIN_REPRODUCING): variant PRR
+    "peak reproduced": lambda m, x: ("max" if not m["findings"][0].confidence.confident
+                                     and first(x).structure >= first(m).structure + thresholds.STRUCTURE
+                                     and x["findings"][0].confidence.reproducing >= MIN_REPRODUCING else "mean"),
     # the peak only where it splits off other images than the mean's first finding (findings.same_images)
     "new split": lambda m, x: ("max" if first(x).structure > first(m).structure
                                and not same_images(x["findings"][0].flagged, m["findings"][0].flagged) else "mean"),
@@ -71,14 +80,16 @@ def screen(cases: list[tuple[str, str, Case]], show: bool = False) -> dict[tuple
         line = []
         for choice, choose in CHOICES.items():
             pooling = choose(by["mean"], by["max"])
-            e = by[pooling]
+            e, other = by[pooling], by["max" if pooling == "mean" else "mean"]
             miss = misses(e, len(case.y))
-            c = counts.setdefault((choice, kind), dict.fromkeys(("rows", "comb", "P/R", "export", "clean", "max"), 0))
+            c = counts.setdefault((choice, kind),
+                                  dict.fromkeys(("rows", "comb", "P/R", "export", "clean", "max", "worse"), 0))
             c["rows"] += 1
             for goal in ("comb", "P/R", "export"):
                 c[goal] += goal not in miss
             c["clean"] += "clean" not in miss
             c["max"] += pooling == "max"
+            c["worse"] += e["combined_auc"] <= other["combined_auc"] - WORSE
             line.append(f"{choice} {pooling} {e['combined_auc']:.3f} {e['precision']:.2f}/{e['recall']:.2f} "
                         f"rm {e['n_removed']} {','.join(sorted(miss - {'clean'})) or '-'}")
         if show:
@@ -107,11 +118,14 @@ def main() -> int:
                  for f in families for depth, layer in enumerate(default_layers(f.arch)[:args.layers])
                  for x in args.fraction or [0.02, 0.1, 0.4]]
     counts = screen(cases, args.rows)
-    print(f"\n{'pooling':<17} {'layer':<8} {'rows':>4} {'comb':>5} {'P/R':>5} {'export':>6} {'<=1%':>5} {'max':>4}")
+    print(f"\n{'pooling':<17} {'layer':<8} {'rows':>4} {'comb':>5} {'P/R':>5} {'export':>6} {'<=1%':>5} {'max':>4} "
+          f"{'worse':>5}")
     for (choice, kind), c in counts.items():
-        print(f"{choice:<17} {kind:<8} {c['rows']:4d} {c['comb']:5d} {c['P/R']:5d} {c['export']:6d} {c['clean']:5d} {c['max']:4d}")
+        print(f"{choice:<17} {kind:<8} {c['rows']:4d} {c['comb']:5d} {c['P/R']:5d} {c['export']:6d} {c['clean']:5d} "
+              f"{c['max']:4d} {c['worse']:5d}")
     print("(goals against the layer's best neuron read from its mean or its peak; <=1%: rows removing at most "
-          "1% of the images as confident, the clean-model goal; max: rows where the choice took the peak)")
+          "1% of the images as confident, the clean-model goal; max: rows where the choice took the peak; worse: "
+          f"rows where the reading taken scores a combined AUC {WORSE} or more below the other reading's)")
     return 0
 
 

@@ -121,11 +121,12 @@ def test_pooling_screen_judges_each_choice_against_the_same_goals():
     from types import SimpleNamespace
 
     def scored(structure: float, comb: float, removed: int, removed_precision: float, flagged: slice,
-               confident: bool = False) -> dict:
+               confident: bool = False, reproducing: int = 12) -> dict:
         candidate = SimpleNamespace(structure=structure, beats=lambda other: structure > other.structure)
         flags = np.zeros(1000, dtype=bool)
         flags[flagged] = True
-        finding = SimpleNamespace(candidate=candidate, flagged=flags, confidence=SimpleNamespace(confident=confident))
+        finding = SimpleNamespace(candidate=candidate, flagged=flags,
+                                  confidence=SimpleNamespace(confident=confident, reproducing=reproducing))
         return {"findings": [finding], "combined_auc": comb,
                 "best_inf_auc": 0.5, "oracle_auc": 0.99, "break_even": 0.95, "precision": 0.9, "recall": 0.9,
                 "n_removed": removed, "removed_precision": removed_precision}
@@ -133,7 +134,10 @@ def test_pooling_screen_judges_each_choice_against_the_same_goals():
     mean, peak = scored(0.1, 0.80, 0, 0.0, slice(0, 300)), scored(0.5, 0.99, 100, 0.88, slice(900, 1000))
     assert {name: choose(mean, peak) for name, choose in pooling_screen.CHOICES.items()} == {
         "mean": "mean", "max": "max", "more structure": "max", "contest": "max", "peak by the bar": "max",
-        "peak, mean unconf": "max", "new split": "max"}
+        "peak, mean unconf": "max", "peak reproduced": "max", "new split": "max"}
+    lone = scored(0.5, 0.99, 0, 0.0, slice(900, 1000), reproducing=1)  # a cleaner peak that no neuron reproduces
+    assert pooling_screen.CHOICES["peak, mean unconf"](mean, lone) == "max"
+    assert pooling_screen.CHOICES["peak reproduced"](mean, lone) == "mean"
     assert pooling_screen.CHOICES["peak by the bar"](mean, scored(0.15, 0.99, 0, 0.0, slice(900, 1000))) == "mean"
     trusted = scored(0.1, 0.80, 0, 0.0, slice(0, 300), confident=True)  # the mean has a confident finding
     assert pooling_screen.CHOICES["peak by the bar"](trusted, peak) == "max"
