@@ -6,7 +6,7 @@ either way (``evaluate(..., readings="both")``). Besides each pooling alone, two
 one per scan are shown: the pooling whose first finding has the more :attr:`~Candidate.structure`, the
 one whose first finding wins the seed contest against the other's (:meth:`~Candidate.beats`), and the
 first with the peak taken only where its first finding is not the mean's again (``new split``) or where
-its structure passes the mean's by :data:`~thresholds.STRUCTURE` (``peak by the bar``: variant PS,
+its structure passes the mean's by :data:`dora_clean.scoring.thresholds.STRUCTURE` (``peak by the bar``: variant PS,
 :func:`dora_clean.scoring.peak_reads_better`; docs/benchmark.md, "Mean or peak"), and that only where no
 finding of the mean is confident (``peak, mean unconf``: what the scan's default ``--pooling auto`` does,
 variant PR, "The peak for review"), and that only where the layer reproduces the peak's first finding too
@@ -24,7 +24,7 @@ import argparse
 import sys
 from typing import Callable
 
-from dora_clean.scoring import MIN_REPRODUCING, same_images, thresholds
+from dora_clean.scoring import MIN_REPRODUCING, peak_reads_better, same_images
 from families import FAMILIES, FRESH_BATCHES, default_layers
 from families_benchmark import CLEAN_FAMILIES, goals, prepare, prepare_clean
 from planted_benchmark import Case, evaluate
@@ -41,20 +41,26 @@ def first(e: dict):
     return e["findings"][0].candidate
 
 
+def by_the_bar(m: dict, x: dict) -> bool:
+    """PS: the peak's first finding splits clearly further from a bell curve than the mean's (the scan's own
+    test, :func:`dora_clean.scoring.peak_reads_better`)."""
+    return peak_reads_better(m["findings"][0], x["findings"][0])
+
+
+def mean_unconf(m: dict, x: dict) -> bool:
+    """PU / PR: PS, but only where no finding of the mean is confident (findings come confident first)."""
+    return not m["findings"][0].confidence.confident and by_the_bar(m, x)
+
+
 CHOICES: dict[str, Choice] = {
     "mean": lambda m, x: "mean",
     "max": lambda m, x: "max",
     "more structure": lambda m, x: "max" if first(x).structure > first(m).structure else "mean",
     "contest": lambda m, x: "max" if first(x).beats(first(m)) else "mean",
-    # the peak only where its first finding's structure passes the mean's by the structure bar itself
-    "peak by the bar": lambda m, x: "max" if first(x).structure >= first(m).structure + thresholds.STRUCTURE else "mean",
-    # PS, but only where no finding of the mean is confident (findings come confident first): variant PU
-    "peak, mean unconf": lambda m, x: ("max" if not m["findings"][0].confidence.confident
-                                       and first(x).structure >= first(m).structure + thresholds.STRUCTURE
-                                       else "mean"),
+    "peak by the bar": lambda m, x: "max" if by_the_bar(m, x) else "mean",
+    "peak, mean unconf": lambda m, x: "max" if mean_unconf(m, x) else "mean",
     # PR, but the peak only where the layer reproduces its first finding too (MIN_REPRODUCING): variant PRR
-    "peak reproduced": lambda m, x: ("max" if not m["findings"][0].confidence.confident
-                                     and first(x).structure >= first(m).structure + thresholds.STRUCTURE
+    "peak reproduced": lambda m, x: ("max" if mean_unconf(m, x)
                                      and x["findings"][0].confidence.reproducing >= MIN_REPRODUCING else "mean"),
     # the peak only where it splits off other images than the mean's first finding (findings.same_images)
     "new split": lambda m, x: ("max" if first(x).structure > first(m).structure

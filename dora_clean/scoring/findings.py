@@ -19,8 +19,8 @@ scan's single score was before findings), any other that is confident, and
 any other that would be but for one test: the layer reproduces it, but not
 within the class folders (:attr:`~.confidence.Confidence.class_edge`; one
 class's content may fill its edge, so it is listed for review). At most
-:data:`MAX_FINDINGS`; confident ones first. Findings read from each neuron's peak over its map are never
-confident (:func:`for_review`).
+:data:`MAX_FINDINGS`; confident ones first. Findings read from each
+neuron's peak over its map are never confident (:func:`for_review`).
 """
 from __future__ import annotations
 
@@ -176,8 +176,8 @@ PEAK_REASON = ("read from each neuron's peak over its map, which can take in cle
 
 
 def for_review(findings: list[Finding]) -> list[Finding]:
-    """The findings, none of them confident: a peak's findings. Of the confident findings checked on unseen
-    models, those read from the peak are the ones whose flags took in clean images of a look-alike class."""
+    """The findings, none of them confident: a peak's findings. On an unseen model a confident finding read
+    from the peak took in clean images of a look-alike class (docs/benchmark.md, "The peak for review")."""
     return [dataclasses.replace(f, confidence=dataclasses.replace(
         f.confidence, confident=False, reasons=[*f.confidence.reasons, PEAK_REASON])) for f in findings]
 
