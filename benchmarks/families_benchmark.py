@@ -28,7 +28,7 @@ comb goal is out of the layer's reach, not the method's.
 The run ends with a table: per split and layer (last, earlier), the rows meeting
 each goal, every goal, the baseline goal restated (``base``:
 :func:`beats_baselines`), and the rows where the comb goal is in reach
-(``reach``: the best neuron or the probe reaches 0.95); ``fresh`` to ``fresh 14`` count the fourteen
+(``reach``: the best neuron or the probe reaches 0.95); ``fresh`` to ``fresh 17`` count the
 batches of fresh held-out families again, and ``dev 2`` the dev families added later.
 
 Clean rows (``--clean``): a model of the family trained without any artifact,
@@ -38,29 +38,18 @@ confident (``clean`` in the goals column when missed).
 
     python benchmarks/families_benchmark.py --quick             # 4 dev + 4 held-out families, last layer, 5% and 20%
     python benchmarks/families_benchmark.py --split held-out    # every held-out family
-    python benchmarks/families_benchmark.py --fresh             # the fresh held-out families (tag, stamp)
-    python benchmarks/families_benchmark.py --fresh 2           # the second fresh batch (arrow, marks)
-    python benchmarks/families_benchmark.py --fresh 3           # the third fresh batch (ink, scanline)
-    python benchmarks/families_benchmark.py --fresh 4           # the fourth fresh batch (barcode, dust)
-    python benchmarks/families_benchmark.py --fresh 5           # the fifth fresh batch (tape, vignette)
-    python benchmarks/families_benchmark.py --fresh 6           # the sixth fresh batch (caption, glare)
-    python benchmarks/families_benchmark.py --fresh 7           # the seventh fresh batch (colorcard, bubbles)
-    python benchmarks/families_benchmark.py --fresh 8           # the eighth fresh batch (crosshair, fold)
-    python benchmarks/families_benchmark.py --fresh 9           # the ninth fresh batch (scalebar, mosaic)
-    python benchmarks/families_benchmark.py --fresh 10          # the tenth fresh batch (clip, grid)
-    python benchmarks/families_benchmark.py --fresh 11          # the eleventh fresh batch (jpeg, loop)
-    python benchmarks/families_benchmark.py --fresh 12          # the twelfth fresh batch (hair, lens)
-    python benchmarks/families_benchmark.py --fresh 13          # the thirteenth fresh batch (tiled, blur)
-    python benchmarks/families_benchmark.py --fresh 14          # the fourteenth fresh batch (signature, staple)
+    python benchmarks/families_benchmark.py --fresh             # the first batch of fresh held-out families (tag, stamp)
+    python benchmarks/families_benchmark.py --fresh 2 3         # the second and third (--help lists all 17)
     python benchmarks/families_benchmark.py --fresh 11 --findings   # every finding of each row under it
     python benchmarks/families_benchmark.py --flat --layers 1   # the scan sets as flat folders (no class folders)
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
-    python benchmarks/families_benchmark.py --ablation --layers 1   # each scoring piece off in turn
+    python benchmarks/families_benchmark.py --ablation          # each piece of the scan off in turn
+    python benchmarks/families_benchmark.py --ablation --variant peak --fresh 15 16   # one piece, two batches
     python benchmarks/families_benchmark.py --constants --layers 1  # each scoring constant lower and higher
     python benchmarks/families_benchmark.py --set REPRODUCING=5     # the table with a constant changed
     python benchmarks/families_benchmark.py --off centring          # the table with a scoring piece off
     python benchmarks/families_benchmark.py --layers 1 --steps 32   # what a cheaper s-AMS setting costs
-    python benchmarks/families_benchmark.py --pooling auto          # scored with --pooling auto (variant PS)
+    python benchmarks/families_benchmark.py --pooling mean          # scored from each neuron's mean alone (before PR)
 
 Training takes about a minute a 4-class model on 2 cores, the s-AMS about as
 long a layer; everything is cached (``$DORA_CLEAN_CACHE``).
@@ -299,42 +288,107 @@ def finding_lines(findings: list[Finding], y: np.ndarray) -> list[str]:
 
 def variant_table(title: str, variants: list[tuple[str, dict, dict]], families: list[Family], layers: int,
                   fractions: list[float], n_scan: int) -> None:
-    """Per variant (name, ``evaluate`` keywords, scoring constants to set) and split: how many rows meet
-    each goal, and how many clean-model rows flag more than 1% as confident."""
-    cases = [(f, prepare(f, layer, fraction, n_scan))
-             for f in families for layer in default_layers(f.arch)[:layers] for fraction in fractions]
-    clean = [(f, prepare_clean(f, fraction, n_scan)) for f in CLEAN_FAMILIES for fraction in (0.0, 0.1)]
-    splits = sorted({f.split for f, _ in cases})
-    head = f"{title:<46} " + " ".join(f"{s + ': comb P/R export all':>30} {'clean':>5}" for s in splits)
-    print(head)
-    print("-" * len(head))
+    """Per variant (name, ``evaluate`` keywords, scoring constants to set; a ``"rules"`` keyword: :data:`RULES`
+    switched off) and per split and layer (last, earlier): how many rows meet each goal (comb, P/R, export,
+    all) and how many have the default export remove something (``rm``); and how many clean-model rows flag
+    more than 1% as confident."""
+    cases = [(f, depth, prepare(f, layer, fraction, n_scan))
+             for f in families for depth, layer in enumerate(default_layers(f.arch)[:layers]) for fraction in fractions]
+    splits = {f.split for f, _, _ in cases}
+    clean = [(f, prepare_clean(f, fraction, n_scan)) for f in CLEAN_FAMILIES if f.split in splits for fraction in (0.0, 0.1)]
+    cells_of = sorted({(f.split, depth) for f, depth, _ in cases})
+    head = f"{title:<46} " + " ".join(f"{s + ', ' + ('last', 'earlier')[d] + ': comb P/R export all rm':>44}"
+                                      for s, d in cells_of)
+    print(f"{head} {'clean':>9}")
+    print("-" * (len(head) + 10))
     for name, kw, constants in variants:
-        cells = []
-        with scoring_constants(constants):
-            for split in splits:
-                tally = np.zeros(4, dtype=int)
-                rows = [c for f, c in cases if f.split == split]
+        kw = dict(kw)
+        cells, bad = [], 0
+        with scoring_constants(constants), rules_off(kw.pop("rules", frozenset())):
+            for split, depth in cells_of:
+                tally = np.zeros(5, dtype=int)
+                rows = [c for f, d, c in cases if (f.split, d) == (split, depth)]
                 for case in rows:
-                    miss = goals(evaluate(case, **(SCORING | kw)))
-                    tally += [not {"comb"} & set(miss), "P/R" not in miss, "export" not in miss, not miss]
-                bad = 0
-                for f, case in clean:
-                    if f.split == split:
-                        e = evaluate(case, **(SCORING | kw))
-                        bad += e["n_removed"] > 0.01 * len(case.y)
-                cells.append(f"{' '.join(f'{t:>3}' for t in tally)} of {len(rows):<3} {bad:>5}")
-        print(f"{name:<46} " + " ".join(f"{c:>36}" for c in cells), flush=True)
+                    e = evaluate(case, **(SCORING | kw))
+                    miss = set(goals(e))
+                    tally += ["comb" not in miss, "P/R" not in miss, "export" not in miss,
+                              not miss & {"comb", "P/R", "export"}, e["n_removed"] > 0]
+                cells.append(f"{' '.join(f'{t:>3}' for t in tally)} of {len(rows):<3}")
+            for f, case in clean:
+                bad += evaluate(case, **(SCORING | kw))["n_removed"] > 0.01 * len(case.y)
+        print(f"{name:<46} " + " ".join(f"{c:>44}" for c in cells) + f" {bad:>2} of {len(clean):<2}", flush=True)
 
 
-def ablation(families: list[Family], layers: int, fractions: list[float], n_scan: int) -> None:
-    """Each piece of the combined score switched off in turn, then the two rules that constants switch off
-    (the size rule, the structure rule), then all of them."""
+def ablation(families: list[Family], layers: int, fractions: list[float], n_scan: int,
+             only: list[str] | None = None) -> None:
+    """Each piece of the combined score switched off in turn, then the size rule (a constant), then each of
+    :data:`RULES`, then all pieces with the size and structure rules (the mean of the infected neurons, Otsu's
+    split). ``only``: the variants whose name contains one of these (and today's)."""
     variants = [("(none: today's scoring)", {}, {}), *((p, {"off": frozenset([p])}, {}) for p in PIECES),
                 ("size rule (MIN_NEURONS 1)", {}, {"MIN_NEURONS": 1}),
-                ("structure rule (STRUCTURE 0)", {}, {"STRUCTURE": 0}),
-                ("all (the mean of the infected neurons, Otsu)", {"off": frozenset(PIECES), "agreement": 0.0},
-                 {"MIN_NEURONS": 1, "STRUCTURE": 0})]
+                *((r, {"rules": frozenset([r])} | ({"pooling": "mean"} if r == "peak" else {}), {}) for r in RULES),
+                ("all (the mean of the infected neurons, Otsu)",
+                 {"off": frozenset(PIECES), "agreement": 0.0, "rules": frozenset({"contest_structure"}), "pooling": "mean"},
+                 {"MIN_NEURONS": 1})]
+    if only:
+        variants = variants[:1] + [v for v in variants[1:] if any(o in v[0] for o in only)]
     variant_table("piece off", variants, families, layers, fractions, n_scan)
+
+
+#: The scan's rules besides :data:`PIECES` that the ablation switches off (:func:`rules_off`), each where
+#: the library reads it: name -> what it is (docs/benchmark.md, "The ablation of today's scan").
+RULES: dict[str, str] = {
+    "contest_structure": "the contest ranked by structure where the winner's split is a bell curve's (S')",
+    "winner_seeds": "the seeds' winner's own neurons among the layer's skewed and bimodal seeds (E2)",
+    "wider_set": "a candidate holding half of a better finding's images is that finding (H; off: half the larger set)",
+    "reproduction": "confident only where MIN_REPRODUCING neurons reproduce the flags (both counts)",
+    "within_class": "confident only where the layer reproduces the flags within the class folders too (RC')",
+    "class_association": "confident only where the class association stays below CLASS_ASSOCIATION",
+    "class_excess": "confident only where no class folder holds more of the flags than predicted (X)",
+    "bell_curve": "confident only where the split is cleaner than a bell curve's (C)",
+    "peak": "the peak where the mean trusts nothing, never confident (PR; off: the mean alone)",
+}
+
+
+@contextlib.contextmanager
+def rules_off(names: frozenset[str] | set[str]):
+    """Switch off :data:`RULES` by replacing the names the library reads them from, and put them back after
+    (``peak`` is the pooling, which ``evaluate`` and the scan take: nothing to replace)."""
+    from types import SimpleNamespace
+
+    from dora_clean.scoring import combine, confidence
+    from dora_clean.scoring import findings as found
+
+    unknown = set(names) - set(RULES)
+    if unknown:
+        raise ValueError(f"unknown rules {sorted(unknown)}; choose from {list(RULES)}")
+    down_to, share = combine._down_to, found.SAME_IMAGES
+
+    def larger_set(later: np.ndarray, earlier: np.ndarray, share: float = share) -> bool:  # before H
+        return int(earlier.sum()) > 0 and int(np.sum(later & earlier)) >= share * max(int(earlier.sum()), int(later.sum()))
+
+    patches = {
+        "contest_structure": [(combine, "thresholds", SimpleNamespace(STRUCTURE=0.0))],
+        "winner_seeds": [(combine, "_down_to", lambda order, k, outside, skip=(): down_to(order, k, outside,
+                                                                                         {*skip, *outside}))],
+        "wider_set": [(found, "same_images", larger_set)],
+        "reproduction": [(confidence, "MIN_REPRODUCING", 0)],
+        "within_class": [(confidence, "ClassCentred", lambda activations, codes, *a: activations)],
+        "class_association": [(confidence, "CLASS_ASSOCIATION", float("inf"))],
+        "class_excess": [(confidence, "class_excess", lambda *a, **k: None)],
+        "bell_curve": [(found, "structure", lambda *a, **k: None)],
+        "peak": [],
+    }
+    undo = []
+    try:
+        for name in names:
+            for module, attr, value in patches[name]:
+                undo.append((module, attr, getattr(module, attr)))
+                setattr(module, attr, value)
+        yield
+    finally:
+        for module, attr, old in reversed(undo):
+            setattr(module, attr, old)
 
 
 #: Each scoring constant, where it is read (a module's global, or a function's default bound when the
@@ -400,14 +454,15 @@ def main() -> int:
     ap.add_argument("--split", choices=["dev", "held-out", "all"], default="all")
     ap.add_argument("--quick", action="store_true", help="4 families of each split, the last layer, 5%% and 20%%")
     ap.add_argument("--family", action="append", help="only families whose name contains this")
-    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=sorted(FRESH_BATCHES),
-                    help="only the fresh held-out families of batch 1 (tag, stamp), 2 (arrow, marks), 3 (ink, scanline), 4 (barcode, dust), 5 (tape, vignette), 6 (caption, glare), 7 (colorcard, bubbles), 8 (crosshair, fold), 9 (scalebar, mosaic), 10 (clip, grid), 11 (jpeg, loop), 12 (hair, lens), 13 (tiled, blur) or 14 (signature, staple)")
+    ap.add_argument("--fresh", type=int, nargs="*", choices=sorted(FRESH_BATCHES),
+                    help="only the fresh held-out families of these batches (default 1): 1 (tag, stamp), 2 (arrow, marks), 3 (ink, scanline), 4 (barcode, dust), 5 (tape, vignette), 6 (caption, glare), 7 (colorcard, bubbles), 8 (crosshair, fold), 9 (scalebar, mosaic), 10 (clip, grid), 11 (jpeg, loop), 12 (hair, lens), 13 (tiled, blur), 14 (signature, staple), 15 (smiley, rec, hotpixels), 16 (sparkle, qr, corners) or 17 (tab, stars, cursor)")
     ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
     ap.add_argument("--clean", action="store_true", help="the rows of models trained without any artifact")
     ap.add_argument("--flat", action="store_true", help="score each scan set as one flat folder (no class folders)")
-    ap.add_argument("--ablation", action="store_true", help="each piece of the combined score off in turn")
+    ap.add_argument("--ablation", action="store_true", help="each piece of the scan off in turn")
+    ap.add_argument("--variant", action="append", help="with --ablation: only the variants whose name contains this")
     ap.add_argument("--constants", action="store_true", help="each scoring constant at a lower and a higher value")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)}); repeatable")
@@ -435,7 +490,7 @@ def main() -> int:
         with scoring_constants(changed):
             run_clean([f for f in clean if not args.family or any(s in f.name for s in args.family)], args.images)
         return 0
-    batch = FAMILIES if args.fresh is None else FRESH_BATCHES[args.fresh]
+    batch = FAMILIES if args.fresh is None else [f for k in args.fresh or [1] for f in FRESH_BATCHES[k]]
     families = [f for f in batch if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:4] + [f for f in families if f.split == "held-out"][:4]
@@ -445,7 +500,7 @@ def main() -> int:
     layers = 1 if args.quick else args.layers
     with scoring_constants(changed):
         if args.ablation:
-            ablation(families, layers, fractions, args.images)
+            ablation(families, layers, fractions, args.images, args.variant)
         elif args.constants:
             constants(families, layers, fractions, args.images)
         else:
