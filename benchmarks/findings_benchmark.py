@@ -36,6 +36,7 @@ were fixed before any result was seen.
     python benchmarks/findings_benchmark.py --fresh 3        # the third (a ninth session, later)
     python benchmarks/findings_benchmark.py --fresh 4        # the fourth (a tenth session)
     python benchmarks/findings_benchmark.py --fresh 5        # the fifth (a tenth session, later)
+    python benchmarks/findings_benchmark.py --every-batch --off class_rule   # all 19 families, a piece off
 
 Training takes one to three minutes a model on 2 cores, the s-AMS about a
 minute; both and the scan sets are cached (``$DORA_CLEAN_CACHE``).
@@ -43,7 +44,9 @@ minute; both and the scan sets are cached (``$DORA_CLEAN_CACHE``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import functools
 import json
 import sys
 import tempfile
@@ -56,12 +59,34 @@ from dora_clean.evaluate import auc, neuron_aucs
 from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_hash
 from dora_clean.pipeline import DEFAULT_POOLING, ScanSettings, scan_dataset
 from dora_clean.rundir import RunDir
+from dora_clean.scoring import PIECES
 from dora_clean.scanning import list_images
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.analysis.sams import cache_root
+from families_benchmark import RULES, rules_off
 from families import (FRESH_TWO_ARTIFACT_2_FAMILIES, FRESH_TWO_ARTIFACT_3_FAMILIES, FRESH_TWO_ARTIFACT_4_FAMILIES,
                       FRESH_TWO_ARTIFACT_5_FAMILIES, FRESH_TWO_ARTIFACT_FAMILIES, TWO_ARTIFACT_FAMILIES,
                       TwoArtifactFamily, default_layers, load_two_artifact_model, write_two_artifact_scan_set)
+
+
+#: The two-artifact families by batch: None the first (dev and held out), 1-5 the fresh held-out batches.
+BATCHES = {None: TWO_ARTIFACT_FAMILIES, 1: FRESH_TWO_ARTIFACT_FAMILIES, 2: FRESH_TWO_ARTIFACT_2_FAMILIES,
+           3: FRESH_TWO_ARTIFACT_3_FAMILIES, 4: FRESH_TWO_ARTIFACT_4_FAMILIES, 5: FRESH_TWO_ARTIFACT_5_FAMILIES}
+
+
+@contextlib.contextmanager
+def switched_off(names: set[str]):
+    """Scan with pieces (``dora_clean.scoring.PIECES``) and rules (``families_benchmark.RULES``) switched off,
+    as the families benchmark's ablation does; ``peak`` is the pooling, which the caller sets."""
+    import dora_clean.pipeline as pipeline
+
+    settings = pipeline.ScoringSettings
+    pipeline.ScoringSettings = functools.partial(settings, off=frozenset(names & set(PIECES)))
+    try:
+        with rules_off(names & set(RULES)):
+            yield
+    finally:
+        pipeline.ScoringSettings = settings
 
 
 def _labels(root: Path) -> tuple[list[str], dict[str, dict[str, int]]]:
@@ -187,23 +212,22 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
     ap.add_argument("--fraction", type=float, default=0.10, help="each artifact's share of the scan set")
     ap.add_argument("--runs", type=Path, help="keep the run directories here (default: a temporary folder)")
-    ap.add_argument("--fresh", type=int, nargs="?", const=1, choices=[1, 2, 3, 4, 5],
-                    help="a fresh batch of held-out families: 1 (FRESH_TWO_ARTIFACT_FAMILIES, the default) to 5")
+    ap.add_argument("--fresh", type=int, nargs="*", choices=[k for k in BATCHES if k],
+                    help="fresh batches of held-out families: 1 (FRESH_TWO_ARTIFACT_FAMILIES, the default) to 5")
+    ap.add_argument("--every-batch", action="store_true", help="the first families and every fresh batch")
     ap.add_argument("--pooling", choices=["mean", "max", "auto"], default=DEFAULT_POOLING, help="the scan's --pooling")
+    ap.add_argument("--off", action="append", default=[], choices=[*PIECES, *RULES],
+                    help="a piece or rule of the scan off, as families_benchmark.py --ablation switches it; repeatable")
     args = ap.parse_args()
-    batch = {None: TWO_ARTIFACT_FAMILIES, 1: FRESH_TWO_ARTIFACT_FAMILIES, 2: FRESH_TWO_ARTIFACT_2_FAMILIES,
-             3: FRESH_TWO_ARTIFACT_3_FAMILIES, 4: FRESH_TWO_ARTIFACT_4_FAMILIES,
-             5: FRESH_TWO_ARTIFACT_5_FAMILIES}[args.fresh]
-    families = [f for f in batch if args.split in ("all", f.split)]
+    batches = list(BATCHES) if args.every_batch else [None] if args.fresh is None else args.fresh or [1]
+    families = [f for k in batches for f in BATCHES[k] if args.split in ("all", f.split)]
     if args.quick:
         families = [f for f in families if f.split == "dev"][:1] + [f for f in families if f.split == "held-out"][:1]
     if args.family:
         families = [f for f in families if any(s in f.name for s in args.family)]
-    if args.runs:
-        run(families, args.images, args.fraction, args.runs, args.pooling)
-    else:
-        with tempfile.TemporaryDirectory(prefix="findings-runs-") as tmp:
-            run(families, args.images, args.fraction, Path(tmp), args.pooling)
+    pooling = "mean" if "peak" in args.off else args.pooling
+    with switched_off(set(args.off)), tempfile.TemporaryDirectory(prefix="findings-runs-") as tmp:
+        run(families, args.images, args.fraction, args.runs or Path(tmp), pooling)
     return 0
 
 

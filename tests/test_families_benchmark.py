@@ -160,3 +160,43 @@ def test_findings_benchmark_export_is_the_union_of_the_confident_findings():
     assert removed([first], any_artifact) == (3, 1.0)
     n, precision = removed([], any_artifact)
     assert n == 0 and np.isnan(precision)
+
+
+def test_each_rule_the_ablation_switches_off_changes_what_the_library_reads_and_is_put_back():
+    from dora_clean.scoring import combine, confidence
+    from dora_clean.scoring import findings as found
+    from families_benchmark import RULES, rules_off
+
+    def reads():
+        return (combine._down_to, combine.thresholds, found.same_images, found.structure, confidence.MIN_REPRODUCING,
+                confidence.ClassCentred, confidence.CLASS_ASSOCIATION, confidence.class_excess)
+
+    before = reads()
+    rng = np.random.default_rng(0)
+    x, codes = rng.normal(size=(400, 32)), np.repeat(np.arange(4), 100)
+    one_class = codes == 0  # a flagged set the class folders explain, which no neuron reproduces
+    small, wide = np.zeros(400, dtype=bool), np.zeros(400, dtype=bool)
+    small[:10], wide[:40] = True, True
+
+    def reasons() -> str:
+        return " ".join(confidence.assess(x, one_class, codes, structure=0.0).reasons)
+
+    seen = {}
+    for rule in RULES:
+        with rules_off({rule}):
+            seen[rule] = (combine._down_to([1, 2, 3, 4], 2, {1: 1}), combine.thresholds.STRUCTURE,
+                          found.same_images(wide, small), found.structure(x[:, 0], 0.0), reasons(),
+                          confidence.ClassCentred(x, codes) is x)
+        assert reads() == before, rule
+    today = (combine._down_to([1, 2, 3, 4], 2, {1: 1}), combine.thresholds.STRUCTURE, found.same_images(wide, small),
+             found.structure(x[:, 0], 0.0), reasons(), confidence.ClassCentred(x, codes) is x)
+    assert today[0] == [1, 2, 3] and seen["winner_seeds"][0] == [2, 3]  # E2 off: the winner's neuron not seeded
+    assert today[1] > 0 and seen["contest_structure"][1] == 0
+    assert today[2] and not seen["wider_set"][2]  # H off: the wider set must share half of itself too
+    assert today[3] is not None and seen["bell_curve"][3] is None  # C off: findings pass assess no structure
+    assert not today[5] and seen["within_class"][5]  # RC' off: the within-class count reads them as they are
+    for rule, words in [("reproduction", "reproduce the flagged set"), ("class_association", "go with the flagged"),
+                        ("class_excess", "holds 100 of the flagged")]:
+        assert words in today[4] and words not in seen[rule][4], rule
+    assert seen["peak"] == today  # the pooling: evaluate's keyword, nothing replaced
+
