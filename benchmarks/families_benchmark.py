@@ -47,7 +47,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --ablation --variant peak --fresh 15 16   # one piece, two batches
     python benchmarks/families_benchmark.py --constants --layers 1  # each scoring constant lower and higher
     python benchmarks/families_benchmark.py --set REPRODUCING=5     # the table with a constant changed
-    python benchmarks/families_benchmark.py --off centring          # the table with a scoring piece off
+    python benchmarks/families_benchmark.py --off centring          # the table with a piece (or rule) off
     python benchmarks/families_benchmark.py --layers 1 --steps 32   # what a cheaper s-AMS setting costs
     python benchmarks/families_benchmark.py --pooling mean          # scored from each neuron's mean alone (before PR)
 
@@ -466,7 +466,8 @@ def main() -> int:
     ap.add_argument("--constants", action="store_true", help="each scoring constant at a lower and a higher value")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help=f"run with a scoring constant changed (one of {', '.join(CONSTANTS)}); repeatable")
-    ap.add_argument("--off", action="append", default=[], choices=PIECES, help="a scoring piece off; repeatable")
+    ap.add_argument("--off", action="append", default=[], choices=[*PIECES, *RULES],
+                    help="a piece or rule of the scan off (as --ablation switches it); repeatable")
     ap.add_argument("--findings", action="store_true", help="under each row, a line per finding")
     ap.add_argument("--pooling", choices=["auto", "mean", "max"], default=DEFAULT_POOLING, help="the scan's pooling")
     ap.add_argument("--readings", choices=["pooling", "both"], default="both",
@@ -504,7 +505,11 @@ def main() -> int:
         elif args.constants:
             constants(families, layers, fractions, args.images)
         else:
-            run(families, layers, fractions, args.images, args.flat, frozenset(args.off), args.findings)
+            if "peak" in args.off:
+                SCORING.update(pooling="mean")
+            with rules_off(set(args.off) & set(RULES)):
+                run(families, layers, fractions, args.images, args.flat, frozenset(args.off) & frozenset(PIECES),
+                    args.findings)
     return 0
 
 
