@@ -197,3 +197,19 @@ def test_the_top_of_a_bell_curve_is_not_a_group_to_remove_unreviewed():
     t2 = float(np.sort(score)[-artifact.sum() - 1])
     assert structure(score, t2) > 0.5 and assess(x2, score > t2, np.arange(len(x2)) % 4,
                                                    structure=structure(score, t2)).confident
+
+
+def test_every_set_the_class_association_test_caught_the_class_excess_test_catches():
+    """The association with the classes is no longer a test of its own (docs/benchmark.md, "The ablation of
+    today's scan"): sets that go with the classes, reproduced by the layer, are still not confident."""
+    rng = np.random.default_rng(3)
+    classes = np.repeat(np.arange(4), 250)
+    within = np.tile(np.arange(250), 4)  # each image's place in its class
+    graded = within < np.array([100, 60, 30, 0])[classes]  # 40%, 24%, 12% and none of the four classes
+    for flagged in (classes == 1, np.isin(classes, [1, 2]), graded):
+        x = rng.normal(size=(1000, 24))
+        x[:, : MIN_REPRODUCING + 2] += 5.0 * flagged[:, None]  # the layer reproduces it
+        c = assess(x, flagged, classes)
+        assert class_association(flagged, classes) >= CLASS_ASSOCIATION  # what the old test read
+        assert c.reproducing >= MIN_REPRODUCING and not c.confident
+        assert "holds" in " ".join(c.reasons) and c.class_excess is not None

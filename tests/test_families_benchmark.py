@@ -169,7 +169,7 @@ def test_each_rule_the_ablation_switches_off_changes_what_the_library_reads_and_
 
     def reads():
         return (combine._down_to, combine.thresholds, found.same_images, found.structure, confidence.MIN_REPRODUCING,
-                confidence.ClassCentred, confidence.CLASS_ASSOCIATION, confidence.class_excess)
+                confidence.ClassCentred, confidence.class_excess)
 
     before = reads()
     rng = np.random.default_rng(0)
@@ -195,8 +195,7 @@ def test_each_rule_the_ablation_switches_off_changes_what_the_library_reads_and_
     assert today[2] and not seen["wider_set"][2]  # H off: the wider set must share half of itself too
     assert today[3] is not None and seen["bell_curve"][3] is None  # C off: findings pass assess no structure
     assert not today[5] and seen["within_class"][5]  # RC' off: the within-class count reads them as they are
-    for rule, words in [("reproduction", "reproduce the flagged set"), ("class_association", "go with the flagged"),
-                        ("class_excess", "holds 100 of the flagged")]:
+    for rule, words in [("reproduction", "reproduce the flagged set"), ("class_excess", "holds 100 of the flagged")]:
         assert words in today[4] and words not in seen[rule][4], rule
     assert seen["peak"] == today  # the pooling: evaluate's keyword, nothing replaced
 
