@@ -480,3 +480,31 @@ def test_a_cursor_is_a_small_white_arrow_outlined_in_black():
         assert 30 < len(rows) < 150 and np.ptp(rows) > np.ptp(cols)  # small, taller than wide
         px = marked[changed]
         assert (px.min(axis=1) == 255).sum() > 10 and (px.max(axis=1) == 0).sum() > 10
+
+
+def test_a_play_button_darkens_a_disc_in_the_middle_around_a_white_triangle():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "play", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        assert abs(rows.mean() - SIZE / 2) < 6 and abs(cols.mean() - SIZE / 2) < 6 and 14 < np.ptp(rows) < 22
+        px = marked[rows, cols].astype(int)
+        assert (px.max(axis=1) > 240).sum() > 20 and (px.sum(axis=1) < clean[rows, cols].astype(int).sum(axis=1)).mean() > 0.5
+
+
+def test_a_heart_is_small_and_red_near_the_left_edge():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "heart", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert cols.max() < SIZE / 4 and 10 < len(rows) < 80
+        px = marked[changed].astype(int)
+        assert (px[:, 0] > px[:, 1] + 120).mean() > 0.8  # red
+
+
+def test_a_status_bar_is_a_dark_band_along_the_top_with_a_battery_at_its_right():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("photo", "shapes", "statusbar", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, _ = np.nonzero(changed)
+        assert rows.max() <= 5 and changed[:3].mean() > 0.9  # the top rows only, all across
+        assert marked[2, SIZE - 8:SIZE - 3].max() > 200 and marked[2, SIZE // 2].max() < 40  # the battery, on dark
