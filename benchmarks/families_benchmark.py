@@ -322,8 +322,9 @@ def variant_table(title: str, variants: list[tuple[str, dict, dict]], families: 
 def ablation(families: list[Family], layers: int, fractions: list[float], n_scan: int,
              only: list[str] | None = None) -> None:
     """Each piece of the combined score switched off in turn, then the size rule (a constant), then each of
-    :data:`RULES`, then all pieces with the size and structure rules (the mean of the infected neurons, Otsu's
-    split). ``only``: the variants whose name contains one of these (and today's)."""
+    :data:`RULES`, then all pieces with the size rule and the contest's structure rule (the mean of the infected
+    neurons, each read from its mean over the map, split at Otsu's threshold; the confidence tests stay).
+    ``only``: the variants whose name contains one of these (and today's)."""
     variants = [("(none: today's scoring)", {}, {}), *((p, {"off": frozenset([p])}, {}) for p in PIECES),
                 ("size rule (MIN_NEURONS 1)", {}, {"MIN_NEURONS": 1}),
                 *((r, {"rules": frozenset([r])} | ({"pooling": "mean"} if r == "peak" else {}), {}) for r in RULES),
