@@ -226,8 +226,9 @@ def main() -> int:
     if args.family:
         families = [f for f in families if any(s in f.name for s in args.family)]
     pooling = "mean" if "peak" in args.off else args.pooling
-    with switched_off(set(args.off)), tempfile.TemporaryDirectory(prefix="findings-runs-") as tmp:
-        run(families, args.images, args.fraction, args.runs or Path(tmp), pooling)
+    runs = contextlib.nullcontext(args.runs) if args.runs else tempfile.TemporaryDirectory(prefix="findings-runs-")
+    with switched_off(set(args.off)), runs as out:
+        run(families, args.images, args.fraction, Path(out), pooling)
     return 0
 
 
