@@ -438,6 +438,17 @@ def scoring_constants(values: dict[str, float]):
             u()
 
 
+def parse_constants(items: list[str], ap: argparse.ArgumentParser) -> dict[str, float]:
+    """``--set NAME=VALUE`` items as :func:`scoring_constants` takes them (each value of its constant's type)."""
+    changed = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in CONSTANTS or not value:
+            ap.error(f"--set {item}: give NAME=VALUE, NAME one of {', '.join(CONSTANTS)}")
+        changed[name] = type(CONSTANTS[name][1][0])(float(value))
+    return changed
+
+
 def constants(families: list[Family], layers: int, fractions: list[float], n_scan: int) -> None:
     """Each scoring constant at a lower and a higher value in turn (and the agreement and recruit bars,
     which ``evaluate`` takes)."""
@@ -479,12 +490,7 @@ def main() -> int:
     SCORING.update(pooling=args.pooling, readings=args.readings)
     global SAMS
     SAMS = dataclasses.replace(SAMS, **{k: v for k, v in (("steps", args.steps), ("n_signals", args.signals)) if v})
-    changed = {}
-    for item in args.set:
-        name, _, value = item.partition("=")
-        if name not in CONSTANTS or not value:
-            ap.error(f"--set {item}: give NAME=VALUE, NAME one of {', '.join(CONSTANTS)}")
-        changed[name] = type(CONSTANTS[name][1][0])(float(value))
+    changed = parse_constants(args.set, ap)
     if args.clean:
         clean = [f for f in CLEAN_FAMILIES if args.split in ("all", f.split)]
         with scoring_constants(changed):

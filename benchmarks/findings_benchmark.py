@@ -63,7 +63,7 @@ from dora_clean.scoring import PIECES
 from dora_clean.scanning import list_images
 from dora_clean.scanning.activations import ScanOptions, scan_images, scan_key
 from dora_clean.analysis.sams import cache_root
-from families_benchmark import RULES, rules_off
+from families_benchmark import CONSTANTS, RULES, parse_constants, rules_off, scoring_constants
 from families import (FRESH_TWO_ARTIFACT_2_FAMILIES, FRESH_TWO_ARTIFACT_3_FAMILIES, FRESH_TWO_ARTIFACT_4_FAMILIES,
                       FRESH_TWO_ARTIFACT_5_FAMILIES, FRESH_TWO_ARTIFACT_FAMILIES, TWO_ARTIFACT_FAMILIES,
                       TwoArtifactFamily, default_layers, load_two_artifact_model, write_two_artifact_scan_set)
@@ -218,7 +218,10 @@ def main() -> int:
     ap.add_argument("--pooling", choices=["mean", "max", "auto"], default=DEFAULT_POOLING, help="the scan's --pooling")
     ap.add_argument("--off", action="append", default=[], choices=[*PIECES, *RULES],
                     help="a piece or rule of the scan off, as families_benchmark.py --ablation switches it; repeatable")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help=f"a scoring constant changed, as families_benchmark.py --set (one of {', '.join(CONSTANTS)})")
     args = ap.parse_args()
+    changed = parse_constants(args.set, ap)
     batches = list(BATCHES) if args.every_batch else [None] if args.fresh is None else args.fresh or [1]
     families = [f for k in batches for f in BATCHES[k] if args.split in ("all", f.split)]
     if args.quick:
@@ -227,7 +230,7 @@ def main() -> int:
         families = [f for f in families if any(s in f.name for s in args.family)]
     pooling = "mean" if "peak" in args.off else args.pooling
     runs = contextlib.nullcontext(args.runs) if args.runs else tempfile.TemporaryDirectory(prefix="findings-runs-")
-    with switched_off(set(args.off)), runs as out:
+    with scoring_constants(changed), switched_off(set(args.off)), runs as out:
         run(families, args.images, args.fraction, Path(out), pooling)
     return 0
 
