@@ -406,7 +406,7 @@ CONSTANTS: dict[str, tuple[tuple[str, str], tuple[float, float]]] = {
     "SPLIT_AUC": (("thresholds", "flag_threshold:min_auc"), (0.95, 0.995)),
     "MIN_REPRODUCING": (("confidence", "MIN_REPRODUCING"), (6, 10)),
     "REPRODUCE_PRECISION": (("confidence", "reproducing_neurons:precision"), (0.8, 0.95)),
-    "CLASS_ASSOCIATION": (("confidence", "CLASS_ASSOCIATION"), (0.1, 0.3)),
+    "CLASS_ASSOCIATION": (("findings", "CLASS_ASSOCIATION"), (0.1, 0.3)),  # where a scan is scored again, centred
     "SAME_IMAGES": (("findings", "same_images:share"), (0.3, 0.7)),
 }
 
