@@ -136,7 +136,8 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # FRESH_17_FAMILIES, were added after it the same way, for variant PRR (docs/benchmark.md, "The peak where the
 # layer reproduces it"). PRR failed on dev before batch 17 was scanned; batch 17 was spent on the ablation of an
 # eleventh session (docs/benchmark.md, "The ablation of today's scan", check 5). The artifacts play, heart and
-# statusbar, and FRESH_18_FAMILIES, were added after it, trained and never scanned: unseen, for the next rule.
+# statusbar, and FRESH_18_FAMILIES, were added after it, and spent the same session on variant LW0
+# (docs/benchmark.md, "The contest without the class lambda's weight").
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
