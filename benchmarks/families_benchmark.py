@@ -378,16 +378,11 @@ def rules_off(names: frozenset[str] | set[str]):
         "bell_curve": [(found, "structure", lambda *a, **k: None)],
         "peak": [],
     }
-    undo = []
-    try:
+    with replaced() as replace:
         for name in names:
             for module, attr, value in patches[name]:
-                undo.append((module, attr, getattr(module, attr)))
-                setattr(module, attr, value)
+                replace(module, attr, value)
         yield
-    finally:
-        for module, attr, old in reversed(undo):
-            setattr(module, attr, old)
 
 
 #: Each scoring constant, where it is read (a module's global, or a function's default bound when the
@@ -414,8 +409,7 @@ CONSTANTS: dict[str, tuple[tuple[str, str], tuple[float, float]]] = {
 @contextlib.contextmanager
 def scoring_constants(values: dict[str, float]):
     """Set scoring constants (names of :data:`CONSTANTS`) where they are read, and put them back after."""
-    undo = []
-    try:
+    with replaced() as replace:
         for name, value in values.items():
             (module, where), _ = CONSTANTS[name]
             mod = importlib.import_module(f"dora_clean.scoring.{module}")
@@ -425,17 +419,27 @@ def scoring_constants(values: dict[str, float]):
                 names = list(inspect.signature(f).parameters)[-len(f.__defaults__):]
                 if param not in names:
                     raise ValueError(f"{where}: no such positional default")
-                old = f.__defaults__
-                f.__defaults__ = tuple(value if n == param else d for n, d in zip(names, old))
-                undo.append(lambda f=f, old=old: setattr(f, "__defaults__", old))
+                replace(f, "__defaults__", tuple(value if n == param else d for n, d in zip(names, f.__defaults__)))
             else:
-                old = getattr(mod, fn)
-                setattr(mod, fn, value)
-                undo.append(lambda mod=mod, fn=fn, old=old: setattr(mod, fn, old))
+                replace(mod, fn, value)
         yield
+
+
+@contextlib.contextmanager
+def replaced():
+    """Give a function ``replace(obj, attr, value)`` that sets an attribute until the block ends; every
+    attribute replaced is put back after, the last first."""
+    undo = []
+
+    def replace(obj, attr: str, value) -> None:
+        undo.append((obj, attr, getattr(obj, attr)))
+        setattr(obj, attr, value)
+
+    try:
+        yield replace
     finally:
-        for u in reversed(undo):
-            u()
+        for obj, attr, old in reversed(undo):
+            setattr(obj, attr, old)
 
 
 def parse_constants(items: list[str], ap: argparse.ArgumentParser) -> dict[str, float]:
