@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from dora_clean.review import FLAGGED_VIEW, launch_review, to_fiftyone
+from dora_clean.review import FLAGGED_VIEW, launch_review, review_url, to_fiftyone
 from fakerun import make_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -54,6 +54,8 @@ def test_app_serves_and_renders_the_flagged_view(session, tmp_path):
     port = session.server_port
     flagged = ds.load_saved_view(FLAGGED_VIEW)
     assert session.url == f"http://127.0.0.1:{port}/"
+    url = review_url(session, flagged)
+    assert url == f"http://127.0.0.1:{port}/datasets/{ds.name}?view=flagged"
     assert session.view is not None and len(session.view) == len(flagged) == len(run.flagged)
 
     # the App's own API answers with the flagged samples, most suspicious first
@@ -66,13 +68,15 @@ def test_app_serves_and_renders_the_flagged_view(session, tmp_path):
     assert [n["id"] for n in nodes] == flagged.values("id")
     assert all(n["sample"]["dora_flagged"] and n["sample"]["dora_heatmap"] for n in nodes)
 
-    # a real browser loads the page and renders one sample tile per flagged image
+    # a real browser loads the review address and renders one sample tile per flagged image, even
+    # where the App has not had the session's state yet (a loaded machine: up to 20 s after it is up)
+    session.dataset = None
     shot = tmp_path / "app.png"
     # on a loaded machine the App can take longer than the first budget to render: wait longer, up to 3 tries
     for budget in (20000, 60000, 120000):
         p = subprocess.run(
             [chromium, *CHROMIUM_FLAGS, f"--virtual-time-budget={budget}",
-             f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}", "--dump-dom", f"--screenshot={shot}", session.url],
+             f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}", "--dump-dom", f"--screenshot={shot}", url],
             capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stderr[-2000:]
         dom = p.stdout

@@ -312,3 +312,22 @@ def test_fiftyone_is_imported_lazily():
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+def test_review_url_names_the_dataset_and_saved_view_and_keeps_a_proxys_query(tmp_path):
+    from types import SimpleNamespace
+
+    from dora_clean.review import review_url
+
+    run = make_run(tmp_path, n_images=8)
+    ds = to_fiftyone(run.run_dir, progress=False)
+    flagged = ds.load_saved_view(FLAGGED_VIEW)
+    local = SimpleNamespace(url="http://127.0.0.1:5151/")
+    assert review_url(local, flagged) == f"http://127.0.0.1:5151/datasets/{ds.name}?view={FLAGGED_VIEW}"
+    assert review_url(local, ds) == f"http://127.0.0.1:5151/datasets/{ds.name}"  # no saved view: the whole dataset
+    proxied = SimpleNamespace(url="https://hub.example/user/proxy/5151/?proxy=%2Fuser%2Fproxy%2F5151%2F")
+    assert review_url(proxied, flagged) == (f"https://hub.example/user/proxy/5151/datasets/{ds.name}"
+                                            f"?proxy=%2Fuser%2Fproxy%2F5151%2F&view={FLAGGED_VIEW}")
+    spaced = ds.clone("dora clean #1")
+    assert review_url(local, spaced) == "http://127.0.0.1:5151/datasets/dora%20clean%20%231"
+    spaced.delete()

@@ -9,13 +9,14 @@ import socket
 import threading
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import DoraError
 from ..rundir import RunDir
 from .database import import_fiftyone
 from .dataset import FLAGGED_VIEW, KEEP_TAG, REMOVE_TAG, to_fiftyone
 
-__all__ = ["launch_review"]
+__all__ = ["launch_review", "review_url"]
 
 
 def _check_port(address: str, port: int) -> None:
@@ -42,6 +43,24 @@ def _check_port(address: str, port: int) -> None:
     raise DoraError(f"port {port} on {address} is in use by another program; choose another --port")
 
 
+def review_url(session, view) -> str:
+    """The App's address of ``view``'s dataset and saved view (the App opens them itself).
+
+    The bare session URL shows what the Python session last sent; on a loaded
+    machine that can arrive 20 s after the App is up, and a browser that is
+    quicker sees no dataset. This address names the dataset and saved view.
+    """
+    import fiftyone as fo
+    from fiftyone.core.utils import to_slug
+
+    parts = urlsplit(session.url)
+    query = parse_qsl(parts.query)
+    if isinstance(view, fo.DatasetView) and view.name:
+        query.append(("view", to_slug(view.name)))
+    path = f"{parts.path.rstrip('/')}/datasets/{quote(view._dataset.name, safe='')}"
+    return urlunsplit(parts._replace(path=path, query=urlencode(query)))
+
+
 def launch_review(run_dir: str | os.PathLike, address: str = "127.0.0.1", port: int = 5151,
                   wait: bool = True):
     """Open the FiftyOne App on the run's flagged view; returns the session.
@@ -66,7 +85,7 @@ def launch_review(run_dir: str | os.PathLike, address: str = "127.0.0.1", port: 
     except Exception as e:
         raise DoraError(f"cannot start the FiftyOne App on {address}:{port} ({e}); "
                         "try another --port") from e
-    print(f"Review {len(view)} flagged image(s) of {ds.name!r} at {session.url}: tag them "
+    print(f"Review {len(view)} flagged image(s) of {ds.name!r} at {review_url(session, view)}: tag them "
           f"'{REMOVE_TAG}' or '{KEEP_TAG}', then run `dora-clean export {run_dir} --to DIR`.")
     if wait:
         print("Press Ctrl-C to stop the App.")
