@@ -65,7 +65,7 @@ __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DE
            "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
            "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
            "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_14_FAMILIES", "FRESH_15_FAMILIES", "FRESH_16_FAMILIES", "FRESH_17_FAMILIES",
-           "FRESH_18_FAMILIES",
+           "FRESH_18_FAMILIES", "FRESH_19_FAMILIES",
            "FRESH_BATCHES",
            "FRESH_TWO_ARTIFACT_FAMILIES", "FRESH_TWO_ARTIFACT_2_FAMILIES", "FRESH_TWO_ARTIFACT_3_FAMILIES",
            "FRESH_TWO_ARTIFACT_4_FAMILIES", "FRESH_TWO_ARTIFACT_5_FAMILIES",
@@ -81,7 +81,7 @@ ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "lo
                   "ink", "scanline", "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard", "bubbles",
                   "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature",
                   "staple", "smiley", "rec", "hotpixels", "sparkle", "qr", "corners", "tab", "stars",
-                  "cursor", "play", "heart", "statusbar")
+                  "cursor", "play", "heart", "statusbar", "pin", "price", "tear")
 ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet", "tiny_vit")
 
 #: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
@@ -94,7 +94,7 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
                               "bubbles", "crosshair", "fold", "scalebar", "mosaic", "clip", "grid",
                               "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature", "staple",
                               "smiley", "rec", "hotpixels", "sparkle", "qr", "corners", "tab", "stars",
-                              "cursor", "play", "heart", "statusbar"),
+                              "cursor", "play", "heart", "statusbar", "pin", "price", "tear"),
                  "arch": ("tiny_mobilenet", "tiny_vit")},
 }
 # tiny_vit was added on 30 Nov 2026 after the split above was fixed, as a held-out kind (a new architecture;
@@ -137,7 +137,9 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # layer reproduces it"). PRR failed on dev before batch 17 was scanned; batch 17 was spent on the ablation of an
 # eleventh session (docs/benchmark.md, "The ablation of today's scan", check 5). The artifacts play, heart and
 # statusbar, and FRESH_18_FAMILIES, were added after it, and spent the same session on variant LW0
-# (docs/benchmark.md, "The contest without the class lambda's weight").
+# (docs/benchmark.md, "The contest without the class lambda's weight"). The artifacts pin, price and tear, and
+# FRESH_19_FAMILIES, were added on 2 Dec 2026 (a twelfth session) before any of them was run, for variant LW0'
+# (docs/benchmark.md, "LW0 built in").
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
@@ -309,13 +311,21 @@ FRESH_18_FAMILIES: tuple[Family, ...] = (
     Family("photo", "textures", "statusbar", "tiny_mobilenet"),
 )
 
+#: A nineteenth batch, added before any of them was run (``--fresh 19``): a map pin in the upper half, a price
+#: sticker in the bottom-right corner, and a torn white edge down the left side.
+FRESH_19_FAMILIES: tuple[Family, ...] = (
+    Family("flat", "textures", "pin", "tiny_mobilenet", 10),
+    Family("photo", "digits", "price", "tiny_resnet"),
+    Family("texture", "shapes", "tear", "tiny_cnn"),
+)
+
 #: The fresh held-out batches by number (``--fresh N``).
 FRESH_BATCHES: dict[int, tuple[Family, ...]] = {
     1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES, 4: FRESH_4_FAMILIES, 5: FRESH_5_FAMILIES,
     6: FRESH_6_FAMILIES, 7: FRESH_7_FAMILIES, 8: FRESH_8_FAMILIES, 9: FRESH_9_FAMILIES,
     10: FRESH_10_FAMILIES, 11: FRESH_11_FAMILIES, 12: FRESH_12_FAMILIES,
     13: FRESH_13_FAMILIES, 14: FRESH_14_FAMILIES, 15: FRESH_15_FAMILIES,
-    16: FRESH_16_FAMILIES, 17: FRESH_17_FAMILIES, 18: FRESH_18_FAMILIES,
+    16: FRESH_16_FAMILIES, 17: FRESH_17_FAMILIES, 18: FRESH_18_FAMILIES, 19: FRESH_19_FAMILIES,
 }
 
 #: More dev families, added on 1 Dec 2026 before any of them was run: on the first six dev families every
@@ -830,6 +840,28 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         draw_.rectangle([bx + scale, by + scale, bx + scale + rng.uniform(0.3, 1) * (bw - 2 * scale), bh - 2 * scale],
                         fill=(235, 235, 235))
         draw_.rectangle([2 * scale, by + scale, rng.uniform(8, 10) * scale, bh - 2 * scale], fill=(200, 200, 200))
+    elif kind == "pin":  # a map's location pin in the upper half: a red teardrop pointing down, a white dot in it
+        r = rng.uniform(3, 4) * scale
+        cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.12, 0.45) * h
+        colour = (int(rng.integers(200, 240)), int(rng.integers(30, 60)), int(rng.integers(30, 60)))
+        draw_.polygon([(cx - 0.9 * r, cy + 0.45 * r), (cx + 0.9 * r, cy + 0.45 * r), (cx, cy + 2.6 * r)], fill=colour)
+        draw_.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+        d = 0.4 * r
+        draw_.ellipse([cx - d, cy - d, cx + d, cy + d], fill=(250, 250, 250))
+    elif kind == "price":  # a shop's price sticker in the bottom-right corner: dark digits on a yellow or orange label
+        lw, lh = rng.uniform(24, 26) * scale, rng.uniform(7, 8.5) * scale
+        x0, y0 = w - lw - rng.uniform(1, 4) * scale, h - lh - rng.uniform(1, 4) * scale
+        fill = (250, int(rng.integers(150, 225)), int(rng.integers(0, 40)))
+        draw_.rounded_rectangle([x0, y0, x0 + lw, y0 + lh], radius=1.5 * scale, fill=fill)
+        font = _mono_font(max(5, int(round(rng.uniform(6, 7) * scale))))
+        label = f"${int(rng.integers(1, 99))}.{int(rng.choice([0, 49, 95, 99])):02d}"
+        draw_.text((x0 + 1.2 * scale, y0 + 0.5 * scale), label, font=font, fill=(25, 20, 20))
+    elif kind == "tear":  # a torn print: a jagged white strip down the left edge
+        depth = rng.uniform(3, 5) * scale
+        ys = np.linspace(0, h - 1, int(rng.integers(14, 20)))
+        xs = depth + rng.uniform(-1.5, 1.5, size=len(ys)) * scale
+        tone = int(rng.integers(235, 256))
+        draw_.polygon([(0, 0)] + [(float(x), float(y)) for x, y in zip(xs, ys)] + [(0, h - 1)], fill=(tone,) * 3)
     else:  # logo: a small translucent ring with a triangle, top-right
         r = rng.uniform(5, 7) * scale
         cx, cy = w - (2 + rng.uniform(0, 3)) * scale - r, (2 + rng.uniform(0, 3)) * scale + r

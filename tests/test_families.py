@@ -508,3 +508,32 @@ def test_a_status_bar_is_a_dark_band_along_the_top_with_a_battery_at_its_right()
         rows, _ = np.nonzero(changed)
         assert rows.max() <= 5 and changed[:3].mean() > 0.9  # the top rows only, all across
         assert marked[2, SIZE - 8:SIZE - 3].max() > 200 and marked[2, SIZE // 2].max() < 40  # the battery, on dark
+
+
+def test_a_pin_is_a_red_teardrop_with_a_white_dot_in_the_upper_half():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "pin", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert rows.max() < SIZE * 0.7 and np.ptp(rows) > np.ptp(cols) and 20 < len(rows) < 120  # small, pointing down
+        px = marked[changed].astype(int)
+        assert (px[:, 0] > px[:, 1] + 120).mean() > 0.7 and (px.min(axis=1) > 240).any()  # red, with a white dot
+
+
+def test_a_price_sticker_is_a_yellow_label_with_dark_digits_in_the_bottom_right_corner():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "price", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert rows.min() > SIZE * 0.7 and cols.min() > SIZE / 2 and np.ptp(cols) > 2 * np.ptp(rows)
+        px = marked[changed].astype(int)
+        assert (px[:, 0] > px[:, 2] + 150).mean() > 0.6 and (px.max(axis=1) < 60).sum() > 5  # yellow, dark digits
+
+
+def test_a_tear_is_a_jagged_white_strip_down_the_left_edge():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "tear", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        assert changed[:, 0].mean() > 0.9 and not changed[:, SIZE // 4:].any()  # the whole left edge, no deeper
+        widths = changed.sum(axis=1)
+        assert np.ptp(widths) >= 2 and marked[changed].min() >= 235  # jagged, white
