@@ -393,7 +393,6 @@ CONSTANTS: dict[str, tuple[tuple[str, str], tuple[float, float]]] = {
     "REPRODUCING": (("thresholds", "REPRODUCING"), (3, 8)),
     "NESTED_SPLITS": (("thresholds", "nested_thresholds:levels"), (2, 4)),
     "CLASS_LAMBDA": (("combine", "CLASS_LAMBDA"), (0.3, 0.7)),
-    "LAMBDA_WEIGHT": (("combine", "LAMBDA_WEIGHT"), (0.0, 1.0)),
     "SKEWED_SEEDS": (("combine", "SKEWED_SEEDS"), (8, 32)),
     "BIMODAL_SEEDS": (("combine", "BIMODAL_SEEDS"), (8, 32)),
     "MIN_NEURONS": (("combine", "MIN_NEURONS"), (1, 8)),

@@ -37,7 +37,7 @@ were fixed before any result was seen.
     python benchmarks/findings_benchmark.py --fresh 4        # the fourth (a tenth session)
     python benchmarks/findings_benchmark.py --fresh 5        # the fifth (a tenth session, later)
     python benchmarks/findings_benchmark.py --every-batch --off class_rule   # all 19 families, a piece off
-    python benchmarks/findings_benchmark.py --split dev --set LAMBDA_WEIGHT=0   # a scoring constant changed
+    python benchmarks/findings_benchmark.py --split dev --set CLASS_LAMBDA=0.7   # a scoring constant changed
 
 Training takes one to three minutes a model on 2 cores, the s-AMS about a
 minute; both and the scan sets are cached (``$DORA_CLEAN_CACHE``).

@@ -13,8 +13,7 @@ artifact makes a long tail in the direction that separates it.
 Per row, the ``--top`` components of largest absolute skewness, each turned
 so its tail is up, are split as a combined score is (``flag_threshold``) and
 join the contest on the scan's winner's terms: a component counts as a
-candidate of many neurons, its merit is its separation less the class-lambda
-weight, and a flagged set the class folders explain (class lambda >= 0.5) is
+candidate of many neurons, it competes on its separation, and a flagged set the class folders explain (class lambda >= 0.5) is
 set aside. The table gives, per number of components, the rows meeting the
 comb and P/R goals with and without them. Offline only: the findings,
 confidence and export do not see the components.
@@ -30,7 +29,7 @@ import warnings
 import numpy as np
 
 from dora_clean.evaluate import auc, precision_recall
-from dora_clean.scoring.classes import CLASS_LAMBDA, LAMBDA_WEIGHT, class_codes, class_lambda
+from dora_clean.scoring.classes import CLASS_LAMBDA, class_codes, class_lambda
 from dora_clean.scoring.combine import MIN_NEURONS
 from dora_clean.scoring.findings import same_images
 from dora_clean.scoring.recruiting import column_ranks
@@ -43,7 +42,7 @@ from planted_benchmark import evaluate
 
 def component_candidates(activations: np.ndarray, ranks: np.ndarray, codes: np.ndarray, components: int, top: int,
                          seed: int, stable: bool = False) -> list[tuple[float, np.ndarray, float]]:
-    """The most skewed independent components of the layer as (merit, score, threshold), the class rule kept.
+    """The most skewed independent components of the layer as (separation, score, threshold), the class rule kept.
     ``stable``: only those whose flagged set a decomposition from another random state also flags
     (each holds half of the other's images: :func:`~dora_clean.scoring.findings.same_images` both ways)."""
     out = _components(activations, ranks, codes, components, top, seed)
@@ -71,9 +70,8 @@ def _components(activations: np.ndarray, ranks: np.ndarray, codes: np.ndarray, c
         t = flag_threshold(score, ranks)
         if np.mean(score > t) > 0.5:
             score, t = -score, -t
-        lam = class_lambda(score > t, codes)
-        if lam < CLASS_LAMBDA:
-            out.append((separation(score, t) - LAMBDA_WEIGHT * lam, score, float(t)))
+        if class_lambda(score > t, codes) < CLASS_LAMBDA:
+            out.append((separation(score, t), score, float(t)))
     return out
 
 
@@ -110,12 +108,12 @@ def main() -> int:
                 if d != depth:
                     continue
                 cand = winner.candidate
-                best = (len(cand.combined) >= MIN_NEURONS, cand.merit, e["score"], e["flagged"])
+                best = (len(cand.combined) >= MIN_NEURONS, cand.separation, e["score"], e["flagged"])
                 if k is not None:
                     n = src.shape[1] // 2 if k == "half" else int(k)
-                    for merit, score, t in component_candidates(src, ranks, codes, n, args.top, args.seed, args.stable):
-                        if (True, merit) > best[:2]:
-                            best = (True, merit, score, score > t)
+                    for sep, score, t in component_candidates(src, ranks, codes, n, args.top, args.seed, args.stable):
+                        if (True, sep) > best[:2]:
+                            best = (True, sep, score, score > t)
                     won += best[2] is not e["score"]
                 score, flagged = best[2], best[3]
                 p, r = precision_recall(case.y, flagged)

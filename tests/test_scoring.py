@@ -332,7 +332,9 @@ def test_a_common_artifact_splits_its_detectors_in_two_and_the_bimodal_seeds_fin
     assert max(auc(y, c.score) for c in off.candidates) < 0.9  # the skewed seeds are the long-tailed neurons
 
 
-def test_a_score_the_classes_partly_explain_needs_a_cleaner_split_to_win(monkeypatch):
+def test_where_a_score_the_classes_partly_explain_wins_the_scan_centres_and_finds_the_artifact():
+    from dora_clean.scoring import score_findings
+
     rng = np.random.default_rng(5)
     n = 4000
     y = rng.random(n) < 0.05  # an artifact on 5% of every class
@@ -342,12 +344,15 @@ def test_a_score_the_classes_partly_explain_needs_a_cleaner_split_to_win(monkeyp
     # contest then ranks by structure: test_a_rare_artifact_wins_over_a_bell_curve_split_at_its_middle)
     layer = np.c_[4.0 * y[:, None] + rng.normal(size=(n, 6)), 4.0 * kind[:, None] + rng.normal(size=(n, 10))]
     classes = np.array([f"class{c}" for c in cls])
-    s = artifact_scores(layer, layer, [0, 6], classes=classes)  # each group's neurons are among the most skewed
-    assert set(s.combined) <= set(range(6)) and s.class_lambda == 0.0 and auc(y, s.score) > 0.98
-    monkeypatch.setattr("dora_clean.scoring.combine.LAMBDA_WEIGHT", 0.0)  # the split alone: the content's wins
+    # the contest ranks by the split alone: the content's, cleaner, wins, and the class rule lets it through
     content = artifact_scores(layer, layer, [0, 6], classes=classes)
     assert set(content.combined) <= set(range(6, 16)) and 0.2 < content.class_lambda < 0.5
-    assert content.separation > s.separation
+    artifact = next(c for c in content.candidates if set(c.combined) <= set(range(6)))
+    assert content.separation > artifact.separation and auc(y, artifact.score) > 0.98
+    # its flags go with class 0, so the scan scores the layer again within the class folders: the artifact wins
+    scores, found = score_findings(layer, layer, [0, 6], classes=classes)
+    assert scores.class_centres is not None and set(scores.combined) == set(range(6))
+    assert auc(y, scores.score) > 0.98 and set(found[0].candidate.combined) == set(range(6))
 
 
 def test_the_class_centred_view_reads_what_centring_the_whole_layer_gives(tmp_path):

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["CLASS_LAMBDA", "LAMBDA_WEIGHT", "ClassCentred", "class_centres", "class_codes", "class_lambda", "class_names",
+__all__ = ["CLASS_LAMBDA", "ClassCentred", "class_centres", "class_codes", "class_lambda", "class_names",
            "has_classes"]
 
 
@@ -14,12 +14,6 @@ __all__ = ["CLASS_LAMBDA", "LAMBDA_WEIGHT", "ClassCentred", "class_centres", "cl
 #: (:func:`class_lambda`) sees class content, not an artifact: chosen on the planted benchmark
 #: (0.3 and 0.7 did about as well).
 CLASS_LAMBDA = 0.5
-
-
-#: Below :data:`CLASS_LAMBDA`, a score's class lambda counts against its separation with this
-#: weight when the seeds compete: a score the classes partly explain needs a cleaner split to
-#: win. Chosen on the planted benchmark, over the weights 0, 1/2 and 1 (docs/benchmark.md).
-LAMBDA_WEIGHT = 0.5
 
 
 def class_codes(classes: Sequence[str | None]) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 
-from .classes import CLASS_LAMBDA, LAMBDA_WEIGHT, ClassCentred, class_codes, class_lambda, class_names, has_classes
+from .classes import CLASS_LAMBDA, ClassCentred, class_codes, class_lambda, class_names, has_classes
 from .recruiting import SELECT_ROWS, column_ranks, grow_seed
 from .seeds import DEFAULT_AGREEMENT, Seed, agreeing, tail_pursuit
 from .stats import layer_pooled, mean_score, orientation, pooled, sample_rows, skewness
@@ -83,26 +83,20 @@ class Candidate:
     separation: float
     class_lambda: float
 
-    @property
-    def merit(self) -> float:
-        """The separation, less :data:`LAMBDA_WEIGHT` times the class lambda."""
-        return self.separation - LAMBDA_WEIGHT * self.class_lambda
-
     @functools.cached_property
     def structure(self) -> float:
         """How far its split stands from a bell curve's toward a perfect split (:func:`~.thresholds.structure`)."""
         return structure(self.score, self.threshold, self.separation)
 
     def standing(self, by_structure: bool = False) -> tuple[bool, float]:
-        """What the seeds compete on: whether it has :data:`MIN_NEURONS` neurons, then its merit (with
-        ``by_structure``, its :attr:`structure` less :data:`LAMBDA_WEIGHT` times the class lambda)."""
-        merit = self.structure - LAMBDA_WEIGHT * self.class_lambda if by_structure else self.merit
-        return len(self.combined) >= MIN_NEURONS, merit
+        """What the seeds compete on: whether it has :data:`MIN_NEURONS` neurons, then its separation (with
+        ``by_structure``, its :attr:`structure`)."""
+        return len(self.combined) >= MIN_NEURONS, self.structure if by_structure else self.separation
 
     def beats(self, other: "Candidate", by_structure: bool = False) -> bool:
         """Whether it stands above ``other`` in the contest (the earlier keeps a tie)."""
-        (many, merit), (other_many, other_merit) = self.standing(by_structure), other.standing(by_structure)
-        return many > other_many or (many == other_many and merit > other_merit + 1e-9)
+        (many, value), (other_many, other_value) = self.standing(by_structure), other.standing(by_structure)
+        return many > other_many or (many == other_many and value > other_value + 1e-9)
 
     def turned(self) -> "Candidate":
         """The candidate turned, where it flags more than half the images (an artifact is on a minority)."""
@@ -132,13 +126,13 @@ class ArtifactScores:
         threshold: the label-free threshold on ``score`` (:func:`flag_threshold`, with the layer's
             ranks where neurons were recruited): the images above it are flagged.
         candidates: every grown seed's score (:class:`Candidate`), the winner first, then the others and
-            the skewed neurons' by :attr:`Candidate.merit`; those set aside as class content last. The
+            the skewed neurons' by separation; those set aside as class content last. The
             findings are made of them (:mod:`.findings`).
         own_orient: [m] each infected neuron's own direction (:func:`orientation`).
         class_centres: [K, C] each neuron's median within each class folder, which the scores took away
             from the activations (:class:`~.classes.ClassCentred`); None where they did not (no class folders).
         class_names: the class folders of ``class_centres``' rows.
-        set_aside: the candidate of fewer than :data:`MIN_NEURONS` neurons that would have won on merit
+        set_aside: the candidate of fewer than :data:`MIN_NEURONS` neurons that would have won on its split
             alone (None where the winner is that candidate).
         ranked_by: what the contest ranked the candidates by: "separation", or "structure" where the first
             winner's split was no cleaner than a bell curve's (:data:`~.thresholds.STRUCTURE`).
@@ -234,10 +228,10 @@ def artifact_scores(
     layer reproduces (:func:`flag_threshold`). Where the images have
     ``classes`` (their class folders, two or more), a grown score whose flagged
     set the classes explain (:func:`class_lambda` >= :data:`CLASS_LAMBDA`) sees
-    class content and is set aside (unless all are: then the least class-bound
-    wins). Of the others, the one that separates the images most cleanly
-    (:func:`separation`, less :data:`LAMBDA_WEIGHT` times its class lambda where
-    there are class folders) wins, turned so that the images it flags are the
+    class content and is set aside (where all are, and none of the layer's
+    seeds below passes the rule either, the least class-bound wins). Of the
+    others, the one that separates the images most cleanly (:func:`separation`)
+    wins, turned so that the images it flags are the
     smaller group (an artifact is on a minority of a dataset); a score of
     fewer than :data:`MIN_NEURONS` neurons wins only where none of that many
     stands. Where the winner's split is no cleaner than a bell curve's at its
@@ -248,7 +242,7 @@ def artifact_scores(
     (and any of the winner's own neurons among the most skewed) seeds a
     candidate as well (DORA's outlier step can miss the detectors, which still
     make long tails); where there are ``classes`` these compete with the winner
-    on the same merit, the class rule guarding them, and elsewhere they are
+    on the same terms, the class rule guarding them, and elsewhere they are
     candidate findings only. So does each of the layer's :data:`BIMODAL_SEEDS`
     most bimodal neurons (a common artifact's detectors split the images in two
     groups of similar size, no long tail). With ``centre`` and ``classes``, all
@@ -305,7 +299,7 @@ def artifact_scores(
         return best
 
     best = seeds_winner(False)
-    by_merit = lambda g: (g.class_lambda >= CLASS_LAMBDA, -g.merit)  # noqa: E731
+    by_separation = lambda g: (g.class_lambda >= CLASS_LAMBDA, -g.separation)  # noqa: E731
     single: list[tuple[str, int, int]] = []  # the layer's own neurons that seed a candidate each
     if ranks is not None and "skewed" not in off:
         single += [("skewed", c, sign) for c, sign in _most_skewed(chosen_on, SKEWED_SEEDS, best.combined)]
@@ -320,7 +314,8 @@ def artifact_scores(
         if by_class:  # where the class rule guards them, the layer's seeds compete for the combined score too
             top = max((g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA),
                       key=lambda g: g.standing(by_structure), default=None)
-            if top is not None and top.beats(best, by_structure):
+            # a layer seed the class rule passes wins over grown seeds that it all set aside
+            if top is not None and (best.class_lambda >= CLASS_LAMBDA or top.beats(best, by_structure)):
                 return top, others + [best] + [g for g in layer_seeds if g is not top]
         return best, others + layer_seeds
 
@@ -330,12 +325,12 @@ def artifact_scores(
     if thresholds.STRUCTURE > 0 and best.structure < thresholds.STRUCTURE:
         by_structure = True
         best, rest = contest(by_structure)
-    # the lone neurons' score that merit alone would have chosen, where MIN_NEURONS set it aside
-    contestants = kept + ([g for g in layer_seeds if g.class_lambda < CLASS_LAMBDA] if by_class else [])
+    # the lone neurons' score that its split alone would have chosen, where MIN_NEURONS set it aside
+    contestants = [g for g in kept + (layer_seeds if by_class else []) if g.class_lambda < CLASS_LAMBDA] or kept
     lone = max(contestants, key=lambda g: g.standing(by_structure)[1])
     set_aside = None if lone.standing(by_structure)[1] <= best.standing(by_structure)[1] + 1e-9 else lone.turned()
     # the artifact is on the smaller side of the split (clearer in the final score than in any seed)
-    candidates = [g.turned() for g in [best] + sorted(rest, key=by_merit)]
+    candidates = [g.turned() for g in [best] + sorted(rest, key=by_separation)]
     winner = candidates[0]
     class_content = {g.seed: round(g.class_lambda, 4) for g in grown
                      if g.class_lambda >= CLASS_LAMBDA and g is not best}

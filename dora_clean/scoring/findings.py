@@ -10,7 +10,7 @@ flag other images than a better one are the findings, each judged on its own
 (:func:`~.confidence.assess`). A candidate flags a better one's images when
 it holds at least half of them (:data:`SAME_IMAGES`), with or without more
 around them (the wider top of a feature that the better split cuts more
-cleanly); the better one (the contest's winner first, then by merit) stands
+cleanly); the better one (the contest's winner first, then by separation) stands
 for both. (Half of the candidate's own images would merge a rare artifact
 into a better-ranked split by class that holds half of it.)
 
