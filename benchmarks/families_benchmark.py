@@ -468,7 +468,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="4 families of each split, the last layer, 5%% and 20%%")
     ap.add_argument("--family", action="append", help="only families whose name contains this")
     ap.add_argument("--fresh", type=int, nargs="*", choices=sorted(FRESH_BATCHES),
-                    help="only the fresh held-out families of these batches (default 1): 1 (tag, stamp), 2 (arrow, marks), 3 (ink, scanline), 4 (barcode, dust), 5 (tape, vignette), 6 (caption, glare), 7 (colorcard, bubbles), 8 (crosshair, fold), 9 (scalebar, mosaic), 10 (clip, grid), 11 (jpeg, loop), 12 (hair, lens), 13 (tiled, blur), 14 (signature, staple), 15 (smiley, rec, hotpixels), 16 (sparkle, qr, corners) or 17 (tab, stars, cursor)")
+                    help="only the fresh held-out families of these batches (default 1): " + ", ".join(
+                        f"{k} ({', '.join(f.artifact for f in batch)})" for k, batch in FRESH_BATCHES.items()))
     ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
