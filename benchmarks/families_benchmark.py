@@ -469,7 +469,7 @@ def main() -> int:
     ap.add_argument("--family", action="append", help="only families whose name contains this")
     ap.add_argument("--fresh", type=int, nargs="*", choices=sorted(FRESH_BATCHES),
                     help="only the fresh held-out families of these batches (default 1): " + ", ".join(
-                        f"{k} ({', '.join(f.artifact for f in batch)})" for k, batch in FRESH_BATCHES.items()))
+                        f"{k} ({', '.join(dict.fromkeys(f.artifact for f in batch))})" for k, batch in FRESH_BATCHES.items()))
     ap.add_argument("--fraction", type=float, action="append", help="prevalence (default 0.02, 0.1, 0.4)")
     ap.add_argument("--layers", type=int, choices=[1, 2], default=2, help="the last layer, or also one earlier")
     ap.add_argument("--images", type=int, default=1000, help="scan-set size")
