@@ -231,10 +231,9 @@ def artifact_scores(
     class content and is set aside (where all are, and none of the layer's
     seeds below passes the rule either, the least class-bound wins). Of the
     others, the one that separates the images most cleanly (:func:`separation`)
-    wins, turned so that the images it flags are the
-    smaller group (an artifact is on a minority of a dataset); a score of
-    fewer than :data:`MIN_NEURONS` neurons wins only where none of that many
-    stands. Where the winner's split is no cleaner than a bell curve's at its
+    wins, turned so that the images it flags are the smaller group (an
+    artifact is on a minority of a dataset); a score of fewer than
+    :data:`MIN_NEURONS` neurons wins only where none of that many stands. Where the winner's split is no cleaner than a bell curve's at its
     middle (its :attr:`Candidate.structure` below :data:`~.thresholds.STRUCTURE`), the
     contest is run again on the candidates' structure instead of their
     separation. Each of the
