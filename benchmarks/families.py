@@ -65,7 +65,7 @@ __all__ = ["ARCHS", "ARTIFACT_KINDS", "BACKGROUNDS", "CONTENTS", "FAMILIES", "DE
            "FRESH_2_FAMILIES", "FRESH_3_FAMILIES", "FRESH_4_FAMILIES", "FRESH_5_FAMILIES", "FRESH_6_FAMILIES",
            "FRESH_7_FAMILIES", "FRESH_8_FAMILIES", "FRESH_9_FAMILIES", "FRESH_10_FAMILIES", "FRESH_11_FAMILIES",
            "FRESH_12_FAMILIES", "FRESH_13_FAMILIES", "FRESH_14_FAMILIES", "FRESH_15_FAMILIES", "FRESH_16_FAMILIES", "FRESH_17_FAMILIES",
-           "FRESH_18_FAMILIES", "FRESH_19_FAMILIES",
+           "FRESH_18_FAMILIES", "FRESH_19_FAMILIES", "FRESH_20_FAMILIES",
            "FRESH_BATCHES",
            "FRESH_TWO_ARTIFACT_FAMILIES", "FRESH_TWO_ARTIFACT_2_FAMILIES", "FRESH_TWO_ARTIFACT_3_FAMILIES",
            "FRESH_TWO_ARTIFACT_4_FAMILIES", "FRESH_TWO_ARTIFACT_5_FAMILIES",
@@ -81,7 +81,8 @@ ARTIFACT_KINDS = ("text", "patch", "frame", "sticker", "ruler", "timestamp", "lo
                   "ink", "scanline", "barcode", "dust", "tape", "vignette", "caption", "glare", "colorcard", "bubbles",
                   "crosshair", "fold", "scalebar", "mosaic", "clip", "grid", "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature",
                   "staple", "smiley", "rec", "hotpixels", "sparkle", "qr", "corners", "tab", "stars",
-                  "cursor", "play", "heart", "statusbar", "pin", "price", "tear")
+                  "cursor", "play", "heart", "statusbar", "pin", "price", "tear",
+                  "speech", "lock", "banner")
 ARCHS = ("tiny_resnet", "tiny_cnn", "tiny_mobilenet", "tiny_vit")
 
 #: Fixed before any result (30 Nov 2026): the kinds the method may be tuned on, and those held out.
@@ -94,7 +95,8 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
                               "bubbles", "crosshair", "fold", "scalebar", "mosaic", "clip", "grid",
                               "jpeg", "loop", "hair", "lens", "tiled", "blur", "signature", "staple",
                               "smiley", "rec", "hotpixels", "sparkle", "qr", "corners", "tab", "stars",
-                              "cursor", "play", "heart", "statusbar", "pin", "price", "tear"),
+                              "cursor", "play", "heart", "statusbar", "pin", "price", "tear",
+                              "speech", "lock", "banner"),
                  "arch": ("tiny_mobilenet", "tiny_vit")},
 }
 # tiny_vit was added on 30 Nov 2026 after the split above was fixed, as a held-out kind (a new architecture;
@@ -139,7 +141,8 @@ SPLIT: dict[str, dict[str, tuple[str, ...]]] = {
 # statusbar, and FRESH_18_FAMILIES, were added after it, and spent the same session on variant LW0
 # (docs/benchmark.md, "The contest without the class lambda's weight"). The artifacts pin, price and tear, and
 # FRESH_19_FAMILIES, were added on 2 Dec 2026 (a twelfth session) before any of them was run, for variant LW0'
-# (docs/benchmark.md, "LW0 built in").
+# (docs/benchmark.md, "LW0 built in"), and spent on it. The artifacts speech, lock and banner, and FRESH_20_FAMILIES,
+# were added after it the same way, for the next rule to be checked on.
 
 #: The content classes: a task with k classes uses the first k; the artifact class is the first.
 TEXTURES = ("stripes", "checks", "dots", "rings", "waves", "grid", "zigzag", "diagonal", "cross-hatch", "spots")
@@ -319,6 +322,14 @@ FRESH_19_FAMILIES: tuple[Family, ...] = (
     Family("texture", "shapes", "tear", "tiny_cnn"),
 )
 
+#: A twentieth batch, added before any of them was run (``--fresh 20``): a comic's speech balloon in the upper
+#: left, a padlock icon in the bottom-left corner, and a red banner across the top-right corner.
+FRESH_20_FAMILIES: tuple[Family, ...] = (
+    Family("texture", "textures", "speech", "tiny_mobilenet"),
+    Family("flat", "digits", "lock", "tiny_cnn", 10),
+    Family("photo", "shapes", "banner", "tiny_resnet", 10),
+)
+
 #: The fresh held-out batches by number (``--fresh N``).
 FRESH_BATCHES: dict[int, tuple[Family, ...]] = {
     1: FRESH_FAMILIES, 2: FRESH_2_FAMILIES, 3: FRESH_3_FAMILIES, 4: FRESH_4_FAMILIES, 5: FRESH_5_FAMILIES,
@@ -326,6 +337,7 @@ FRESH_BATCHES: dict[int, tuple[Family, ...]] = {
     10: FRESH_10_FAMILIES, 11: FRESH_11_FAMILIES, 12: FRESH_12_FAMILIES,
     13: FRESH_13_FAMILIES, 14: FRESH_14_FAMILIES, 15: FRESH_15_FAMILIES,
     16: FRESH_16_FAMILIES, 17: FRESH_17_FAMILIES, 18: FRESH_18_FAMILIES, 19: FRESH_19_FAMILIES,
+    20: FRESH_20_FAMILIES,
 }
 
 #: More dev families, added on 1 Dec 2026 before any of them was run: on the first six dev families every
@@ -862,6 +874,32 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         xs = depth + rng.uniform(-1.5, 1.5, size=len(ys)) * scale
         tone = int(rng.integers(235, 256))
         draw_.polygon([(0, 0)] + [(float(x), float(y)) for x, y in zip(xs, ys)] + [(0, h - 1)], fill=(tone,) * 3)
+    elif kind == "speech":  # a comic's speech balloon in the upper left: white, outlined, its tail pointing down
+        bw, bh = rng.uniform(16, 20) * scale, rng.uniform(9, 11) * scale
+        x0, y0 = rng.uniform(2, 0.45 * w - bw / 2), rng.uniform(2, 0.4 * h - bh)
+        lw = max(1, int(round(0.8 * scale)))
+        tail = [(x0 + 0.3 * bw, y0 + bh - lw), (x0 + 0.5 * bw, y0 + bh - lw), (x0 + 0.25 * bw, y0 + bh + 5 * scale)]
+        draw_.polygon(tail, fill=(250, 250, 250), outline=(20, 20, 20))
+        draw_.ellipse([x0, y0, x0 + bw, y0 + bh], fill=(250, 250, 250), outline=(20, 20, 20), width=lw)
+        for k in range(3):  # three dots of "..."
+            cx, r = x0 + (0.3 + 0.2 * k) * bw, 0.8 * scale
+            draw_.ellipse([cx - r, y0 + bh / 2 - r, cx + r, y0 + bh / 2 + r], fill=(20, 20, 20))
+    elif kind == "lock":  # a padlock icon in the bottom-left corner: a grey shackle over a darker body
+        bw, bh = rng.uniform(6, 7.5) * scale, rng.uniform(5, 6) * scale
+        x0, y1 = rng.uniform(2, 4) * scale, h - rng.uniform(2, 4) * scale
+        grey = int(rng.integers(60, 110))
+        lw = max(1, int(round(1.2 * scale)))
+        draw_.arc([x0 + 0.15 * bw, y1 - bh - 0.7 * bw, x0 + 0.85 * bw, y1 - bh + 0.7 * bw / 2], 180, 360,
+                  fill=(grey + 90,) * 3, width=lw)
+        draw_.line([x0 + 0.15 * bw, y1 - bh - 0.35 * bw / 2, x0 + 0.15 * bw, y1 - bh], fill=(grey + 90,) * 3, width=lw)
+        draw_.line([x0 + 0.85 * bw, y1 - bh - 0.35 * bw / 2, x0 + 0.85 * bw, y1 - bh], fill=(grey + 90,) * 3, width=lw)
+        draw_.rectangle([x0, y1 - bh, x0 + bw, y1], fill=(grey, grey, grey + 10))
+        draw_.ellipse([x0 + bw / 2 - scale, y1 - bh / 2 - scale, x0 + bw / 2 + scale, y1 - bh / 2 + scale],
+                      fill=(15, 15, 15))
+    elif kind == "banner":  # a "sample" banner: a red band across the top-right corner, at 45 degrees
+        d, width = rng.uniform(14, 18) * scale, rng.uniform(5, 7) * scale
+        colour = (int(rng.integers(190, 235)), int(rng.integers(10, 40)), int(rng.integers(20, 50)))
+        draw_.polygon([(w - 1 - d - width, 0), (w - 1 - d, 0), (w - 1, d), (w - 1, d + width)], fill=colour)
     else:  # logo: a small translucent ring with a triangle, top-right
         r = rng.uniform(5, 7) * scale
         cx, cy = w - (2 + rng.uniform(0, 3)) * scale - r, (2 + rng.uniform(0, 3)) * scale + r

@@ -537,3 +537,32 @@ def test_a_tear_is_a_jagged_white_strip_down_the_left_edge():
         assert changed[:, 0].mean() > 0.9 and not changed[:, SIZE // 4:].any()  # the whole left edge, no deeper
         widths = changed.sum(axis=1)
         assert np.ptp(widths) >= 2 and marked[changed].min() >= 235  # jagged, white
+
+
+def test_a_speech_balloon_is_white_outlined_in_black_in_the_upper_left():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "speech", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert rows.max() < SIZE * 0.6 and cols.max() < SIZE * 0.6 and np.ptp(cols) > np.ptp(rows) * 0.9
+        px = marked[changed]
+        assert (px.min(axis=1) >= 240).mean() > 0.5 and (px.max(axis=1) <= 30).sum() > 10  # white, dark rim and dots
+
+
+def test_a_padlock_is_a_small_grey_icon_in_the_bottom_left_corner():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "lock", "tiny_cnn"), seed)
+        rows, cols = np.nonzero(np.any(clean != marked, axis=2))
+        assert rows.min() > SIZE * 0.6 and cols.max() < SIZE * 0.3 and np.ptp(rows) > 5
+        px = marked[rows, cols].astype(int)
+        assert (np.ptp(px, axis=1) < 20).mean() > 0.9  # grey
+
+
+def test_a_banner_is_a_red_band_across_the_top_right_corner_that_leaves_the_corner_itself():
+    for seed in range(4):
+        clean, marked = _pair(F.Family("flat", "shapes", "banner", "tiny_cnn"), seed)
+        changed = np.any(clean != marked, axis=2)
+        rows, cols = np.nonzero(changed)
+        assert cols.min() > SIZE / 2 and rows.max() < SIZE / 2 and not changed[0, -1]  # a band, not the corner
+        px = marked[changed].astype(int)
+        assert (px[:, 0] > px[:, 1] + 140).mean() > 0.9  # red
