@@ -84,3 +84,15 @@ def test_atlas_shape_and_unknown_method():
     assert atlas(d).shape == (12, 2)
     with pytest.raises(DoraError, match="unknown outlier method"):
         outlier_scores(d, "nope")
+
+
+def test_without_scores_the_first_live_neuron_is_infected_quietly():
+    import warnings
+
+    from dora_clean.analysis.outliers import select_infected
+
+    scores = np.array([-np.inf, -np.inf, -np.inf])  # what find_infected passes with fewer than 3 live neurons
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert select_infected(scores, [7, 8, 9], np.array([True, False, False])) == [8]
+        assert select_infected(np.array([0.1, np.nan, 5.0, 0.2, 0.3]), range(5), np.zeros(5, bool), max_fraction=0.4) == [2]
