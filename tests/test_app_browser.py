@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import urllib.request
 
 import numpy as np
@@ -70,7 +71,14 @@ def test_app_serves_and_renders_the_flagged_view(session, tmp_path):
 
     # a real browser loads the review address and renders one sample tile per flagged image, even
     # where the App has not had the session's state yet (a loaded machine: up to 20 s after it is up)
-    session.dataset = None
+    for _ in range(60):
+        try:
+            session.dataset = None
+            break
+        except RuntimeError:  # the session's client is between tries to reach a slow-starting App: wait for it
+            time.sleep(1)
+    else:
+        pytest.fail("the session never reached the App")
     shot = tmp_path / "app.png"
     # on a loaded machine the App can take longer than the first budget to render: wait longer, up to 3 tries
     for budget in (20000, 60000, 120000):
