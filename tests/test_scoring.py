@@ -395,10 +395,10 @@ def test_a_lone_neuron_wins_the_contest_only_where_no_score_of_several_neurons_s
     assert auc(y, s.score) > 0.999
     assert s.set_aside is not None and set(s.set_aside.combined) == {6}  # it had the cleaner split
     assert s.set_aside.separation > s.separation
-    monkeypatch.setattr(combine, "MIN_NEURONS", 1)  # merit alone: the lone neuron's split wins
-    merit_only = artifact_scores(layer, layer, [6], classes=classes)
-    assert set(merit_only.combined) == {6} and merit_only.set_aside is None
-    noise = np.random.default_rng(0).normal(size=(2000, 5))  # no score of several neurons: merit decides
+    monkeypatch.setattr(combine, "MIN_NEURONS", 1)  # the split alone: the lone neuron's split wins
+    split_only = artifact_scores(layer, layer, [6], classes=classes)
+    assert set(split_only.combined) == {6} and split_only.set_aside is None
+    noise = np.random.default_rng(0).normal(size=(2000, 5))  # no score of several neurons: the split decides
     assert artifact_scores(noise, noise, [0], classes=classes[:2000]).set_aside is None
 
 
