@@ -891,8 +891,9 @@ def add_family_artifact(img: np.ndarray, kind: str, rng: np.random.Generator) ->
         lw = max(1, int(round(1.2 * scale)))
         draw_.arc([x0 + 0.15 * bw, y1 - bh - 0.7 * bw, x0 + 0.85 * bw, y1 - bh + 0.7 * bw / 2], 180, 360,
                   fill=(grey + 90,) * 3, width=lw)
-        draw_.line([x0 + 0.15 * bw, y1 - bh - 0.35 * bw / 2, x0 + 0.15 * bw, y1 - bh], fill=(grey + 90,) * 3, width=lw)
-        draw_.line([x0 + 0.85 * bw, y1 - bh - 0.35 * bw / 2, x0 + 0.85 * bw, y1 - bh], fill=(grey + 90,) * 3, width=lw)
+        for side in (0.15, 0.85):  # the shackle's legs
+            x = x0 + side * bw
+            draw_.line([x, y1 - bh - 0.35 * bw / 2, x, y1 - bh], fill=(grey + 90,) * 3, width=lw)
         draw_.rectangle([x0, y1 - bh, x0 + bw, y1], fill=(grey, grey, grey + 10))
         draw_.ellipse([x0 + bw / 2 - scale, y1 - bh / 2 - scale, x0 + bw / 2 + scale, y1 - bh / 2 + scale],
                       fill=(15, 15, 15))

@@ -13,8 +13,8 @@ artifact makes a long tail in the direction that separates it.
 Per row, the ``--top`` components of largest absolute skewness, each turned
 so its tail is up, are split as a combined score is (``flag_threshold``) and
 join the contest on the scan's winner's terms: a component counts as a
-candidate of many neurons, it competes on its separation, and a flagged set the class folders explain (class lambda >= 0.5) is
-set aside. The table gives, per number of components, the rows meeting the
+candidate of many neurons, it competes on its separation, and a flagged set
+the class folders explain (class lambda >= 0.5) is set aside. The table gives, per number of components, the rows meeting the
 comb and P/R goals with and without them. Offline only: the findings,
 confidence and export do not see the components.
 
