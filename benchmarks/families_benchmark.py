@@ -67,7 +67,7 @@ import time
 import numpy as np
 
 from dora_clean.analysis import AnalysisOptions, OutlierSettings, analyse_layer
-from dora_clean.analysis.sams import SamsConfig, cache_root
+from dora_clean.analysis.sams import OBJECTIVES, SamsConfig, cache_root
 from dora_clean.evaluate import auc
 from dora_clean.models import IMAGENET_MEAN, IMAGENET_STD, LayerModel, weights_hash
 from dora_clean.scanning import list_images
@@ -490,10 +490,13 @@ def main() -> int:
                          "2026, with --pooling mean)")
     ap.add_argument("--steps", type=int, help="s-AMS steps (default: the scan's, 128)")
     ap.add_argument("--signals", type=int, help="s-AMS per neuron (default: the scan's, 4)")
+    ap.add_argument("--objective", choices=list(OBJECTIVES), help="what the s-AMS maximise (default: the scan's, "
+                    "channel: each neuron's mean over its map; channel_max: its peak)")
     args = ap.parse_args()
     SCORING.update(pooling=args.pooling, readings=args.readings)
     global SAMS
-    SAMS = dataclasses.replace(SAMS, **{k: v for k, v in (("steps", args.steps), ("n_signals", args.signals)) if v})
+    SAMS = dataclasses.replace(SAMS, **{k: v for k, v in (("steps", args.steps), ("n_signals", args.signals),
+                                                          ("objective", args.objective)) if v})
     changed = parse_constants(args.set, ap)
     if args.clean:
         clean = [f for f in CLEAN_FAMILIES if args.split in ("all", f.split)]
