@@ -39,7 +39,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --quick             # 4 dev + 4 held-out families, last layer, 5% and 20%
     python benchmarks/families_benchmark.py --split held-out    # every held-out family
     python benchmarks/families_benchmark.py --fresh             # the first batch of fresh held-out families (tag, stamp)
-    python benchmarks/families_benchmark.py --fresh 2 3         # the second and third (--help lists all 17)
+    python benchmarks/families_benchmark.py --fresh 2 3         # the second and third (--help lists all 20)
     python benchmarks/families_benchmark.py --fresh 11 --findings   # every finding of each row under it
     python benchmarks/families_benchmark.py --flat --layers 1   # the scan sets as flat folders (no class folders)
     python benchmarks/families_benchmark.py --clean             # the clean-model rows
@@ -49,6 +49,7 @@ confident (``clean`` in the goals column when missed).
     python benchmarks/families_benchmark.py --set REPRODUCING=5     # the table with a constant changed
     python benchmarks/families_benchmark.py --off centring          # the table with a piece (or rule) off
     python benchmarks/families_benchmark.py --layers 1 --steps 32   # what a cheaper s-AMS setting costs
+    python benchmarks/families_benchmark.py --split dev --objective channel_max  # s-AMS of each neuron's peak (PK)
     python benchmarks/families_benchmark.py --pooling mean          # scored from each neuron's mean alone (before PR)
 
 Training takes about a minute a 4-class model on 2 cores, the s-AMS about as
