@@ -38,8 +38,7 @@ from dora_clean.evaluate import auc, precision_recall
 from dora_clean.scoring.classes import CLASS_LAMBDA, class_codes, class_lambda
 from dora_clean.scoring.combine import MIN_NEURONS
 from dora_clean.scoring.confidence import reproducing_neurons
-from dora_clean.scoring.findings import DEFAULT_POOLING, PEAK_REASON
-from dora_clean.scoring.findings import same_images
+from dora_clean.scoring.findings import DEFAULT_POOLING, PEAK_REASON, same_images
 from dora_clean.scoring.recruiting import column_ranks
 from dora_clean.scoring.stats import robust_z, skewness
 from dora_clean.scoring.thresholds import flag_threshold, separation
@@ -109,20 +108,20 @@ def main() -> int:
                 if winner.class_centres is not None:  # the scan's answer was scored centred: so are the components
                     for c in np.unique(codes):
                         src[codes == c] -= np.median(src[codes == c], axis=0)
-                rows.append((depth, case, e, src, column_ranks(src), codes, winner))
+                bar = reproducing_neurons(src, e["flagged"]) if args.reproduced else -1  # what a component must beat
+                rows.append((depth, case, e, src, column_ranks(src), codes, winner, bar))
     print(f"{'components':>10} | {'last: comb':>10} {'P/R':>4} {'won':>4} | {'earlier: comb':>13} {'P/R':>4} {'won':>4}")
     for k in [None, *args.components]:
         cells = []
         for depth in (0, 1):
             comb = pr = won = 0
-            for d, case, e, src, ranks, codes, winner in rows:
+            for d, case, e, src, ranks, codes, winner, bar in rows:
                 if d != depth:
                     continue
                 cand = winner.candidate
                 best = (len(cand.combined) >= MIN_NEURONS, cand.separation, e["score"], e["flagged"])
                 if k is not None:
                     n = src.shape[1] // 2 if k == "half" else int(k)
-                    bar = reproducing_neurons(src, e["flagged"]) if args.reproduced else -1
                     for sep, score, t in component_candidates(src, ranks, codes, n, args.top, args.seed, args.stable):
                         if (True, sep) > best[:2] and (bar < 0 or reproducing_neurons(src, score > t) > bar):
                             best = (True, sep, score, score > t)
