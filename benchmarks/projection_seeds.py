@@ -1,8 +1,9 @@
 """Would weighted read-outs of the layer, found without labels, win the contest where the mean of neurons misses?
 
 The families benchmark's linear probe (``families_benchmark.probe_auc``)
-reads the artifact at AUC 0.95 or more in 16 dev earlier-layer rows whose
-combined score misses the comb goal: there the artifact is spread over many
+reads the artifact at AUC 0.95 or more in dev earlier-layer rows whose
+combined score misses the comb goal (16 on the scan that read each neuron's
+mean alone, 8 on today's): there the artifact is spread over many
 neurons, each a weak detector, and the combined score, a mean of whole
 neurons' z-scores, cannot weight them. This script asks whether independent
 components of the layer (scikit-learn's FastICA, on the robust z-scores of
