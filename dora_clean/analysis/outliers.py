@@ -178,7 +178,8 @@ def select_infected(
     order = live[np.argsort(-scores[live], kind="stable")]
     if n_infected is not None:
         return [int(neurons[i]) for i in order[: max(0, n_infected)]]
-    s = scores[live][np.isfinite(scores[live])]
+    s = scores[live]
+    s = s[np.isfinite(s)]
     if len(s) == 0:  # no scores (fewer than 3 live neurons): the first live neuron
         s = np.zeros(1)
     med = np.median(s)

@@ -233,9 +233,10 @@ def artifact_scores(
     others, the one that separates the images most cleanly (:func:`separation`)
     wins, turned so that the images it flags are the smaller group (an
     artifact is on a minority of a dataset); a score of fewer than
-    :data:`MIN_NEURONS` neurons wins only where none of that many stands. Where the winner's split is no cleaner than a bell curve's at its
-    middle (its :attr:`Candidate.structure` below :data:`~.thresholds.STRUCTURE`), the
-    contest is run again on the candidates' structure instead of their
+    :data:`MIN_NEURONS` neurons wins only where none of that many stands.
+    Where the winner's split is no cleaner than a bell curve's at its middle
+    (its :attr:`Candidate.structure` below :data:`~.thresholds.STRUCTURE`),
+    the contest is run again on the candidates' structure instead of their
     separation. Each of the
     layer's :data:`SKEWED_SEEDS` most skewed neurons outside the seeds' winner
     (and any of the winner's own neurons among the most skewed) seeds a
